@@ -1,0 +1,80 @@
+// The C signatures of libbpf.so.1 and the few libc calls the binding needs,
+// declared once. Nothing outside src/libbpf/ imports koffi or this file.
+import koffi from 'koffi';
+
+const libbpf = koffi.load('libbpf.so.1');
+const libc = koffi.load('libc.so.6');
+
+koffi.opaque('bpf_object');
+koffi.opaque('bpf_program');
+koffi.opaque('bpf_map');
+koffi.opaque('btf');
+
+// libbpf_print_fn_t; the va_list arrives as a pointer and goes to vsnprintf.
+export const PrintFn = koffi.proto('int xdplb_print_fn(int level, const char *fmt, void *args)');
+
+export const c = {
+  libbpf_set_print: libbpf.func('void *libbpf_set_print(xdplb_print_fn *fn)'),
+  libbpf_strerror: libbpf.func('int libbpf_strerror(int err, void *buf, size_t size)'),
+  libbpf_num_possible_cpus: libbpf.func('int libbpf_num_possible_cpus(void)'),
+
+  bpf_object__open_file: libbpf.func('bpf_object *bpf_object__open_file(const char *path, void *opts)'),
+  bpf_object__load: libbpf.func('int bpf_object__load(bpf_object *obj)'),
+  bpf_object__close: libbpf.func('void bpf_object__close(bpf_object *obj)'),
+  bpf_object__find_program_by_name: libbpf.func(
+    'bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)'),
+  bpf_object__next_program: libbpf.func('bpf_program *bpf_object__next_program(bpf_object *obj, bpf_program *prev)'),
+  bpf_object__find_map_by_name: libbpf.func('bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)'),
+
+  bpf_program__name: libbpf.func('const char *bpf_program__name(bpf_program *prog)'),
+  bpf_program__fd: libbpf.func('int bpf_program__fd(bpf_program *prog)'),
+  bpf_program__type: libbpf.func('int bpf_program__type(bpf_program *prog)'),
+  bpf_program__set_autoload: libbpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
+
+  bpf_map__fd: libbpf.func('int bpf_map__fd(bpf_map *map)'),
+  bpf_map__reuse_fd: libbpf.func('int bpf_map__reuse_fd(bpf_map *map, int fd)'),
+  bpf_map__set_initial_value: libbpf.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
+
+  bpf_obj_pin: libbpf.func('int bpf_obj_pin(int fd, const char *path)'),
+  bpf_obj_get: libbpf.func('int bpf_obj_get(const char *path)'),
+  bpf_obj_get_info_by_fd: libbpf.func('int bpf_obj_get_info_by_fd(int fd, void *info, void *info_len)'),
+
+  bpf_map_lookup_elem: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+  bpf_map_update_elem: libbpf.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  bpf_map_delete_elem: libbpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
+
+  bpf_prog_get_fd_by_id: libbpf.func('int bpf_prog_get_fd_by_id(uint32_t id)'),
+  bpf_link_get_fd_by_id: libbpf.func('int bpf_link_get_fd_by_id(uint32_t id)'),
+  bpf_link_get_next_id: libbpf.func('int bpf_link_get_next_id(uint32_t start_id, void *next_id)'),
+
+  bpf_link_create: libbpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
+  bpf_link_detach: libbpf.func('int bpf_link_detach(int link_fd)'),
+
+  bpf_xdp_attach: libbpf.func('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)'),
+  bpf_xdp_detach: libbpf.func('int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)'),
+  bpf_xdp_query: libbpf.func('int bpf_xdp_query(int ifindex, int flags, void *opts)'),
+
+  bpf_prog_test_run_opts: libbpf.func('int bpf_prog_test_run_opts(int prog_fd, void *opts)'),
+
+  btf__load_from_kernel_by_id: libbpf.func('btf *btf__load_from_kernel_by_id(uint32_t id)'),
+  btf__free: libbpf.func('void btf__free(btf *btf)'),
+  btf__type_by_id: libbpf.func('const void *btf__type_by_id(btf *btf, uint32_t id)'),
+  btf__name_by_offset: libbpf.func('const char *btf__name_by_offset(btf *btf, uint32_t offset)'),
+
+  close: libc.func('int close(int fd)'),
+  dup: libc.func('int dup(int fd)'),
+  clock_gettime: libc.func('int clock_gettime(int clock, void *ts)'),
+  vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),
+  if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
+  if_indextoname: libc.func('const char *if_indextoname(unsigned int ifindex, void *buf)'),
+  mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+};
+
+export const errno = (): number => koffi.errno();
+export const register = (fn: (...args: any[]) => number) => koffi.register(fn, koffi.pointer(PrintFn));
+export const alloc = (bytes: number) => koffi.alloc('uint8_t', bytes);
+export const free = (ptr: unknown) => koffi.free(ptr);
+export const address = (ptr: unknown): bigint => koffi.address(ptr);
+// A Buffer over C memory, not a copy: copy out before the memory is freed.
+export const view = (ptr: unknown, bytes: number): Buffer => Buffer.from(koffi.view(ptr, bytes));
+export const readU32 = (ptr: unknown): number => koffi.decode(ptr, 'uint32_t');

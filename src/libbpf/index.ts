@@ -1,0 +1,4 @@
+// The libbpf binding: the only way the rest of the project reaches the kernel.
+export { BpfObject, PROG_TYPE_XDP } from './object.js';
+export { BpfError, errnoName } from './errors.js';
+export * from './fd.js';

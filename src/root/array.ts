@@ -1,0 +1,132 @@
+// One interface's root array: the root program, its 8-slot program array and
+// its stats map, either pinned under /sys/fs/bpf/xdplb/<ifname>/ or held by
+// file descriptors only (tests, benchmarks).
+import { existsSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BpfObject, closeFd, openPinned, pinObject, progInfo, mapInfo, mapLookup, mapUpdate, mapDelete,
+  progFdById, withFd, dupFd,
+} from '../libbpf/index.js';
+import { XdplbError } from '../errors.js';
+import { PIN, SLOTS, bpfObject, ensurePinDir } from './layout.js';
+import { ROWS, clearRow, readRow, type Counters } from './stats.js';
+
+export const ROOT_OBJECT = 'xdp_root.o';
+export const ROOT_PROGRAM = 'xdp_root';
+export const SLOTS_MAP = 'xdplb_slots';
+export const STATS_MAP = 'xdplb_stats';
+
+export class RootArray {
+  /** Ids are read once: they identify the kernel objects behind the fds. */
+  readonly rootId: number;
+  readonly slotsId: number;
+  readonly statsId: number;
+
+  private constructor(
+    readonly rootFd: number,
+    readonly slotsFd: number,
+    readonly statsFd: number,
+  ) {
+    this.rootId = progInfo(rootFd).id;
+    this.slotsId = mapInfo(slotsFd).id;
+    this.statsId = mapInfo(statsFd).id;
+  }
+
+  /** Load a new root into the kernel, not pinned and not attached. */
+  static load(objectPath = bpfObject(ROOT_OBJECT)): RootArray {
+    const obj = BpfObject.open(objectPath);
+    try {
+      obj.load();
+      // Keep our own fds: the object's close() releases its own.
+      return new RootArray(
+        dupFd(obj.programFd(ROOT_PROGRAM)),
+        dupFd(obj.mapFd(SLOTS_MAP)),
+        dupFd(obj.mapFd(STATS_MAP)),
+      );
+    } finally {
+      obj.close();
+    }
+  }
+
+  /** Open the root pinned in `dir`; null when none is pinned there. */
+  static openPinned(dir: string): RootArray | null {
+    if (!existsSync(dir)) return null;
+    const fds: number[] = [];
+    try {
+      for (const name of [PIN.root, PIN.slots, PIN.stats]) {
+        const fd = openPinned(join(dir, name));
+        if (fd === null) {
+          throw new XdplbError(`incomplete root array pins in ${dir}: ${name} is missing; run xdp-root --detach to clean up`);
+        }
+        fds.push(fd);
+      }
+      return new RootArray(fds[0], fds[1], fds[2]);
+    } catch (err) {
+      fds.forEach(closeFd);
+      throw err;
+    }
+  }
+
+  pin(dir: string): void {
+    ensurePinDir(dir);
+    const pinned: string[] = [];
+    try {
+      for (const [name, fd] of [[PIN.root, this.rootFd], [PIN.slots, this.slotsFd], [PIN.stats, this.statsFd]] as const) {
+        pinObject(fd, join(dir, name));
+        pinned.push(join(dir, name));
+      }
+    } catch (err) {
+      pinned.forEach((p) => unlinkSync(p));
+      throw err;
+    }
+  }
+
+  /** Program id in each slot, 0 for an empty slot. */
+  slotIds(): number[] {
+    return Array.from({ length: SLOTS }, (_, slot) => {
+      const id = mapLookup(this.slotsFd, slotKey(slot), 4);
+      return id ? id.readUInt32LE(0) : 0;
+    });
+  }
+
+  /** Put a program into a slot: one map update, atomic for the data path. */
+  setSlot(slot: number, progFd: number): void {
+    const value = Buffer.alloc(4);
+    value.writeInt32LE(progFd);
+    mapUpdate(this.slotsFd, slotKey(slot), value);
+  }
+
+  clearSlot(slot: number): boolean {
+    return mapDelete(this.slotsFd, slotKey(slot));
+  }
+
+  /** Counters of a slot (0..7), the root (8) or the interface totals (9). */
+  counters(row: number): Counters {
+    return readRow(this.statsFd, row);
+  }
+
+  clearCounters(row?: number): void {
+    for (let r = 0; r < ROWS; r++) if (row === undefined || r === row) clearRow(this.statsFd, r);
+  }
+
+  close(): void {
+    [this.rootFd, this.slotsFd, this.statsFd].forEach(closeFd);
+  }
+}
+
+export function slotKey(slot: number): Buffer {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(slot);
+  return key;
+}
+
+/** Whether a program id still names a live program (and what it is). */
+export function describeProg(id: number) {
+  const fd = progFdById(id);
+  return fd === null ? null : withFd(fd, progInfo);
+}
+
+/** Remove a directory of pins (bpffs files unlink like any other). */
+export function removePins(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,138 @@
+// Loading a subprogram for one slot of one root array: the object's copies of
+// the shared maps become the root's, its slot number is written before load,
+// and it must actually use the slot protocol unless forced.
+import { existsSync } from 'node:fs';
+import { BpfObject, PROG_TYPE_XDP, dupFd, progInfo, progFullName, closeFd } from '../libbpf/index.js';
+import { UsageError, XdplbError } from '../errors.js';
+import { validateInterfaceName } from '../net/interface.js';
+import { SLOTS, interfaceDir } from './layout.js';
+import { RootArray, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
+
+/** The section holding `const volatile __u32 xdplb_slot` (bpf/include/xdplb/slot.h). */
+export const SLOT_SECTION = '.rodata.xdplb';
+
+export interface SlotProgramRequest {
+  object: string;
+  program: string;
+  slot: number;
+  /** Load a program that does not follow the slot protocol. */
+  force?: boolean;
+}
+
+export function parseSlot(value: unknown): number {
+  const text = String(value);
+  if (!/^\d+$/.test(text) || Number(text) >= SLOTS) {
+    throw new UsageError(`invalid slot '${text}': expected a whole number from 0 to ${SLOTS - 1}`);
+  }
+  return Number(text);
+}
+
+/** Load the program; returns an fd the caller owns (close it once the
+ *  program is in the array, which holds its own reference). */
+export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): number {
+  if (!existsSync(req.object)) {
+    throw new XdplbError(`object file '${req.object}' not found: expected a BPF ELF object built with clang -target bpf`);
+  }
+  const obj = BpfObject.open(req.object);
+  try {
+    if (!obj.hasProgram(req.program)) {
+      const names = obj.programNames();
+      throw new XdplbError(
+        `no program '${req.program}' in ${req.object}: expected one of ${names.length ? names.join(', ') : '(none)'}`,
+      );
+    }
+    if (obj.programType(req.program) !== PROG_TYPE_XDP) {
+      throw new XdplbError(`program '${req.program}' in ${req.object} is not an XDP program: expected SEC("xdp")`);
+    }
+    const shared = [SLOTS_MAP, STATS_MAP].filter((m) => obj.hasMap(m));
+    const hasSlotVar = obj.hasMap(SLOT_SECTION);
+    if ((shared.length < 2 || !hasSlotVar) && !req.force) {
+      throw notConforming(req, 'its object lacks the xdplb_slots/xdplb_stats maps or the xdplb_slot variable');
+    }
+    if (shared.includes(SLOTS_MAP)) obj.reuseMap(SLOTS_MAP, root.slotsFd);
+    if (shared.includes(STATS_MAP)) obj.reuseMap(STATS_MAP, root.statsFd);
+    if (hasSlotVar) {
+      const value = Buffer.alloc(4);
+      value.writeUInt32LE(req.slot);
+      obj.setData(SLOT_SECTION, value);
+    }
+    obj.loadOnly(req.program);
+    obj.load();
+    const fd = dupFd(obj.programFd(req.program));
+    // Every verdict through xdplb_return() is counted, so a program that
+    // follows the protocol refers to the stats map; one that merely declares
+    // the maps does not.
+    if (!req.force && !progInfo(fd).mapIds.includes(root.statsId)) {
+      closeFd(fd);
+      throw notConforming(req, 'it never reaches xdplb_return(), so it would not count or chain');
+    }
+    return fd;
+  } finally {
+    obj.close();
+  }
+}
+
+function notConforming(req: SlotProgramRequest, why: string): XdplbError {
+  return new XdplbError(
+    `program '${req.program}' in ${req.object} does not use the slot protocol: ${why}; ` +
+      'end it with `return xdplb_return(ctx, action);` from <xdplb/slot.h>, or pass --force to load it anyway',
+  );
+}
+
+/** Open an interface's pinned root, or say how to get one. */
+export function requireRoot(ifname: string): RootArray {
+  const root = RootArray.openPinned(interfaceDir(validateInterfaceName(ifname)));
+  if (!root) {
+    throw new XdplbError(
+      `Root array not attached to interface ${ifname}: run xdp-root --attach --interface ${ifname} first`,
+    );
+  }
+  return root;
+}
+
+export interface LoadResult {
+  ifname: string;
+  slot: number;
+  id: number;
+  name: string;
+  replaced: number;
+}
+
+/** Fill a slot: refuse an occupied one unless `replace`; the swap itself is
+ *  one map update, and the slot's counters restart with the new program. */
+export function loadIntoSlot(ifname: string, req: SlotProgramRequest & { replace?: boolean }): LoadResult {
+  const root = requireRoot(ifname);
+  try {
+    const current = root.slotIds()[req.slot];
+    if (current && !req.replace) {
+      const info = describeProg(current);
+      throw new XdplbError(
+        `slot ${req.slot} of ${ifname} already holds '${info ? progFullName(info) : '?'}' (id ${current}): ` +
+          'pass --replace to swap it atomically',
+      );
+    }
+    const fd = loadSlotProgram(root, req);
+    try {
+      root.clearCounters(req.slot);
+      root.setSlot(req.slot, fd);
+      const info = progInfo(fd);
+      return { ifname, slot: req.slot, id: info.id, name: progFullName(info), replaced: current };
+    } finally {
+      closeFd(fd);
+    }
+  } finally {
+    root.close();
+  }
+}
+
+/** Empty a slot; false when it was empty already. */
+export function unloadSlot(ifname: string, slot: number): boolean {
+  const root = requireRoot(ifname);
+  try {
+    const removed = root.clearSlot(slot);
+    root.clearCounters(slot);
+    return removed;
+  } finally {
+    root.close();
+  }
+}
