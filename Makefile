@@ -41,13 +41,22 @@ typecheck:
 deps:
 	bash scripts/deps.sh
 
+# The tiers run one after another: kernel and net tests change kernel state.
+# A skipped test fails the run (see scripts/test-summary.mjs).
+TIERS := unit kernel net
 test: deps build typecheck
-	npx vitest run --project unit
-	npx vitest run --project kernel
-	npx vitest run --project net
+	@mkdir -p build/test-results
+	@status=0; for t in $(TIERS); do \
+	  npx vitest run --project $$t --reporter=default --reporter=json \
+	    --outputFile.json=build/test-results/$$t.json || status=1; \
+	done; \
+	node scripts/test-summary.mjs $(TIERS:%=build/test-results/%.json) || status=1; \
+	exit $$status
 
+# Bundled inside the checkout so that koffi resolves from node_modules.
 bench: deps build
-	node --experimental-strip-types --no-warnings bench/run.ts
+	npx esbuild bench/run.ts --bundle --platform=node --format=esm --external:koffi --log-level=warning --outfile=build/bench/run.mjs
+	node build/bench/run.mjs
 
 demo: deps build
 	bash scripts/demo.sh

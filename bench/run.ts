@@ -1,0 +1,75 @@
+// `make bench`: dispatch cost under BPF_PROG_TEST_RUN and CLI wall time, in
+// one run; prints tables and writes bench/results/latest.json. Exits non-zero
+// when a measurement fails; a missed goal is reported, not fatal.
+//
+// make bundles this file to build/bench/run.mjs (Node 20 runs no TypeScript).
+// That is two levels below the checkout, like test/helpers/, so the helpers'
+// paths (BIN, BPF, ROOT_DIR), which resolve from import.meta.dirname, still
+// point into the checkout.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
+import { table } from '../src/cli/format.js';
+import { ROOT_DIR } from '../test/helpers/cli.js';
+import { measureCli } from './cli.js';
+import { measureDispatch } from './dispatch.js';
+import { envCount } from './stats.js';
+
+const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
+// The kernel reports whole nanoseconds; only a median of an even count has a half.
+const ns = (n: number) => `${Number.isInteger(n) ? n : n.toFixed(1)} ns`;
+const ms = (n: number) => `${n.toFixed(1)} ms`;
+
+function main(): void {
+  const rounds = envCount('BENCH_ROUNDS', 7);
+  const repeat = envCount('BENCH_REPEAT', 200_000);
+  const cliRuns = envCount('BENCH_CLI_RUNS', 21);
+  const meta = {
+    date: new Date().toISOString(),
+    kernel: release(),
+    node: process.version,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+  };
+  console.log(`xdplb bench: kernel ${meta.kernel}, node ${meta.node}, ${meta.cpus} CPUs (${meta.cpuModel}), ${meta.date}`);
+  console.log('Absolute times are noisy on shared machines; compare the differences and ratios.\n');
+
+  const dispatch = measureDispatch(rounds, repeat);
+  console.log(`BPF_PROG_TEST_RUN, ${dispatch.frameBytes}-byte UDP frame, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+  console.log(table(
+    ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+    dispatch.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+  ));
+
+  const cli = measureCli(cliRuns);
+  console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
+  console.log(table(
+    ['COMMAND', 'MEDIAN', 'MIN', 'MAX'],
+    [
+      ['xdp-root --status --json', ms(cli.statusMs.median), ms(cli.statusMs.min), ms(cli.statusMs.max)],
+      ['node -e 0', ms(cli.nodeMs.median), ms(cli.nodeMs.min), ms(cli.nodeMs.max)],
+    ],
+  ));
+
+  console.log('\nGoals:');
+  console.log(table(
+    ['MEASURE', 'RESULT', 'GOAL', ''],
+    [
+      ['dispatch overhead (through root - direct)', ns(dispatch.overheadNs), `<= ${dispatch.goalNs} ns`, verdict(dispatch.pass)],
+      ['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)],
+    ],
+  ));
+
+  const dir = join(ROOT_DIR, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'latest.json');
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, cli }, null, 2)}\n`);
+  console.log(`\nWrote ${file}`);
+}
+
+try {
+  main();
+} catch (err) {
+  process.stderr.write(`\nbench: FAILED: ${err instanceof Error ? err.stack ?? err.message : err}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,135 @@
+// xdp-root on real interfaces: network namespaces and a veth pair made here,
+// real pings, real attach in native and skb mode, `ip` and bpffs as witnesses.
+import { existsSync, readdirSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
+import { makeLab, type Lab } from '../helpers/netns.js';
+
+let lab: Lab;
+beforeEach(() => {
+  lab = makeLab();
+});
+afterEach(() => lab.destroy());
+
+const root = (args: string[]) => xdpRoot(args, { netns: lab.server });
+
+/** Echo requests sent and replies received by a ping from the client. */
+function ping(count: number): { sent: number; received: number } {
+  const r = run('ping', ['-n', '-q', '-c', String(count), '-i', '0.05', '-W', '1', lab.serverIp], { netns: lab.client });
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
+  if (!m) throw new Error(`unexpected ping output: ${r.stdout}${r.stderr}`);
+  return { sent: Number(m[1]), received: Number(m[2]) };
+}
+
+/** What `ip` says is attached: mode and program id. */
+function xdpOnDevice(): { mode: number; id: number } | null {
+  const [link] = JSON.parse(sh('ip', ['-j', '-d', 'link', 'show', lab.serverIf], lab.server));
+  return link.xdp ? { mode: link.xdp.mode, id: link.xdp.prog?.id ?? link.xdp.attached?.[0]?.prog?.id } : null;
+}
+
+function statusJson() {
+  return JSON.parse(ok(root(['--status', '--interface', lab.serverIf, '--json'])))[lab.serverIf];
+}
+
+for (const mode of ['native', 'skb'] as const) {
+  describe(`in ${mode} mode`, () => {
+    it('forwards pings, drops them with a drop program in a slot, forwards again after unload', () => {
+      expect(ok(root(['--attach', '--interface', lab.serverIf, '--mode', mode]))).toBe(
+        `Attached root array to ${lab.serverIf} (${mode} mode).\n`,
+      );
+      const status = statusJson();
+      expect(status.root_loaded).toBe(true);
+      expect(status.mode).toBe(mode);
+      // ip's witness: XDP_ATTACHED_DRV is 1, XDP_ATTACHED_SKB is 2.
+      expect(xdpOnDevice()).toEqual({ mode: mode === 'native' ? 1 : 2, id: status.root_id });
+
+      expect(ping(3)).toEqual({ sent: 3, received: 3 });
+
+      ok(root(['--load', '--interface', lab.serverIf, '--slot', '5', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_drop_test']));
+      ok(root(['--clear', '--interface', lab.serverIf]));
+      expect(ping(5)).toEqual({ sent: 5, received: 0 });
+      const dropped = statusJson();
+      expect(dropped.subprograms[5]).toMatchObject({ slot: 5, prog_loaded: true, name: 'xdp_drop_test' });
+      expect(dropped.subprograms[5].statistics.XDP_DROP).toBe(5);
+      // 14 Ethernet + 20 IPv4 + 8 ICMP + 56 ping payload.
+      expect(dropped.subprograms[5].bytes.XDP_DROP).toBe(5 * 98);
+      expect(dropped.statistics).toEqual({ XDP_ABORTED: 0, XDP_DROP: 5, XDP_PASS: 0, XDP_TX: 0, XDP_REDIRECT: 0, XDP_INVALID_ACTION: 0 });
+
+      // A second process reads the same state back from the kernel.
+      expect(statusJson()).toEqual(dropped);
+
+      expect(ok(root(['--unload', '--interface', lab.serverIf, '--slot', '5']))).toBe(`Emptied slot 5 of ${lab.serverIf}.\n`);
+      expect(ping(3)).toEqual({ sent: 3, received: 3 });
+      expect(statusJson().subprograms[5].prog_loaded).toBe(false);
+    });
+
+    it('detaches, leaving no XDP program on the device and nothing in bpffs', () => {
+      ok(root(['--attach', '--interface', lab.serverIf, '--mode', mode]));
+      ok(root(['--load', '--interface', lab.serverIf, '--slot', '1', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_pass_test']));
+      expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}`)).toBe(true);
+      expect(ok(root(['--detach', '--interface', lab.serverIf]))).toBe(`Detached root array from ${lab.serverIf}.\n`);
+      expect(xdpOnDevice()).toBeNull();
+      expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}`)).toBe(false);
+      expect(readdirSync('/sys/fs/bpf/xdplb')).not.toContain(lab.serverIf);
+      expect(ok(root(['--status', '--interface', lab.serverIf, '--json']))).toBe(
+        JSON.stringify({ [lab.serverIf]: { root_loaded: false } }, null, 2) + '\n',
+      );
+      expect(ping(2)).toEqual({ sent: 2, received: 2 });
+    });
+  });
+}
+
+describe('attach', () => {
+  it('is idempotent when the root is already ours', () => {
+    ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'native']));
+    const before = statusJson();
+    expect(ok(root(['--attach', '--interface', lab.serverIf]))).toBe(`Root array already attached to ${lab.serverIf} (native mode).\n`);
+    expect(statusJson().root_id).toBe(before.root_id);
+  });
+
+  it('keeps the root and its slots when the device is re-created under the same name', () => {
+    // Adopting what is pinned: the root and its slots outlive the device.
+    ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'native']));
+    ok(root(['--load', '--interface', lab.serverIf, '--slot', '2', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_pass_test']));
+    const before = statusJson();
+    sh('ip', ['link', 'del', lab.serverIf], lab.server);
+    sh('ip', ['link', 'add', lab.serverIf, 'type', 'veth', 'peer', 'name', `${lab.serverIf}p`], lab.server);
+    sh('ip', ['link', 'set', lab.serverIf, 'up'], lab.server);
+    expect(ok(root(['--status', '--interface', lab.serverIf]))).toMatch(/is pinned but not attached/);
+    expect(ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'skb']))).toBe(`Attached root array to ${lab.serverIf} (skb mode).\n`);
+    const after = statusJson();
+    expect(after.root_id).toBe(before.root_id);
+    expect(after.subprograms[2].id).toBe(before.subprograms[2].id);
+  });
+
+  it('replaces a foreign XDP program only with --force', () => {
+    sh('ip', ['link', 'set', 'dev', lab.serverIf, 'xdpdrv', 'object', BPF('xdp_plain.o'), 'program', 'xdp_plain_drop'], lab.server);
+    const foreign = xdpOnDevice();
+    expect(foreign).not.toBeNull();
+    const r = root(['--attach', '--interface', lab.serverIf]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `xdp-root: ${lab.serverIf} already has XDP program 'xdp_plain_drop' (id ${foreign!.id}, native mode) attached: pass --force to replace it\n`,
+    );
+    expect(xdpOnDevice()).toEqual(foreign);
+    expect(ok(root(['--attach', '--interface', lab.serverIf, '--force']))).toBe(`Attached root array to ${lab.serverIf} (native mode).\n`);
+    expect(xdpOnDevice()).toEqual({ mode: 1, id: statusJson().root_id });
+    expect(ping(2)).toEqual({ sent: 2, received: 2 });
+  });
+
+  it('attaches several interfaces at once, or none when one of them is bad', () => {
+    const second = `${lab.serverIf}d`;
+    sh('ip', ['link', 'add', second, 'type', 'veth', 'peer', 'name', `${second}p`], lab.server);
+    sh('ip', ['link', 'set', second, 'up'], lab.server);
+    const bad = root(['--attach', '--interface', `${lab.serverIf},${second},nosuch0`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe(`xdp-root: unknown interface 'nosuch0': no such network device in this namespace\n`);
+    expect(JSON.parse(ok(root(['--status', '--json'])))[lab.serverIf]).toBeUndefined();
+    ok(root(['--attach', '--interface', `${lab.serverIf},${second}`, '--mode', 'skb']));
+    const all = JSON.parse(ok(root(['--status', '--interface', `${lab.serverIf},${second}`, '--json'])));
+    expect(all[lab.serverIf].mode).toBe('skb');
+    expect(all[second].mode).toBe('skb');
+    ok(root(['--detach', '--interface', `${lab.serverIf},${second}`]));
+    expect(existsSync(`/sys/fs/bpf/xdplb/${second}`)).toBe(false);
+  });
+});
