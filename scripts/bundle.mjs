@@ -6,7 +6,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-export const commands = ['xdp-root'];
+// One command per entry file: src/cli/xdp-<name>.ts -> dist/xdp-<name>.cjs,
+// started by bin/xdp-<name>.
+const commands = readdirSync('src/cli').filter((f) => /^xdp-[a-z]+\.ts$/.test(f)).map((f) => f.slice(0, -3));
 
 // string-width (inside yargs and cliui) builds an Intl.Segmenter and a
 // Unicode emoji RegExp when its module is evaluated: ~35 ms, more than the

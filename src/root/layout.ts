@@ -1,6 +1,6 @@
 // Where things live: bpffs pins and the built BPF objects.
 import { existsSync, mkdirSync, readFileSync, chmodSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mountBpffs } from '../libbpf/index.js';
 
@@ -27,11 +27,28 @@ export function isBpffsMounted(at = BPFFS): boolean {
   });
 }
 
-/** Make a directory for pins: bpffs mounted, 0700 all the way down. */
+/** A subprogram's maps kept for one interface: <pin root>/<ifname>/<program>/. */
+export function subprogramDir(ifname: string, program: string): string {
+  return join(interfaceDir(ifname), program);
+}
+
+/** A subprogram's maps shared by every interface it runs on. The directory
+ *  name is longer than an interface name can be (15), so it never clashes. */
+export const SHARED_DIR = 'program-shared-state';
+export function sharedDir(program: string): string {
+  return join(pinRoot(), SHARED_DIR, program);
+}
+
+/** Make a directory for pins under the pin root: bpffs mounted, 0700 all the
+ *  way down. */
 export function ensurePinDir(dir: string): void {
   if (!isBpffsMounted()) mountBpffs(BPFFS);
   const base = pinRoot();
-  for (const d of [base, dir]) {
+  const rel = relative(base, dir);
+  if (rel.startsWith('..')) throw new Error(`pin directory ${dir} is outside ${base}`);
+  let d = base;
+  for (const part of ['', ...rel.split(sep).filter(Boolean)]) {
+    d = join(d, part);
     if (!existsSync(d)) {
       mkdirSync(d, { mode: 0o700 });
       chmodSync(d, 0o700);

@@ -1,11 +1,14 @@
 // Loading a subprogram for one slot of one root array: the object's copies of
 // the shared maps become the root's, its slot number is written before load,
 // and it must actually use the slot protocol unless forced.
-import { existsSync } from 'node:fs';
-import { BpfObject, PROG_TYPE_XDP, dupFd, progInfo, progFullName, closeFd } from '../libbpf/index.js';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BpfObject, PROG_TYPE_XDP, dupFd, progInfo, progFullName, closeFd, openPinned, pinObject,
+} from '../libbpf/index.js';
 import { UsageError, XdplbError } from '../errors.js';
 import { validateInterfaceName } from '../net/interface.js';
-import { SLOTS, interfaceDir } from './layout.js';
+import { SLOTS, ensurePinDir, interfaceDir } from './layout.js';
 import { RootArray, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
 
 /** The section holding `const volatile __u32 xdplb_slot` (bpf/include/xdplb/slot.h). */
@@ -17,6 +20,10 @@ export interface SlotProgramRequest {
   slot: number;
   /** Load a program that does not follow the slot protocol. */
   force?: boolean;
+  /** The program's own maps kept in bpffs, per directory: a map already
+   *  pinned there is reused (its contents survive a reload), any other is
+   *  pinned there after load. */
+  pins?: Array<{ dir: string; maps: string[] }>;
 }
 
 export function parseSlot(value: unknown): number {
@@ -56,8 +63,13 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
       value.writeUInt32LE(req.slot);
       obj.setData(SLOT_SECTION, value);
     }
-    obj.loadOnly(req.program);
-    obj.load();
+    const reused = reusePinnedMaps(obj, req.pins ?? []);
+    try {
+      obj.loadOnly(req.program);
+      obj.load();
+    } finally {
+      reused.forEach(closeFd);
+    }
     const fd = dupFd(obj.programFd(req.program));
     // Every verdict through xdplb_return() is counted, so a program that
     // follows the protocol refers to the stats map; one that merely declares
@@ -66,9 +78,51 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
       closeFd(fd);
       throw notConforming(req, 'it never reaches xdplb_return(), so it would not count or chain');
     }
+    try {
+      pinNewMaps(obj, req.pins ?? []);
+    } catch (err) {
+      closeFd(fd);
+      throw err;
+    }
     return fd;
   } finally {
     obj.close();
+  }
+}
+
+function reusePinnedMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['pins']>): number[] {
+  const fds: number[] = [];
+  try {
+    for (const { dir, maps } of pins) {
+      for (const name of maps) {
+        const fd = openPinned(join(dir, name));
+        if (fd === null) continue;
+        fds.push(fd);
+        obj.reuseMap(name, fd);
+      }
+    }
+  } catch (err) {
+    fds.forEach(closeFd);
+    throw err;
+  }
+  return fds;
+}
+
+function pinNewMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['pins']>): void {
+  const created: string[] = [];
+  try {
+    for (const { dir, maps } of pins) {
+      ensurePinDir(dir);
+      for (const name of maps) {
+        const path = join(dir, name);
+        if (existsSync(path)) continue;
+        pinObject(obj.mapFd(name), path);
+        created.push(path);
+      }
+    }
+  } catch (err) {
+    created.forEach((p) => rmSync(p, { force: true }));
+    throw err;
   }
 }
 
