@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Header parsing with bounds checks the verifier accepts. A cursor walks the
+ * frame; every parse_* returns the next protocol, or -1 when the header is
+ * truncated or malformed (the caller decides what that costs).
+ */
+#ifndef XDPLB_PARSING_H
+#define XDPLB_PARSING_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/icmpv6.h>
+#include <bpf/bpf_endian.h>
+
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
+#define XDPLB_VLAN_MAX 2
+
+struct xdplb_cursor {
+	void *pos;
+	void *end;
+};
+
+struct xdplb_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+static __always_inline void xdplb_cursor_init(struct xdplb_cursor *c, struct xdp_md *ctx)
+{
+	c->pos = (void *)(long)ctx->data;
+	c->end = (void *)(long)ctx->data_end;
+}
+
+/* Ethernet, then up to two VLAN tags (802.1Q or 802.1ad): returns the inner
+ * EtherType in network order, -1 on a truncated frame. */
+static __always_inline int xdplb_parse_eth(struct xdplb_cursor *c, struct ethhdr **eth)
+{
+	struct ethhdr *e = c->pos;
+	__be16 proto;
+
+	if ((void *)(e + 1) > c->end)
+		return -1;
+	*eth = e;
+	c->pos = e + 1;
+	proto = e->h_proto;
+#pragma unroll
+	for (int i = 0; i < XDPLB_VLAN_MAX; i++) {
+		struct xdplb_vlan_hdr *v = c->pos;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(v + 1) > c->end)
+			return -1;
+		proto = v->proto;
+		c->pos = v + 1;
+	}
+	return proto;
+}
+
+/* IPv4: IHL at least 5, the whole header and total length inside the frame.
+ * Returns the L4 protocol; the cursor moves past the options. */
+static __always_inline int xdplb_parse_ipv4(struct xdplb_cursor *c, struct iphdr **iph)
+{
+	struct iphdr *ip = c->pos;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > c->end)
+		return -1;
+	hlen = ip->ihl * 4;
+	if (hlen < sizeof(*ip) || c->pos + hlen > c->end)
+		return -1;
+	if ((void *)ip + bpf_ntohs(ip->tot_len) > c->end || bpf_ntohs(ip->tot_len) < hlen)
+		return -1;
+	*iph = ip;
+	c->pos += hlen;
+	return ip->protocol;
+}
+
+/* IPv6 fixed header inside the frame. Returns nexthdr (extension headers are
+ * the caller's business). */
+static __always_inline int xdplb_parse_ipv6(struct xdplb_cursor *c, struct ipv6hdr **ip6h)
+{
+	struct ipv6hdr *ip6 = c->pos;
+
+	if ((void *)(ip6 + 1) > c->end)
+		return -1;
+	*ip6h = ip6;
+	c->pos = ip6 + 1;
+	return ip6->nexthdr;
+}
+
+static __always_inline int xdplb_ipv4_is_fragment(const struct iphdr *ip)
+{
+	return (ip->frag_off & bpf_htons(0x3fff)) != 0; /* MF set or offset != 0 */
+}
+
+static __always_inline int xdplb_ipv4_is_first_fragment(const struct iphdr *ip)
+{
+	return (ip->frag_off & bpf_htons(0x1fff)) == 0 && (ip->frag_off & bpf_htons(0x2000));
+}
+
+#endif
