@@ -67,6 +67,8 @@ export const c = {
   vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
   if_indextoname: libc.func('const char *if_indextoname(unsigned int ifindex, void *buf)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
 };
 

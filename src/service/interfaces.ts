@@ -1,24 +1,44 @@
-// Which interfaces the service attaches to, decided from /proc and /sys only
-// (no tools run), and the sanity checks made before attaching. The paths are
-// parameters so tests can point them at fixture trees.
-import { existsSync, readFileSync } from 'node:fs';
+// Which interfaces the service attaches to, decided from the kernel's own
+// tables (no tools run), and the sanity checks made before attaching.
+//
+// /proc/net follows the reader's network namespace; /sys/class/net shows the
+// namespace sysfs was mounted in, which in a container or under nsenter may
+// be another one. So the live view reads routes and bonds from /proc/net and
+// flags and MTU with ioctl; a view of a copied /sys and /proc tree (tests)
+// reads the same facts from files.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { linkState, type LinkState } from '../libbpf/index.js';
 import type { Mode } from '../root/attach.js';
 
 export interface SystemView {
-  /** /proc/net: route and ipv6_route. */
+  /** /proc/net: route, ipv6_route, bonding/<bond>. */
   procNet: string;
-  /** /sys/class/net. */
-  sysClassNet: string;
   /** /proc/sys/kernel/osrelease. */
   osrelease: string;
+  /** Flags and MTU of an interface, null when it does not exist. */
+  link(name: string): LinkState | null;
 }
 
 export const HOST: SystemView = {
   procNet: '/proc/net',
-  sysClassNet: '/sys/class/net',
   osrelease: '/proc/sys/kernel/osrelease',
+  link: linkState,
 };
+
+/** A view of copied trees: <root>/proc/net, <root>/sys/class/net, <root>/osrelease. */
+export function treeView(root: string): SystemView {
+  const sys = join(root, 'sys/class/net');
+  return {
+    procNet: join(root, 'proc/net'),
+    osrelease: join(root, 'osrelease'),
+    link(name) {
+      const flags = read(join(sys, name, 'flags'));
+      if (flags === null) return null;
+      return { flags: Number(flags.trim()), mtu: Number(read(join(sys, name, 'mtu'))?.trim() ?? '0') };
+    },
+  };
+}
 
 const IFF_UP = 0x1;
 const IFF_LOOPBACK = 0x8;
@@ -38,8 +58,11 @@ function read(path: string): string | null {
   }
 }
 
-function flags(view: SystemView, ifname: string): number {
-  return Number(read(join(view.sysClassNet, ifname, 'flags'))?.trim() ?? '0');
+/** A bond's members, from /proc/net/bonding/<bond>; null when not a bond. */
+function bondSlaves(view: SystemView, ifname: string): string[] | null {
+  const text = read(join(view.procNet, 'bonding', ifname));
+  if (text === null) return null;
+  return [...text.matchAll(/^Slave Interface:\s*(\S+)/gm)].map((m) => m[1]);
 }
 
 /** Interfaces of the IPv4 and IPv6 default routes, in that order. */
@@ -78,17 +101,16 @@ export function chooseInterfaces(wanted: string[] | 'auto', view: SystemView = H
   }
   const chosen: string[] = [];
   for (const name of defaultRouteInterfaces(view)) {
-    if (flags(view, name) & IFF_LOOPBACK) {
+    if ((view.link(name)?.flags ?? 0) & IFF_LOOPBACK) {
       reasons.push(`${name}: carries a default route but is loopback: left out`);
       continue;
     }
-    const slaves = read(join(view.sysClassNet, name, 'bonding', 'slaves'))?.trim();
-    if (slaves !== undefined && slaves !== null) {
+    const members = bondSlaves(view, name);
+    if (members) {
       if (kernelAtLeast(view, BOND_XDP_KERNEL)) {
         reasons.push(`${name}: carries a default route; a bond, and this kernel runs XDP on bonds: the bond itself`);
         chosen.push(name);
       } else {
-        const members = slaves.split(/\s+/).filter(Boolean);
         reasons.push(`${name}: carries a default route; a bond on a kernel without XDP on bonds: its members ${members.join(', ')}`);
         chosen.push(...members);
       }
@@ -102,15 +124,13 @@ export function chooseInterfaces(wanted: string[] | 'auto', view: SystemView = H
 
 /** What stands in the way of attaching in this mode; empty when nothing. */
 export function interfaceProblems(name: string, mode: Mode, view: SystemView = HOST): string[] {
-  const dir = join(view.sysClassNet, name);
-  if (!existsSync(dir)) return [`${name}: no such interface`];
+  const link = view.link(name);
+  if (!link) return [`${name}: no such interface`];
   const problems: string[] = [];
-  const fl = flags(view, name);
-  if (fl & IFF_LOOPBACK) problems.push(`${name}: is loopback`);
-  if (!(fl & IFF_UP)) problems.push(`${name}: is down`);
-  const mtu = Number(read(join(dir, 'mtu'))?.trim() ?? '0');
-  if (mode === 'native' && mtu > NATIVE_XDP_MAX_MTU) {
-    problems.push(`${name}: MTU ${mtu} is above ${NATIVE_XDP_MAX_MTU}, the most native XDP takes; lower it or use mode skb`);
+  if (link.flags & IFF_LOOPBACK) problems.push(`${name}: is loopback`);
+  if (!(link.flags & IFF_UP)) problems.push(`${name}: is down`);
+  if (mode === 'native' && link.mtu > NATIVE_XDP_MAX_MTU) {
+    problems.push(`${name}: MTU ${link.mtu} is above ${NATIVE_XDP_MAX_MTU}, the most native XDP takes; lower it or use mode skb`);
   }
   return problems;
 }

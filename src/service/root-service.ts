@@ -55,10 +55,19 @@ export function runRootService(opts: RunOptions): Promise<number> {
     process.stdout.write(first.problems.length ? 'would not attach\n' : `would attach to: ${first.choice.interfaces.join(', ')}\n`);
     return Promise.resolve(first.problems.length ? 1 : 0);
   }
-  if (first.problems.length) throw new XdplbError(first.problems.join('; '));
+  // What stops the start is for the operator to fix (exit 2: systemd does
+  // not restart into it); a kernel failure may pass (exit 1: restarted).
+  if (first.problems.length) throw new XdplbError(first.problems.join('; '), 2);
 
   let managed = first.choice.interfaces;
-  for (const r of attach(managed, first.config.mode, first.config.force)) {
+  let attached;
+  try {
+    attached = attach(managed, first.config.mode, first.config.force);
+  } catch (err) {
+    if (err instanceof XdplbError) throw new XdplbError(err.message, 2);
+    throw err;
+  }
+  for (const r of attached) {
     r.warnings.forEach(log);
     log(`${r.changed ? 'attached to' : 'adopted the root on'} ${r.ifname} (${r.mode} mode)`);
   }

@@ -144,11 +144,11 @@ describe('xdp-root run', () => {
   for (const [what, prepare, code, message] of [
     ['a missing config', () => undefined, 2, () => `xdp-root: cannot read config ${config}: no such file`],
     ['invalid JSON', () => writeConfig('{"interfaces": ['), 2, () => `xdp-root: ${config}:1: invalid JSON: CloseBracketExpected`],
-    ['an unknown interface', () => writeConfig({ interfaces: ['nosuch0'] }), 1, () => 'xdp-root: nosuch0: no such interface'],
+    ['an unknown interface', () => writeConfig({ interfaces: ['nosuch0'] }), 2, () => 'xdp-root: nosuch0: no such interface'],
     ['a foreign XDP program', () => {
       writeConfig({ interfaces: [lab.serverIf] });
       sh('ip', ['link', 'set', 'dev', lab.serverIf, 'xdpgeneric', 'object', BPF('xdp_plain.o'), 'program', 'xdp_plain_pass'], lab.server);
-    }, 1, () => new RegExp(`^xdp-root: ${lab.serverIf} already has XDP program 'xdp_plain_pass' \\(id \\d+, skb mode\\) attached: pass --force to replace it$`)],
+    }, 2, () => new RegExp(`^xdp-root: ${lab.serverIf} already has XDP program 'xdp_plain_pass' \\(id \\d+, skb mode\\) attached: pass --force to replace it$`)],
   ] as const) {
     it(`fails with one line on ${what}, attaching nothing`, () => {
       prepare();

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chooseInterfaces, defaultRouteInterfaces, interfaceProblems, type SystemView } from '../../src/service/interfaces.js';
+import { chooseInterfaces, defaultRouteInterfaces, interfaceProblems, treeView, type SystemView } from '../../src/service/interfaces.js';
 
 let dir: string;
 let view: SystemView;
@@ -23,12 +23,14 @@ function iface(name: string, opts: { up?: boolean; loopback?: boolean; mtu?: num
   const flags = (opts.up === false ? 0 : 0x1003) | (opts.loopback ? 0x8 : 0);
   file(`sys/class/net/${name}/flags`, `0x${flags.toString(16)}\n`);
   file(`sys/class/net/${name}/mtu`, `${opts.mtu ?? 1500}\n`);
-  if (opts.slaves) file(`sys/class/net/${name}/bonding/slaves`, `${opts.slaves.join(' ')}\n`);
+  if (opts.slaves) {
+    file(`proc/net/bonding/${name}`, `Bonding Mode: active-backup\n\n${opts.slaves.map((s) => `Slave Interface: ${s}\nMII Status: up\n\n`).join('')}`);
+  }
 }
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'xdplb-sys-'));
-  view = { procNet: join(dir, 'proc/net'), sysClassNet: join(dir, 'sys/class/net'), osrelease: join(dir, 'osrelease') };
+  view = treeView(dir);
   file('osrelease', '6.18.44\n');
   file('proc/net/route', ROUTE_HEAD);
   file('proc/net/ipv6_route', '');
