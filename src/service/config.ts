@@ -1,7 +1,7 @@
 // The service's one config file (/etc/xdplb/xdplb.json), validated as a
 // whole: every error names the file, the line, the key and what was expected.
 import { readFileSync } from 'node:fs';
-import { parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
+import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
 import { XdplbError } from '../errors.js';
 import { MODES, type Mode } from '../root/attach.js';
 import { validateInterfaceName } from '../net/interface.js';
@@ -9,11 +9,21 @@ import { SLOTS } from '../root/layout.js';
 
 export const DEFAULT_CONFIG = '/etc/xdplb/xdplb.json';
 
-/** Settings common to every subprogram section. Its own settings are
- *  validated by the subprogram's module and kept as given here. */
+/** Settings common to every subprogram section, and the subprogram's own
+ *  (checked and normalised by its module: see SectionSettings). */
 export interface SectionConfig {
   enabled: boolean;
   slot: number;
+  settings: unknown;
+}
+
+/** How a subprogram reads its own keys of its section. */
+export interface SectionSettings {
+  keys: readonly string[];
+  /** Check and normalise the section's own keys (absent ones are absent).
+   *  An error's message starts with the key path inside the section and
+   *  ': ', e.g. `vips[0].port: expected ...`, so the line can be found. */
+  parse(value: Record<string, unknown>): unknown;
 }
 
 export const SECTIONS = { sampler: 1, filter: 2, lb: 7 } as const;
@@ -104,7 +114,28 @@ function interfaces(src: Source, node: Node | undefined): string[] | 'auto' {
   return names;
 }
 
-export function parseConfig(text: string, file = DEFAULT_CONFIG): ServiceConfig {
+/** `vips[0].backends[1].port` -> ['vips', 0, 'backends', 1, 'port']. */
+function pathSegments(path: string): Array<string | number> {
+  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]));
+}
+
+function sectionSettings(src: Source, name: string, node: Node | undefined, m: Map<string, Node>, reader?: SectionSettings) {
+  const own = Object.fromEntries([...m].filter(([k]) => k !== 'enabled' && k !== 'slot').map(([k, v]) => [k, getNodeValue(v)]));
+  if (!reader) return own;
+  try {
+    return reader.parse(own);
+  } catch (err) {
+    const message = (err as Error).message;
+    const colon = message.indexOf(': ');
+    const path = colon > 0 ? message.slice(0, colon) : '';
+    const at = (path && node && findNodeAtLocation(node, pathSegments(path))) || node;
+    return src.fail(at, path ? `${name}.${path}` : name, colon > 0 ? message.slice(colon + 2) : message);
+  }
+}
+
+export function parseConfig(
+  text: string, file = DEFAULT_CONFIG, readers: Partial<Record<SectionName, SectionSettings>> = {},
+): ServiceConfig {
   const src = new Source(file, text);
   const errors: ParseError[] = [];
   const tree = parseTree(text, errors, { disallowComments: true, allowTrailingComma: false });
@@ -122,10 +153,12 @@ export function parseConfig(text: string, file = DEFAULT_CONFIG): ServiceConfig 
   const sections = {} as Record<SectionName, SectionConfig>;
   for (const [name, defaultSlot] of Object.entries(SECTIONS) as Array<[SectionName, number]>) {
     const node = top.get(name);
-    const m = node ? members(src, node, name, ['enabled', 'slot']) : new Map<string, Node>();
+    const reader = readers[name];
+    const m = node ? members(src, node, name, ['enabled', 'slot', ...(reader?.keys ?? [])]) : new Map<string, Node>();
     sections[name] = {
       enabled: bool(src, m.get('enabled'), `${name}.enabled`, false),
       slot: slot(src, m.get('slot'), `${name}.slot`, defaultSlot),
+      settings: sectionSettings(src, name, node, m, reader),
     };
   }
   const used = new Map<number, string>();
@@ -143,7 +176,7 @@ export function parseConfig(text: string, file = DEFAULT_CONFIG): ServiceConfig 
   };
 }
 
-export function readConfig(file = DEFAULT_CONFIG): ServiceConfig {
+export function readConfig(file = DEFAULT_CONFIG, readers: Partial<Record<SectionName, SectionSettings>> = {}): ServiceConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -152,5 +185,5 @@ export function readConfig(file = DEFAULT_CONFIG): ServiceConfig {
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code);
     throw new ConfigError(`cannot read config ${file}: ${why}`);
   }
-  return parseConfig(text, file);
+  return parseConfig(text, file, readers);
 }

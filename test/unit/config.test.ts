@@ -16,7 +16,11 @@ describe('service config', () => {
   it('fills defaults', () => {
     expect(parseConfig('{}', F)).toEqual({
       interfaces: 'auto', mode: 'auto', force: false,
-      sections: { sampler: { enabled: false, slot: 1 }, filter: { enabled: false, slot: 2 }, lb: { enabled: false, slot: 7 } },
+      sections: {
+        sampler: { enabled: false, slot: 1, settings: {} },
+        filter: { enabled: false, slot: 2, settings: {} },
+        lb: { enabled: false, slot: 7, settings: {} },
+      },
     });
   });
 
@@ -28,8 +32,8 @@ describe('service config', () => {
     expect(c.interfaces).toEqual(['eth0', 'eth1']);
     expect(c.mode).toBe('native');
     expect(c.force).toBe(true);
-    expect(c.sections.filter).toEqual({ enabled: true, slot: 3 });
-    expect(c.sections.lb).toEqual({ enabled: true, slot: 7 });
+    expect(c.sections.filter).toEqual({ enabled: true, slot: 3, settings: {} });
+    expect(c.sections.lb).toEqual({ enabled: true, slot: 7, settings: {} });
   });
 
   it('names the file, line and key of every mistake', () => {
@@ -49,6 +53,32 @@ describe('service config', () => {
     expect(fails('{"mode": "skb", "mode": "native"}')).toBe(`${F}:1: mode: given twice`);
     expect(fails('{"filter": {"enabled": true}, "sampler": {"enabled": true, "slot": 2}}')).toBe(`${F}:1: filter.slot: slot 2 is already taken by sampler`);
     expect(fails('[1]')).toBe(`${F}:1: (top level): expected an object, got an array`);
+  });
+
+  it('hands a section\'s own keys to its reader and places its errors', () => {
+    const readers = {
+      lb: {
+        keys: ['vips'],
+        parse(v: Record<string, unknown>) {
+          const vips = (v.vips ?? []) as Array<{ port: number }>;
+          vips.forEach((vip, i) => {
+            if (vip.port > 65535) throw new Error(`vips[${i}].port: expected a port from 1 to 65535, got ${vip.port}`);
+          });
+          return { vips: vips.length };
+        },
+      },
+    };
+    expect(parseConfig('{"lb": {"enabled": true, "vips": [{"port": 80}]}}', F, readers).sections.lb).toEqual({
+      enabled: true, slot: 7, settings: { vips: 1 },
+    });
+    let message = '';
+    try {
+      parseConfig('{\n "lb": {\n  "vips": [\n   {"port": 80},\n   {"port": 70000}\n  ]\n }\n}', F, readers);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toBe(`${F}:5: lb.vips[1].port: expected a port from 1 to 65535, got 70000`);
+    expect(fails('{"lb": {"vipz": []}}')).toBe(`${F}:1: lb.vipz: unknown key: expected one of enabled, slot`);
   });
 
   it('points at the line of a JSON syntax error', () => {
