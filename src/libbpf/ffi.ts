@@ -68,6 +68,10 @@ export const c = {
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
   if_indextoname: libc.func('const char *if_indextoname(unsigned int ifindex, void *buf)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+
+  // ---- filter ----
+  // Walking a map's keys (the drop lists are LPM tries read back by status).
+  bpf_map_get_next_key: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
 };
 
 export const errno = (): number => koffi.errno();

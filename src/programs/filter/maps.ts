@@ -1,0 +1,118 @@
+// One interface's filter maps, opened from their pins (or handed over as fds
+// by tests): configuration, drop lists, counters. Every change is a single
+// map update the data path sees whole.
+import {
+  BpfError, UPDATE_ANY, UPDATE_EXIST, closeFd, mapDelete, mapKeys, mapLookup, mapLookupPerCpu, mapUpdate, possibleCpus,
+} from '../../libbpf/index.js';
+import { openSubprogramMap } from '../../root/subprogram.js';
+import { encodeConfig, decodeConfig, type FilterConfig } from './config.js';
+import { FILTER, MAPS, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
+import { keyPrefix, prefixKey, type Prefix } from './prefix.js';
+
+export type FilterStats = Record<StatName, bigint>;
+
+export interface ListedPrefix extends Prefix {
+  tag: string;
+  loadTime: Date;
+  hits: bigint;
+}
+
+const ZERO = Buffer.alloc(4);
+
+export class FilterMaps {
+  constructor(readonly fds: Record<keyof typeof MAPS, number>) {}
+
+  /** The pinned maps of the filter on `ifname`. */
+  static open(ifname: string): FilterMaps {
+    const fds: Partial<Record<keyof typeof MAPS, number>> = {};
+    try {
+      for (const [k, name] of Object.entries(MAPS) as Array<[keyof typeof MAPS, string]>) {
+        fds[k] = openSubprogramMap(ifname, FILTER, name);
+      }
+    } catch (err) {
+      Object.values(fds).forEach(closeFd);
+      throw err;
+    }
+    return new FilterMaps(fds as Record<keyof typeof MAPS, number>);
+  }
+
+  close(): void {
+    Object.values(this.fds).forEach(closeFd);
+  }
+
+  config(): FilterConfig {
+    return decodeConfig(mapLookup(this.fds.config, ZERO, 8)!);
+  }
+
+  setConfig(cfg: FilterConfig): void {
+    mapUpdate(this.fds.config, ZERO, encodeConfig(cfg));
+  }
+
+  stats(): FilterStats {
+    const sums = Object.fromEntries(STATS.map((s) => [s, 0n])) as FilterStats;
+    for (const cpu of mapLookupPerCpu(this.fds.stats, ZERO, STATS_SIZE) ?? []) {
+      STATS.forEach((s, i) => (sums[s] += cpu.readBigUInt64LE(i * 8)));
+    }
+    return sums;
+  }
+
+  private trie(p: { family: 4 | 6 }): number {
+    return p.family === 4 ? this.fds.drop4 : this.fds.drop6;
+  }
+
+  /** List a prefix (again): a new tag and load time, hits from zero. */
+  add(p: Prefix, tag: string, loadTime = new Date(), flags = UPDATE_ANY): void {
+    const value = Buffer.alloc(PREFIX_LAYOUT.size);
+    value.writeBigUInt64LE(BigInt(loadTime.getTime()) * 1_000_000n, PREFIX_LAYOUT.load_time);
+    value.write(tag, PREFIX_LAYOUT.tag, TAG_SIZE - 1, 'utf8');
+    mapUpdate(this.trie(p), prefixKey(p), value, flags);
+  }
+
+  /** False when the prefix was not listed. */
+  remove(p: Prefix): boolean {
+    return mapDelete(this.trie(p), prefixKey(p));
+  }
+
+  list(): ListedPrefix[] {
+    const out: ListedPrefix[] = [];
+    for (const [family, layout] of [[4, KEY4_LAYOUT], [6, KEY6_LAYOUT]] as const) {
+      const fd = this.trie({ family });
+      for (const key of mapKeys(fd, layout.size)) {
+        // Looking up a stored key finds that very entry: its own prefix is
+        // the longest that matches it.
+        const value = mapLookup(fd, key, PREFIX_LAYOUT.size);
+        if (!value) continue; // removed meanwhile
+        const tag = value.subarray(PREFIX_LAYOUT.tag, PREFIX_LAYOUT.tag + TAG_SIZE);
+        out.push({
+          ...keyPrefix(family, key),
+          tag: tag.toString('utf8', 0, Math.max(0, tag.indexOf(0))),
+          loadTime: new Date(Number(value.readBigUInt64LE(PREFIX_LAYOUT.load_time) / 1_000_000n)),
+          hits: value.readBigUInt64LE(PREFIX_LAYOUT.hits),
+        });
+      }
+    }
+    return out.sort(comparePrefixes);
+  }
+
+  /** Empty both drop lists; how many prefixes were removed. */
+  clearLists(): number {
+    return this.list().filter((p) => this.remove(p)).length;
+  }
+
+  /** Zero the counters and every prefix's hits (tags and load times stay). */
+  clearStats(): void {
+    mapUpdate(this.fds.stats, ZERO, Buffer.alloc(STATS_SIZE * possibleCpus()));
+    for (const p of this.list()) {
+      try {
+        this.add(p, p.tag, p.loadTime, UPDATE_EXIST);
+      } catch (err) {
+        if (!(err instanceof BpfError && err.code === 'ENOENT')) throw err; // removed meanwhile
+      }
+    }
+  }
+}
+
+/** IPv4 before IPv6, then by address, then shorter prefixes first. */
+export function comparePrefixes(a: Prefix, b: Prefix): number {
+  return a.family - b.family || Buffer.compare(a.addr, b.addr) || a.len - b.len;
+}
