@@ -90,17 +90,6 @@ export function parsePrefix(text: string): Prefix {
   return { family, addr: net, len };
 }
 
-/** A comma-separated list; duplicates (after mapping) collapse. */
-export function parsePrefixList(text: string): Prefix[] {
-  const items = text.split(',').map((s) => s.trim());
-  if (items.some((s) => s === '')) {
-    throw new UsageError(`invalid prefix list '${text}': expected prefixes separated by commas, like 192.0.2.0/24,2001:db8::/32`);
-  }
-  const seen = new Map<string, Prefix>();
-  for (const p of items.map(parsePrefix)) seen.set(formatPrefix(p), p);
-  return [...seen.values()];
-}
-
 /** The LPM trie key: prefix length (host order), then the address. */
 export function prefixKey(p: Prefix): Buffer {
   const layout = p.family === 4 ? KEY4_LAYOUT : KEY6_LAYOUT;
