@@ -1,6 +1,7 @@
 // The filter's status per interface, read back from its pinned maps: the
 // ecbpf xdp_filter shape (configuration, stats), plus the drop lists.
 import { existsSync } from 'node:fs';
+import { XdplbError } from '../../errors.js';
 import { subprogramDir } from '../../root/layout.js';
 import { pinnedInterfaces } from '../../root/status.js';
 import { FILTER } from './layout.js';
@@ -35,7 +36,13 @@ export function filterStatus(ifnames?: string[]): Record<string, FilterStatus> {
   const out: Record<string, FilterStatus> = {};
   for (const ifname of pinnedInterfaces()) {
     if (!existsSync(subprogramDir(ifname, FILTER.name))) continue;
-    const maps = FilterMaps.open(ifname);
+    let maps: FilterMaps;
+    try {
+      maps = FilterMaps.open(ifname);
+    } catch (err) {
+      if (err instanceof XdplbError) continue; // detached while we looked
+      throw err;
+    }
     try {
       out[ifname] = readStatus(maps);
     } finally {
