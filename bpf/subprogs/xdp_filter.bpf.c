@@ -40,8 +40,13 @@ struct filter_ext6_hdr {
 static __always_inline int filter_listed4(__be32 addr)
 {
 	struct filter_key4 key = { .prefixlen = 32, .addr = addr };
-	struct filter_prefix *p = bpf_map_lookup_elem(&filter_drop4, &key);
+	__u32 slash16 = bpf_ntohl(addr) >> (32 - FILTER_HINT4_BITS);
+	__u32 *hint = bpf_map_lookup_elem(&filter_hint4, &slash16);
+	struct filter_prefix *p;
 
+	if (!hint || !*hint)
+		return 0;
+	p = bpf_map_lookup_elem(&filter_drop4, &key);
 	if (!p)
 		return 0;
 	__sync_fetch_and_add(&p->hits, 1);

@@ -226,13 +226,38 @@ describe('filter: source drop lists', () => {
   it('removing a prefix lets its sources through again; clearing empties both lists', () => {
     drop('192.0.2.0/24', '2001:db8::/32');
     expect(verdict(udp4Frame())).toBe(XDP.DROP);
-    expect(maps.remove(parsePrefix('192.0.2.0/24'))).toBe(true);
-    expect(maps.remove(parsePrefix('192.0.2.0/24'))).toBe(false);
+    expect(maps.remove([parsePrefix('192.0.2.0/24')])).toHaveLength(1);
+    expect(maps.remove([parsePrefix('192.0.2.0/24')])).toHaveLength(0);
     expect(verdict(udp4Frame())).toBe(XDP.PASS);
     expect(verdict(udp6Frame())).toBe(XDP.DROP);
     expect(maps.clearLists()).toBe(1);
     expect(verdict(udp6Frame())).toBe(XDP.PASS);
     expect(maps.list()).toEqual([]);
+  });
+
+  it('keeps the /16 hint in step: set where a prefix lies, cleared once no prefix covers the /16 any more', () => {
+    const hint = (slash16: string) => {
+      const [a, b] = slash16.split('.').map(Number);
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE((a << 8) | b);
+      return mapLookup(maps.fds.hint4, key, 4)!.readUInt32LE(0);
+    };
+    drop('10.0.0.0/15', '10.0.5.0/24', '10.0.6.7');
+    expect([hint('10.0'), hint('10.1'), hint('10.2'), hint('9.255')]).toEqual([1, 1, 0, 0]);
+    // 10.0/16 stays: the /24 and the /32 still lie in it.
+    maps.remove([parsePrefix('10.0.0.0/15')]);
+    expect([hint('10.0'), hint('10.1')]).toEqual([1, 0]);
+    expect(verdict(udp4Frame({ src: '10.0.5.1' }))).toBe(XDP.DROP);
+    expect(verdict(udp4Frame({ src: '10.0.6.7' }))).toBe(XDP.DROP);
+    expect(verdict(udp4Frame({ src: '10.1.0.1' }))).toBe(XDP.PASS);
+    maps.remove([parsePrefix('10.0.5.0/24')]);
+    expect(hint('10.0')).toBe(1);
+    maps.remove([parsePrefix('10.0.6.7')]);
+    expect(hint('10.0')).toBe(0);
+    drop('0.0.0.0/0');
+    expect([hint('0.0'), hint('128.77'), hint('255.255')]).toEqual([1, 1, 1]);
+    expect(maps.clearLists()).toBe(1);
+    expect([hint('0.0'), hint('128.77'), hint('255.255')]).toEqual([0, 0, 0]);
   });
 
   it('keeps tag and load time; clearing the counters zeroes hits but keeps the entries', () => {

@@ -95,4 +95,16 @@ struct {
 	__type(value, struct filter_ptb_window);
 } filter_ptb SEC(".maps");
 
+/* Which /16s of the IPv4 space hold all or part of a listed prefix (1) and
+ * which hold none (0): one array load, inlined by the verifier, lets a
+ * packet from an unlisted /16 skip the trie walk, which grows with the list.
+ * xdp-filter keeps it in step with filter_drop4. */
+#define FILTER_HINT4_BITS 16
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << FILTER_HINT4_BITS);
+	__type(key, __u32);
+	__type(value, __u32);
+} filter_hint4 SEC(".maps");
+
 #endif

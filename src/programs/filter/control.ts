@@ -108,5 +108,5 @@ export function dropPrefixes(ifnames: string[], prefixes: Prefix[], tags: string
 
 /** Prefixes removed per interface (those not listed are skipped). */
 export function undropPrefixes(ifnames: string[], prefixes: Prefix[]): Array<{ ifname: string; removed: Prefix[] }> {
-  return withFilters(ifnames, (maps, ifname) => ({ ifname, removed: prefixes.filter((p) => maps.remove(p)) }));
+  return withFilters(ifnames, (maps, ifname) => ({ ifname, removed: maps.remove(prefixes) }));
 }

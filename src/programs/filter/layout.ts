@@ -9,6 +9,7 @@ export const MAPS = {
   drop4: 'filter_drop4',
   drop6: 'filter_drop6',
   ptb: 'filter_ptb',
+  hint4: 'filter_hint4',
 } as const;
 
 export const FILTER: SubprogramSpec = {
@@ -38,6 +39,10 @@ export const KEY6_LAYOUT = { size: 20, prefixlen: 0, addr: 4 } as const;
 export const TAG_SIZE = 64;
 export const TAG_MAX_BYTES = TAG_SIZE - 1;
 export const PREFIX_LAYOUT = { size: 80, hits: 0, load_time: 8, tag: 16 } as const;
+
+/** filter_hint4: one __u32 per /16 of IPv4 space, 1 where a listed prefix
+ *  covers part of it. */
+export const HINT4_BITS = 16;
 
 /** struct filter_ptb_window: the lock, then this second's window. */
 export const PTB_WINDOW_LAYOUT = { size: 16, second: 4, sent: 8 } as const;

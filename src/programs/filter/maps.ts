@@ -6,7 +6,7 @@ import {
 } from '../../libbpf/index.js';
 import { openSubprogramMap } from '../../root/subprogram.js';
 import { encodeConfig, decodeConfig, type FilterConfig } from './config.js';
-import { FILTER, MAPS, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
+import { FILTER, HINT4_BITS, MAPS, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
 import { keyPrefix, prefixKey, type Prefix } from './prefix.js';
 
 export type FilterStats = Record<StatName, bigint>;
@@ -60,17 +60,46 @@ export class FilterMaps {
     return p.family === 4 ? this.fds.drop4 : this.fds.drop6;
   }
 
-  /** List a prefix (again): a new tag and load time, hits from zero. */
-  add(p: Prefix, tag: string, loadTime = new Date(), flags = UPDATE_ANY): void {
+  /** List a prefix (again): a new tag and load time, hits from zero. The
+   *  trie first, then the hint, so a packet never finds the hint set and the
+   *  trie without the prefix. */
+  add(p: Prefix, tag: string, loadTime = new Date()): void {
+    this.write(p, tag, loadTime, UPDATE_ANY);
+    if (p.family === 4) for (const b of slash16s(p)) mapUpdate(this.fds.hint4, u32(b), u32(1));
+  }
+
+  private write(p: Prefix, tag: string, loadTime: Date, flags: bigint): void {
     const value = Buffer.alloc(PREFIX_LAYOUT.size);
     value.writeBigUInt64LE(BigInt(loadTime.getTime()) * 1_000_000n, PREFIX_LAYOUT.load_time);
     value.write(tag, PREFIX_LAYOUT.tag, TAG_SIZE - 1, 'utf8');
     mapUpdate(this.trie(p), prefixKey(p), value, flags);
   }
 
-  /** False when the prefix was not listed. */
-  remove(p: Prefix): boolean {
-    return mapDelete(this.trie(p), prefixKey(p));
+  /** Unlist prefixes; returns those that were listed. */
+  remove(prefixes: Prefix[]): Prefix[] {
+    const removed = prefixes.filter((p) => mapDelete(this.trie(p), prefixKey(p)));
+    this.refreshHint(removed.filter((p) => p.family === 4).flatMap(slash16s));
+    return removed;
+  }
+
+  /** Clear the hint of /16s no listed prefix covers any more. Then look
+   *  again and set back any that a concurrent `--drop` listed meanwhile: its
+   *  trie update came before its hint update, so this second look sees it
+   *  whenever the clear could have undone its hint. */
+  private refreshHint(slash16List: number[]): void {
+    const covered = this.coveredSlash16s();
+    const cleared = [...new Set(slash16List)].filter((b) => !covered[b]);
+    for (const b of cleared) mapUpdate(this.fds.hint4, u32(b), u32(0));
+    const now = this.coveredSlash16s();
+    for (const b of cleared) if (now[b]) mapUpdate(this.fds.hint4, u32(b), u32(1));
+  }
+
+  private coveredSlash16s(): Uint8Array {
+    const covered = new Uint8Array(1 << HINT4_BITS);
+    for (const key of mapKeys(this.fds.drop4, KEY4_LAYOUT.size)) {
+      for (const b of slash16s(keyPrefix(4, key))) covered[b] = 1;
+    }
+    return covered;
   }
 
   list(): ListedPrefix[] {
@@ -96,7 +125,7 @@ export class FilterMaps {
 
   /** Empty both drop lists; how many prefixes were removed. */
   clearLists(): number {
-    return this.list().filter((p) => this.remove(p)).length;
+    return this.remove(this.list()).length;
   }
 
   /** Zero the counters and every prefix's hits (tags and load times stay). */
@@ -104,12 +133,25 @@ export class FilterMaps {
     mapUpdate(this.fds.stats, ZERO, Buffer.alloc(STATS_SIZE * possibleCpus()));
     for (const p of this.list()) {
       try {
-        this.add(p, p.tag, p.loadTime, UPDATE_EXIST);
+        this.write(p, p.tag, p.loadTime, UPDATE_EXIST);
       } catch (err) {
         if (!(err instanceof BpfError && err.code === 'ENOENT')) throw err; // removed meanwhile
       }
     }
   }
+}
+
+/** The /16s an IPv4 prefix covers all or part of. */
+export function slash16s(p: Prefix): number[] {
+  const first = p.addr.readUInt16BE(0);
+  const count = p.len >= HINT4_BITS ? 1 : 1 << (HINT4_BITS - p.len);
+  return Array.from({ length: count }, (_, i) => first + i);
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
 }
 
 /** IPv4 before IPv6, then by address, then shorter prefixes first. */
