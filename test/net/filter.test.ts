@@ -1,6 +1,7 @@
 // xdp-filter on real interfaces: a veth pair between two namespaces, real
 // pings through the root array, another process's edits seen by the data
 // path, and Packet Too Big seen by the sender's own kernel.
+import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, ok, run, sh, xdpRoot } from '../helpers/cli.js';
 import { makeLab, type Lab } from '../helpers/netns.js';
@@ -123,5 +124,42 @@ describe('xdp-filter on a veth pair', () => {
     const all = JSON.parse(ok(filter(['--status', '--json'])));
     expect(all[lab.serverIf]).toEqual(status());
     expect(all[lab.serverIf].configuration).toEqual({ frags_drop: true, ptb_send: true, ptb_max_pps: 20 });
+  });
+
+  it('IPv6: a fragmented ping is dropped and the sender captures the Packet Too Big on its own interface', async () => {
+    const [client6, server6] = ['fd00:201::1', 'fd00:201::2'];
+    for (const [ns, dev, addr] of [[lab.client, lab.clientIf, client6], [lab.server, lab.serverIf, server6]]) {
+      for (const conf of ['all', 'default', dev]) sh('sysctl', ['-q', '-w', `net.ipv6.conf.${conf}.disable_ipv6=0`], ns);
+      sh('ip', ['-6', 'addr', 'add', `${addr}/64`, 'dev', dev, 'nodad'], ns);
+    }
+    const macOf = (ns: string, dev: string) => JSON.parse(sh('ip', ['-j', 'link', 'show', dev], ns))[0].address as string;
+    sh('ip', ['-6', 'neigh', 'replace', server6, 'lladdr', macOf(lab.server, lab.serverIf), 'dev', lab.clientIf, 'nud', 'permanent'], lab.client);
+    sh('ip', ['-6', 'neigh', 'replace', client6, 'lladdr', macOf(lab.client, lab.clientIf), 'dev', lab.serverIf, 'nud', 'permanent'], lab.server);
+    ok(xdpRoot(['--attach', '--interface', lab.clientIf, '--mode', 'native'], { netns: lab.client }));
+    ok(filter(['--attach', '--interface', lab.serverIf, '--frags-drop', '--ptb-max-pps', '10']));
+
+    // The sender's view: tcpdump on its own interface, for one ICMPv6 type 2.
+    const capture = spawn('nsenter', [`--net=/run/netns/${lab.client}`, 'tcpdump', '-n', '-vv', '-l', '-c', '1', '-i', lab.clientIf, 'icmp6 and ip6[40] == 2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    capture.stdout.on('data', (d) => (out += d));
+    const done = new Promise<number>((resolve) => capture.on('exit', (code) => resolve(code ?? -1)));
+    await new Promise<void>((resolve, reject) => {
+      capture.stderr.on('data', (d) => String(d).includes('listening on') && resolve());
+      setTimeout(() => reject(new Error('tcpdump did not start')), 10_000);
+    });
+    try {
+      const r = run('ping', ['-6', '-n', '-q', '-c', '1', '-W', '1', '-s', '3000', server6], { netns: lab.client });
+      expect(r.stdout).toMatch(/1 packets transmitted, 0 received/);
+      const timeout = setTimeout(() => capture.kill(), 10_000);
+      expect(await done).toBe(0);
+      clearTimeout(timeout);
+    } finally {
+      capture.kill();
+    }
+    // The fragment was 1496 bytes (40 + 8 + 1448); tcpdump checks the sum.
+    expect(out).toContain(`payload length: 1240) ${server6} > ${client6}: [icmp6 sum ok] ICMP6, packet too big, mtu 1496`);
+    expect(sh('ip', ['-6', '-o', 'route', 'get', server6], lab.client)).toMatch(/ mtu 1496 /);
+    // 3008 bytes of ICMPv6 in fragments of 1448 + 1448 + 112: the first is answered.
+    expect(status().stats).toEqual({ ...ZERO_STATS, ip_frag_drop_count: 3, ptb_sent_count: 1 });
   });
 });
