@@ -3,7 +3,8 @@
 // compared byte for byte with frames built here.
 import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mapLookup, testRun } from '../../src/libbpf/index.js';
+import { mapInfo, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { XdplbError } from '../../src/errors.js';
 import { RootArray } from '../../src/root/array.js';
 import { interfaceDir, pinRoot } from '../../src/root/layout.js';
 import { attachSubprogram } from '../../src/root/subprogram.js';
@@ -258,6 +259,30 @@ describe('filter: source drop lists', () => {
     expect([hint('0.0'), hint('128.77'), hint('255.255')]).toEqual([1, 1, 1]);
     expect(maps.clearLists()).toBe(1);
     expect([hint('0.0'), hint('128.77'), hint('255.255')]).toEqual([0, 0, 0]);
+  });
+
+  it('refuses a batch that would overflow a list, and a batch that fails midway puts back what it changed', () => {
+    const room = mapInfo(maps.fds.drop4).maxEntries;
+    expect(room).toBe(65536);
+    const old = new Date('2026-01-02T03:04:05Z');
+    maps.add(parsePrefix('192.0.2.0/24'), 'old', old);
+    expect(verdict(udp4Frame({ src: '192.0.2.9' }))).toBe(XDP.DROP);
+    for (let i = 0; i < room - 1; i++) {
+      const addr = Buffer.alloc(4);
+      addr.writeUInt32BE(0x0a000000 + i);
+      maps.add({ family: 4, addr, len: 32 }, '');
+    }
+    expect(() => maps.checkRoom([parsePrefix('198.51.100.0/24'), parsePrefix('192.0.2.0/24')], 'kf0')).toThrow(
+      new XdplbError('the IPv4 drop list of kf0 would hold 65537 prefixes: it holds at most 65536'),
+    );
+    maps.checkRoom([parsePrefix('192.0.2.0/24'), parsePrefix('2001:db8::/32')], 'kf0'); // replacing one fits
+    // Bypassing the check, the kernel refuses the 65537th: the replaced entry comes back as it was.
+    expect(() => maps.addAll([
+      { prefix: parsePrefix('192.0.2.0/24'), tag: 'new' },
+      { prefix: parsePrefix('198.51.100.0/24'), tag: 'new' },
+    ])).toThrow(/bpf_map_update_elem failed with ENOSPC/);
+    expect(maps.list().find((p) => p.addr[0] === 192)).toEqual({ family: 4, addr: Buffer.from([192, 0, 2, 0]), len: 24, tag: 'old', loadTime: old, hits: 1n });
+    expect(verdict(udp4Frame({ src: '198.51.100.1' }))).toBe(XDP.PASS);
   });
 
   it('keeps tag and load time; clearing the counters zeroes hits but keeps the entries', () => {

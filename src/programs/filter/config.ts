@@ -9,8 +9,6 @@ export interface FilterConfig {
   ptb_max_pps: number;
 }
 
-/** A fresh filter drops no fragments and sends no replies until told to. */
-export const DEFAULT_CONFIG: FilterConfig = { frags_drop: false, ptb_max_pps: 0 };
 const PPS_MAX = 0xffffffff;
 
 export function parsePps(value: unknown): number {
@@ -28,6 +26,8 @@ export function parseTag(tag: string): string {
   return tag;
 }
 
+/** A new config map holds zeros: a fresh filter drops no fragments and
+ *  sends no replies until told to. */
 export function encodeConfig(cfg: FilterConfig): Buffer {
   const b = Buffer.alloc(CONFIG_LAYOUT.size);
   b.writeUInt32LE(cfg.frags_drop ? 1 : 0, CONFIG_LAYOUT.frags_drop);

@@ -7,7 +7,7 @@ import { describeProg } from '../../root/array.js';
 import { requireRoot } from '../../root/slot.js';
 import { attachSubprogram, detachSubprogram, findSubprogram } from '../../root/subprogram.js';
 import { progFullName } from '../../libbpf/index.js';
-import { DEFAULT_CONFIG, type FilterConfig } from './config.js';
+import type { FilterConfig } from './config.js';
 import { FILTER } from './layout.js';
 import { FilterMaps } from './maps.js';
 import type { Prefix } from './prefix.js';
@@ -69,7 +69,7 @@ export function attachFilter(ifnames: string[], slot: number, changes: Partial<F
   return placed.map((p) => {
     const maps = FilterMaps.open(p.ifname);
     try {
-      const config = { ...(p.changed ? DEFAULT_CONFIG : maps.config()), ...changes };
+      const config = { ...maps.config(), ...changes };
       maps.setConfig(config);
       return { ...p, config };
     } finally {
@@ -84,26 +84,43 @@ export function detachFilter(ifnames: string[]): Array<{ ifname: string; changed
   return ifnames.map((ifname) => ({ ifname, changed: detachSubprogram(ifname, FILTER) }));
 }
 
-/** Run `fn` on the filter maps of every interface, opened (and so checked)
- *  all before the first change. */
-export function withFilters<T>(ifnames: string[], fn: (maps: FilterMaps, ifname: string) => T): T[] {
-  const opened: FilterMaps[] = [];
+/** Run `fn` with the filter maps of every interface, all opened (and so
+ *  checked) before it runs. */
+export function withAllFilters<T>(ifnames: string[], fn: (all: Array<{ ifname: string; maps: FilterMaps }>) => T): T {
+  const opened: Array<{ ifname: string; maps: FilterMaps }> = [];
   try {
     for (const ifname of ifnames) {
       if (!inspect(ifname)) {
         throw new XdplbError(`xdp-filter is not attached to ${ifname}: run xdp-filter --attach --interface ${ifname} first`);
       }
-      opened.push(FilterMaps.open(ifname));
+      opened.push({ ifname, maps: FilterMaps.open(ifname) });
     }
-    return opened.map((maps, i) => fn(maps, ifnames[i]));
+    return fn(opened);
   } finally {
-    opened.forEach((m) => m.close());
+    opened.forEach((o) => o.maps.close());
   }
 }
 
+/** `fn` on each interface's filter maps in turn, once all are open. */
+export function withFilters<T>(ifnames: string[], fn: (maps: FilterMaps, ifname: string) => T): T[] {
+  return withAllFilters(ifnames, (all) => all.map(({ maps, ifname }) => fn(maps, ifname)));
+}
+
+/** List the prefixes on every interface: refused before any change when a
+ *  list would overflow, and undone everywhere if an update fails. */
 export function dropPrefixes(ifnames: string[], prefixes: Prefix[], tags: string[]): void {
-  const now = new Date();
-  withFilters(ifnames, (maps) => prefixes.forEach((p, i) => maps.add(p, tags[i], now)));
+  const entries = prefixes.map((prefix, i) => ({ prefix, tag: tags[i] }));
+  withAllFilters(ifnames, (all) => {
+    for (const { maps, ifname } of all) maps.checkRoom(prefixes, ifname);
+    const now = new Date();
+    const undo: Array<() => void> = [];
+    try {
+      for (const { maps } of all) undo.push(maps.addAll(entries, now));
+    } catch (err) {
+      undo.reverse().forEach((u) => u());
+      throw err;
+    }
+  });
 }
 
 /** Prefixes removed per interface (those not listed are skipped). */

@@ -2,8 +2,9 @@
 // by tests): configuration, drop lists, counters. Every change is a single
 // map update the data path sees whole.
 import {
-  BpfError, UPDATE_ANY, UPDATE_EXIST, closeFd, mapDelete, mapKeys, mapLookup, mapLookupPerCpu, mapUpdate, possibleCpus,
+  BpfError, UPDATE_ANY, UPDATE_EXIST, closeFd, mapDelete, mapInfo, mapKeys, mapLookup, mapLookupPerCpu, mapUpdate, possibleCpus,
 } from '../../libbpf/index.js';
+import { XdplbError } from '../../errors.js';
 import { openSubprogramMap } from '../../root/subprogram.js';
 import { encodeConfig, decodeConfig, type FilterConfig } from './config.js';
 import { FILTER, HINT4_BITS, MAPS, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
@@ -64,12 +65,52 @@ export class FilterMaps {
    *  trie first, then the hint, so a packet never finds the hint set and the
    *  trie without the prefix. */
   add(p: Prefix, tag: string, loadTime = new Date()): void {
-    this.write(p, tag, loadTime, UPDATE_ANY);
+    this.write(p, tag, loadTime, 0n, UPDATE_ANY);
     if (p.family === 4) for (const b of slash16s(p)) mapUpdate(this.fds.hint4, u32(b), u32(1));
   }
 
-  private write(p: Prefix, tag: string, loadTime: Date, flags: bigint): void {
+  /** Add several; if one fails, put back what was there and rethrow. On
+   *  success, returns the function that does the same later. */
+  addAll(entries: Array<{ prefix: Prefix; tag: string }>, loadTime = new Date()): () => void {
+    const key = (p: Prefix) => prefixKey(p).toString('hex');
+    const before = new Map(this.list().map((l) => [key(l), l]));
+    const added: Prefix[] = [];
+    const undo = () => {
+      for (const p of added.reverse()) {
+        const old = before.get(key(p));
+        if (old) this.write(old, old.tag, old.loadTime, old.hits, UPDATE_ANY);
+        else this.remove([p]);
+      }
+    };
+    try {
+      for (const { prefix, tag } of entries) {
+        added.push(prefix);
+        this.add(prefix, tag, loadTime);
+      }
+    } catch (err) {
+      undo();
+      throw err;
+    }
+    return undo;
+  }
+
+  /** Refuse, naming the interface, when the prefixes not listed yet would
+   *  overflow a list. */
+  checkRoom(prefixes: Prefix[], ifname: string): void {
+    for (const [family, layout, fd] of [[4, KEY4_LAYOUT, this.fds.drop4], [6, KEY6_LAYOUT, this.fds.drop6]] as const) {
+      const listed = new Set(mapKeys(fd, layout.size).map((k) => k.toString('hex')));
+      const fresh = new Set(prefixes.filter((p) => p.family === family).map((p) => prefixKey(p).toString('hex')));
+      const total = listed.size + [...fresh].filter((k) => !listed.has(k)).length;
+      const room = mapInfo(fd).maxEntries;
+      if (total > room) {
+        throw new XdplbError(`the IPv${family} drop list of ${ifname} would hold ${total} prefixes: it holds at most ${room}`);
+      }
+    }
+  }
+
+  private write(p: Prefix, tag: string, loadTime: Date, hits: bigint, flags: bigint): void {
     const value = Buffer.alloc(PREFIX_LAYOUT.size);
+    value.writeBigUInt64LE(hits, PREFIX_LAYOUT.hits);
     value.writeBigUInt64LE(BigInt(loadTime.getTime()) * 1_000_000n, PREFIX_LAYOUT.load_time);
     value.write(tag, PREFIX_LAYOUT.tag, TAG_SIZE - 1, 'utf8');
     mapUpdate(this.trie(p), prefixKey(p), value, flags);
@@ -133,7 +174,7 @@ export class FilterMaps {
     mapUpdate(this.fds.stats, ZERO, Buffer.alloc(STATS_SIZE * possibleCpus()));
     for (const p of this.list()) {
       try {
-        this.write(p, p.tag, p.loadTime, UPDATE_EXIST);
+        this.write(p, p.tag, p.loadTime, 0n, UPDATE_EXIST);
       } catch (err) {
         if (!(err instanceof BpfError && err.code === 'ENOENT')) throw err; // removed meanwhile
       }
