@@ -92,7 +92,10 @@ export type Request =
 
 /** Check the whole request before anything touches the kernel. */
 export function validate(argv: Args): Request {
-  const given = (name: string) => (argv as Record<string, unknown>)[name] !== undefined;
+  const given = (name: string) => {
+    const v = (argv as Record<string, unknown>)[name];
+    return v !== undefined && v !== false;
+  };
   const chosen = ACTIONS.filter((a) => given(a));
   if (chosen.length !== 1) {
     throw new UsageError(
