@@ -1,7 +1,10 @@
 // xdp-filter refuses bad input with one line naming the value and what was
 // expected, exits 1 or 2, and leaves the filter's state exactly as it was.
+import { chmodSync, cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ok, run, sh, xdpRoot } from '../helpers/cli.js';
+import { BIN, ROOT_DIR, ok, run, sh, xdpRoot } from '../helpers/cli.js';
 import { makeLab, uniqueTag, type Lab } from '../helpers/netns.js';
 
 let lab: Lab;
@@ -73,4 +76,29 @@ describe('xdp-filter rejects bad input and changes nothing', () => {
     expect(s.configuration).toEqual({ frags_drop: true, ptb_send: true, ptb_max_pps: 20 });
     expect(s.source_drops.map((d: { address: string; tag: string }) => `${d.address} ${d.tag}`)).toEqual(['192.0.2.0 kept', '2001:db8:: kept']);
   });
+});
+
+describe('xdp-filter without privileges', () => {
+  // A copy of the runtime that any user can read, wherever the checkout is.
+  let copy: string;
+  beforeAll(() => {
+    copy = mkdtempSync(join(tmpdir(), 'xdplb-filter-unpriv-'));
+    chmodSync(copy, 0o755);
+    for (const part of ['bin', 'lib', 'dist', 'package.json', 'node_modules/koffi', 'node_modules/@koromix']) {
+      cpSync(join(ROOT_DIR, part), join(copy, part), { recursive: true });
+    }
+  });
+  afterAll(() => rmSync(copy, { recursive: true, force: true }));
+
+  for (const args of [['--status'], ['--drop', '--ips', '198.51.100.0/24', '--interface', 'LAB']]) {
+    it(`a non-root user: ${args[0]} is refused with one line and changes nothing`, () => {
+      const before = status();
+      const r = run(join(copy, 'bin/xdp-filter'), args.map((a) => (a === 'LAB' ? lab.serverIf : a)), {
+        netns: lab.server, prefix: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
+      });
+      expect(r.stderr).toBe('xdp-filter: needs root privileges: CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF missing (run it as root)\n');
+      expect(r.code).toBe(1);
+      expect(status()).toBe(before);
+    });
+  }
 });
