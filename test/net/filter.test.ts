@@ -126,6 +126,16 @@ describe('xdp-filter on a veth pair', () => {
     expect(all[lab.serverIf].configuration).toEqual({ frags_drop: true, ptb_send: true, ptb_max_pps: 20 });
   });
 
+  it('a filter taken out with xdp-root --unload comes back with its lists and configuration', () => {
+    ok(filter(['--attach', '--interface', lab.serverIf, '--frags-drop', '--ptb-max-pps', '7']));
+    ok(filter(['--drop', '--ips', lab.clientIp, '--tags', 'kept', '--interface', lab.serverIf]));
+    ok(xdpRoot(['--unload', '--interface', lab.serverIf, '--slot', '2'], { netns: lab.server }));
+    expect(ping(2)).toEqual({ sent: 2, received: 2, errors: 0 });
+    expect(ok(filter(['--attach', '--interface', lab.serverIf]))).toMatch(/^Attached xdp_filter \(id \d+\) to slot 2 of \S+: frags_drop true, ptb_max_pps 7\.\n$/);
+    expect(ping(2)).toEqual({ sent: 2, received: 0, errors: 0 });
+    expect(status().source_drops).toMatchObject([{ address: lab.clientIp, tag: 'kept', hits: 2 }]);
+  });
+
   it('IPv6: a fragmented ping is dropped and the sender captures the Packet Too Big on its own interface', async () => {
     const [client6, server6] = ['fd00:201::1', 'fd00:201::2'];
     for (const [ns, dev, addr] of [[lab.client, lab.clientIf, client6], [lab.server, lab.serverIf, server6]]) {

@@ -1,10 +1,12 @@
 // What xdp-filter does to interfaces: put the filter in a slot and configure
 // it, take it out, edit the drop lists, zero the counters. Every request is
 // checked on every interface before the first one is changed.
+import { existsSync } from 'node:fs';
 import { XdplbError } from '../../errors.js';
 import { interfaceIndex } from '../../net/interface.js';
 import { describeProg } from '../../root/array.js';
-import { requireRoot } from '../../root/slot.js';
+import { requireRoot, unloadSlot } from '../../root/slot.js';
+import { subprogramDir } from '../../root/layout.js';
 import { attachSubprogram, detachSubprogram, findSubprogram } from '../../root/subprogram.js';
 import { progFullName } from '../../libbpf/index.js';
 import type { FilterConfig } from './config.js';
@@ -59,11 +61,17 @@ export function attachFilter(ifnames: string[], slot: number, changes: Partial<F
       }
     }
   }
+  // Undoing an attach that reused maps pinned from before (the slot was
+  // emptied with xdp-root --unload) empties the slot but keeps those maps.
+  const pinnedBefore = new Set(ifnames.filter((i) => existsSync(subprogramDir(i, FILTER.name))));
   const placed: Array<{ ifname: string; slot: number; id: number; changed: boolean }> = [];
   try {
     for (const ifname of ifnames) placed.push(attachSubprogram(ifname, FILTER, slot));
   } catch (err) {
-    for (const p of placed) if (p.changed) detachSubprogram(p.ifname, FILTER);
+    for (const p of placed.filter((x) => x.changed)) {
+      if (pinnedBefore.has(p.ifname)) unloadSlot(p.ifname, p.slot);
+      else detachSubprogram(p.ifname, FILTER);
+    }
     throw err;
   }
   return placed.map((p) => {

@@ -183,7 +183,7 @@ export class FilterMaps {
 }
 
 /** The /16s an IPv4 prefix covers all or part of. */
-export function slash16s(p: Prefix): number[] {
+function slash16s(p: Prefix): number[] {
   const first = p.addr.readUInt16BE(0);
   const count = p.len >= HINT4_BITS ? 1 : 1 << (HINT4_BITS - p.len);
   return Array.from({ length: count }, (_, i) => first + i);
