@@ -13,6 +13,7 @@ import { table } from '../src/cli/format.js';
 import { ROOT_DIR } from '../test/helpers/cli.js';
 import { measureCli } from './cli.js';
 import { measureDispatch } from './dispatch.js';
+import { measureFilter } from './filter.js';
 import { envCount } from './stats.js';
 
 const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
@@ -41,6 +42,17 @@ function main(): void {
     dispatch.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
   ));
 
+  const filter = measureFilter(rounds, repeat);
+  console.log(`\nFilter in slot 2 with ${filter.prefixes} IPv4 prefixes listed, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+  console.log(table(
+    ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+    [
+      ...filter.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+      ['first fragment -> PTB', `one run per call, ${filter.ptb.runs} calls; floor run alike: ${ns(filter.ptb.floor.median)}`,
+        ns(filter.ptb.ns.median), ns(filter.ptb.ns.min), ns(filter.ptb.ns.max), ns(filter.ptb.aboveFloor)],
+    ],
+  ));
+
   const cli = measureCli(cliRuns);
   console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
   console.log(table(
@@ -57,13 +69,14 @@ function main(): void {
     [
       ['dispatch overhead (through root - direct)', ns(dispatch.overheadNs), `<= ${dispatch.goalNs} ns`, verdict(dispatch.pass)],
       ['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)],
+      [`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)],
     ],
   ));
 
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, cli }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, cli }, null, 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 

@@ -14,8 +14,10 @@ fixtures="$PWD/build/bpf/xdp_fixtures.o"
 in_server() { nsenter --net="/run/netns/$server" "$@"; }
 in_client() { nsenter --net="/run/netns/$client" "$@"; }
 xdp_root() { echo "+ xdp-root $*"; in_server ./bin/xdp-root "$@"; }
+xdp_filter() { echo "+ xdp-filter $*"; in_server ./bin/xdp-filter "$@"; }
 say() { printf '\n== %s\n' "$*"; }
 pings() { in_client ping -n -q -c "$1" -i 0.2 -W 1 10.202.0.2 | grep -E 'transmitted' || true; }
+pings_from() { in_client ping -n -q -c "$2" -i 0.2 -W 1 -I "$1" 10.202.0.2 | grep -E 'transmitted' || true; }
 
 cleanup() {
   in_server ./bin/xdp-root --detach --interface "$sif" >/dev/null 2>&1 || true
@@ -56,6 +58,14 @@ say "Interface totals as JSON"
 in_server ./bin/xdp-root --status --interface "$sif" --json | node -e '
   const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
   for (const [i, v] of Object.entries(s)) console.log(i, JSON.stringify(v.statistics));'
+
+say "Slot 2: the filter, with the client's second address 10.202.0.3 on its drop list"
+in_client ip addr add 10.202.0.3/24 dev "$cif"
+xdp_filter --attach --interface "$sif" --frags-drop --ptb-max-pps 20
+xdp_filter --drop --interface "$sif" --ips 10.202.0.3/32,2001:db8::/32 --tags demo-scanner
+echo "   from 10.202.0.1 (not listed):"; pings_from 10.202.0.1 3
+echo "   from 10.202.0.3 (listed):"; pings_from 10.202.0.3 3
+xdp_filter --status --interface "$sif"
 
 say "Detach: nothing left on the device or in bpffs"
 xdp_root --detach --interface "$sif"

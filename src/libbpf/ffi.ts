@@ -70,6 +70,10 @@ export const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+
+  // ---- filter ----
+  // Walking a map's keys (the drop lists are LPM tries read back by status).
+  bpf_map_get_next_key: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
 };
 
 export const errno = (): number => koffi.errno();

@@ -3,3 +3,4 @@ export { BpfObject, PROG_TYPE_XDP } from './object.js';
 export { BpfError, errnoName } from './errors.js';
 export * from './fd.js';
 export { sdNotify } from './systemd.js';
+export { mapKeys } from './iterate.js';
