@@ -2,3 +2,4 @@
 export { BpfObject, PROG_TYPE_XDP } from './object.js';
 export { BpfError, errnoName } from './errors.js';
 export * from './fd.js';
+export { RingBuffer } from './ringbuf.js';
