@@ -26,8 +26,19 @@ const FLAGS: Record<Action, string[]> = {
   capture: ['output', 'format', 'count', 'duration'],
 };
 
+/** yargs reads a lone `-` after a long flag as an argument of its own: bind
+ *  `--output -` (stdout) to its flag first. */
+function bindStdout(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if ((args[i] === '--output' || args[i] === '-o') && args[i + 1] === '-') out.push(`${args[i++]}=-`);
+    else out.push(args[i]);
+  }
+  return out;
+}
+
 export function parser(args: string[]) {
-  return yargs(args)
+  return yargs(bindStdout(args))
     .scriptName(COMMAND)
     .usage(
       [
