@@ -80,6 +80,8 @@ export const c = {
   ring_buffer__consume: libbpf.func('int ring_buffer__consume(ring_buffer *rb)'),
   ring_buffer__epoll_fd: libbpf.func('int ring_buffer__epoll_fd(ring_buffer *rb)'),
   ring_buffer__free: libbpf.func('void ring_buffer__free(ring_buffer *rb)'),
+  // Copies a record out of the ring: several times faster than koffi.view.
+  memcpy: libc.func('void *memcpy(void *dest, const void *src, size_t n)'),
 };
 
 export const errno = (): number => koffi.errno();

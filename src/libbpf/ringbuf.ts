@@ -2,7 +2,7 @@
 // one BPF_MAP_TYPE_RINGBUF map. Reading never blocks: consume() takes what
 // is there now and returns; callers run it from a timer (or when the epoll
 // fd becomes readable).
-import { c, errno, registerRingSample, unregister, view } from './ffi.js';
+import { c, errno, registerRingSample, unregister } from './ffi.js';
 import { BpfError } from './errors.js';
 
 export class RingBuffer {
@@ -17,10 +17,13 @@ export class RingBuffer {
   /** Open the ring buffer behind `mapFd`; each record is handed to
    *  `onRecord` as a copy of at most `maxBytes` bytes, with its full size. */
   static open(mapFd: number, maxBytes: number, onRecord: (data: Buffer, size: number) => void): RingBuffer {
+    const staging = Buffer.alloc(maxBytes);
     const callback = registerRingSample((_ctx, data, size) => {
       const n = Number(size);
+      const copy = Math.min(n, maxBytes);
       // Copy out: the record's memory goes back to the ring after the call.
-      onRecord(Buffer.from(view(data, Math.min(n, maxBytes))), n);
+      c.memcpy(staging, data, copy);
+      onRecord(Buffer.from(staging.subarray(0, copy)), n);
       return 0;
     });
     const rb = c.ring_buffer__new(mapFd, callback, null, null);

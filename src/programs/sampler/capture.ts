@@ -63,6 +63,8 @@ export class Capture {
   private lostAtStart: bigint[] = [];
   private written = 0;
   private stopped = false;
+  /** Records of the current drain round, written in one go after it. */
+  private pending: Buffer[] = [];
 
   /** Open every interface's ring buffer; fails before anything is written
    *  when an interface, its root or its sample maps are missing. */
@@ -82,7 +84,7 @@ export class Capture {
         const names = new SlotNames(root);
         this.readers.push(new SampleReader(root.sampleMaps(req.ifnames[interfaceId]).samples, (s: Sample) => {
           if (this.done()) return;
-          this.out(writer.packet({
+          this.pending.push(writer.packet({
             interfaceId, timestampNs: toWall(s.timestamp), origLen: s.len, data: s.data,
             comment: s.kind === 'verdict' ? verdictComment(s.slot, names.name(s.slot), s.action!) : undefined,
           }));
@@ -100,10 +102,18 @@ export class Capture {
     return this.stopped || (this.req.count !== undefined && this.written >= this.req.count);
   }
 
+  private flush(): void {
+    if (!this.pending.length) return;
+    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    this.pending = [];
+    this.out(chunk);
+  }
+
   /** Ask the capture to finish: what is in the rings now is still written. */
   stop(): void {
     if (this.stopped) return;
     for (const r of this.readers) r.drain();
+    this.flush();
     this.stopped = true;
   }
 
@@ -111,7 +121,7 @@ export class Capture {
   async run(): Promise<CaptureResult> {
     const timer = this.req.durationMs !== undefined ? setTimeout(() => this.stop(), this.req.durationMs) : undefined;
     try {
-      await pollReaders(this.readers, () => this.done());
+      await pollReaders(this.readers, () => this.done(), () => this.flush());
     } finally {
       clearTimeout(timer);
     }

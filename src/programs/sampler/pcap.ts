@@ -94,14 +94,29 @@ const pcapng: CaptureWriter = {
     return Buffer.concat(blocks);
   },
   packet(p) {
-    const epb = Buffer.alloc(20);
-    epb.writeUInt32LE(p.interfaceId, 0);
-    epb.writeUInt32LE(Number(p.timestampNs >> 32n), 4);
-    epb.writeUInt32LE(Number(p.timestampNs & 0xffffffffn), 8);
-    epb.writeUInt32LE(p.data.length, 12);
-    epb.writeUInt32LE(p.origLen, 16);
-    const opts = p.comment ? options([[OPT_COMMENT, Buffer.from(p.comment)]]) : Buffer.alloc(0);
-    return block(EPB, Buffer.concat([epb, p.data, Buffer.alloc(pad4(p.data.length)), opts]));
+    // One allocation per record: captures write hundreds of thousands a second.
+    const comment = p.comment ? Buffer.from(p.comment) : null;
+    const dataLen = p.data.length + pad4(p.data.length);
+    const optsLen = comment ? 4 + comment.length + pad4(comment.length) + 4 : 0;
+    const total = 8 + 20 + dataLen + optsLen + 4;
+    const b = Buffer.alloc(total);
+    b.writeUInt32LE(EPB, 0);
+    b.writeUInt32LE(total, 4);
+    b.writeUInt32LE(p.interfaceId, 8);
+    b.writeUInt32LE(Number(p.timestampNs >> 32n), 12);
+    b.writeUInt32LE(Number(p.timestampNs & 0xffffffffn), 16);
+    b.writeUInt32LE(p.data.length, 20);
+    b.writeUInt32LE(p.origLen, 24);
+    p.data.copy(b, 28);
+    if (comment) {
+      const at = 28 + dataLen;
+      b.writeUInt16LE(OPT_COMMENT, at);
+      b.writeUInt16LE(comment.length, at + 2);
+      comment.copy(b, at + 4);
+      // padding and opt_endofopt are zeros already
+    }
+    b.writeUInt32LE(total, total - 4);
+    return b;
   },
 };
 

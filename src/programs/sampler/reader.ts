@@ -35,13 +35,15 @@ export class SampleReader {
 export const IDLE_POLL_MS = 5;
 
 /** Drain the readers until `shouldStop()` says so: again at once (after I/O
- *  gets its turn) while samples arrive, after IDLE_POLL_MS when idle. */
-export function pollReaders(readers: SampleReader[], shouldStop: () => boolean): Promise<void> {
+ *  gets its turn) while samples arrive, after IDLE_POLL_MS when idle.
+ *  `afterDrain` runs after every round (to write what it brought). */
+export function pollReaders(readers: SampleReader[], shouldStop: () => boolean, afterDrain: () => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const tick = () => {
       try {
         let got = 0;
         for (const r of readers) got += r.drain();
+        afterDrain();
         if (shouldStop()) return resolve();
         if (got) setImmediate(tick);
         else setTimeout(tick, IDLE_POLL_MS);
