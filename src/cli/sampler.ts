@@ -244,7 +244,7 @@ export async function main(args: string[]): Promise<number> {
     case 'set-rate': {
       setRate(req.ifaces, req.settings);
       if (argv.json) print(toJson(status(req.ifaces)));
-      else print(`Sampling 1 in ${req.settings.rate} packets on ${req.ifaces.join(', ')}${req.settings.rate ? '' : ' (off)'}.`);
+      else print(`${req.settings.rate ? `Sampling 1 in ${req.settings.rate} packets` : 'Sampling off'} on ${req.ifaces.join(', ')}.`);
       return EXIT_OK;
     }
     case 'status': {

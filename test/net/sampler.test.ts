@@ -141,6 +141,21 @@ describe('xdp-sampler', () => {
     expect(bg.stderr()).toContain('xdp-sampler: 4 samples written to stdout, 0 lost in the kernel (ring buffer full)');
   });
 
+  it('ends cleanly when the reader of stdout goes away', async () => {
+    ok(sampler(['--attach', '--interface', lab.serverIf, '--rate', '1']));
+    const pipeline = `${BIN('xdp-sampler')} --capture -i ${lab.serverIf} -o - --duration 30 | tcpdump -r - -nn -c 2`;
+    const bg = background(lab.server, ['bash', '-o', 'pipefail', '-c', pipeline]);
+    await until(() => bg.stderr().includes('link-type EN10MB'), 'tcpdump to read the stream header');
+    send(payloads(2, 30));
+    await until(() => bg.stdout().trim().split('\n').length === 2, 'tcpdump to print two packets');
+    // tcpdump has exited: the next samples meet a closed pipe.
+    const start = Date.now();
+    send(payloads(2, 30));
+    expect(await bg.exited).toBe(0);
+    expect(Date.now() - start).toBeLessThan(10_000);
+    expect(bg.stderr()).toMatch(/xdp-sampler: \d+ samples written to stdout, 0 lost in the kernel \(ring buffer full\)\n$/);
+  });
+
   it('stops on SIGINT with the file complete', async () => {
     ok(sampler(['--attach', '--interface', lab.serverIf, '--rate', '1']));
     const file = join(dir, 'int.pcapng');
@@ -156,12 +171,12 @@ describe('xdp-sampler', () => {
   it('changes the rate without reloading and stops sampling at rate 0; detach takes it out', () => {
     ok(sampler(['--attach', '--interface', lab.serverIf, '--rate', '1', '--verdict-rate', '7']));
     const before = statusJson();
-    expect(ok(sampler(['--set-rate', '0', '--interface', lab.serverIf]))).toBe(`Sampling 1 in 0 packets on ${lab.serverIf} (off).\n`);
+    expect(ok(sampler(['--set-rate', '0', '--interface', lab.serverIf]))).toBe(`Sampling off on ${lab.serverIf}.\n`);
     const after = statusJson();
     expect(after).toMatchObject({ id: before.id, slot: 1, rate: 0, verdict_rate: 7 });
     send(payloads(3));
     expect(statusJson().samples.packets).toBe(0);
-    ok(sampler(['--set-rate', '1', '--interface', lab.serverIf]));
+    expect(ok(sampler(['--set-rate', '1', '--interface', lab.serverIf]))).toBe(`Sampling 1 in 1 packets on ${lab.serverIf}.\n`);
     send(payloads(2));
     expect(statusJson()).toMatchObject({ id: before.id, rate: 1 });
     expect(statusJson().samples.packets).toBe(2);
