@@ -8,10 +8,9 @@
 // Drain: the ring filled by test runs at rate 1 (no loss), then read back,
 // decoded and encoded as pcapng records; samples per second of that.
 import { BpfObject, closeFd, openPinned, testRun } from '../src/libbpf/index.js';
-import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
+import { RootArray, ROOT_OBJECT, removePins } from '../src/root/array.js';
 import { loadSlotProgram } from '../src/root/slot.js';
 import { pinRoot } from '../src/root/layout.js';
-import { removePins } from '../src/root/array.js';
 import { CONFIG_MAP, SAMPLER, readSampleCounters, writeRate, writeSampling } from '../src/programs/sampler/config.js';
 import { RING_BYTES, SAMPLE_HEADER } from '../src/programs/sampler/layout.js';
 import { SampleReader } from '../src/programs/sampler/reader.js';

@@ -212,7 +212,8 @@ async function capture(req: Extract<ReturnType<typeof validate>, { action: 'capt
     const result = await cap.run();
     process.stderr.write(
       `${COMMAND}: ${result.written} samples written to ${toStdout ? 'stdout' : req.output}, ` +
-        `${result.lost} lost in the kernel (ring buffer full)\n`,
+        `${result.lost} lost in the kernel (ring buffer full)` +
+        `${result.malformed ? `, ${result.malformed} malformed records skipped` : ''}\n`,
     );
     return EXIT_OK;
   } finally {

@@ -10,7 +10,7 @@ export interface Background {
   exited: Promise<number | string>;
 }
 
-/** Start `cmd` (a shell pipeline when `shell`) inside a network namespace. */
+/** Start `argv` inside a network namespace, collecting its output. */
 export function background(netns: string, argv: string[]): Background {
   const child = spawn('nsenter', [`--net=/run/netns/${netns}`, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

@@ -25,6 +25,8 @@ export interface CaptureResult {
   written: number;
   /** Samples the kernel could not write while the capture ran (ring full). */
   lost: bigint;
+  /** Ring records too short to be samples (none expected; counted, not hidden). */
+  malformed: number;
 }
 
 /** Wall-clock ns of a CLOCK_BOOTTIME stamp, from one reading of both clocks. */
@@ -128,7 +130,7 @@ export class Capture {
     const lost = this.roots.reduce(
       (sum, root, i) => sum + readSampleCounters(root.sampleMaps(this.req.ifnames[i]).sample_stats).lost - this.lostAtStart[i], 0n,
     );
-    return { written: this.written, lost };
+    return { written: this.written, lost, malformed: this.readers.reduce((n, r) => n + r.malformed, 0) };
   }
 
   close(): void {
