@@ -62,7 +62,7 @@ export function parser(args: string[]) {
       status: { type: 'boolean', describe: 'Show rates, snaplen and sample counters' },
       capture: { type: 'boolean', describe: 'Write samples to a capture file as they arrive' },
       interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
-      slot: { alias: 's', type: 'string', describe: `Slot for the sampler, 0..7 (default ${SAMPLER.defaultSlot})` },
+      slot: { alias: 's', type: 'string', describe: `Slot for the sampler, 0..7 (default: where it is, else ${SAMPLER.defaultSlot})` },
       rate: { alias: 'r', type: 'string', describe: 'Sample 1 in N packets; 0 is off (default 1000)' },
       'verdict-rate': { type: 'string', describe: 'Sample 1 in N final non-PASS verdicts of every slot; 0 is off (default 0)' },
       snaplen: { type: 'string', describe: 'Bytes of each packet to capture, 1..65535 (default 256)' },
@@ -144,7 +144,7 @@ export function validate(argv: Args) {
   };
   switch (act) {
     case 'attach':
-      return { action: act, ifaces: ifaces!, slot: parseSlot(one(argv, 'slot') ?? SAMPLER.defaultSlot), settings };
+      return { action: act, ifaces: ifaces!, slot: opt('slot', parseSlot), settings };
     case 'detach':
       return { action: act, ifaces: ifaces! };
     case 'set-rate':

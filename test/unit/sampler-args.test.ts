@@ -28,7 +28,7 @@ describe('sampler values', () => {
 describe('xdp-sampler arguments', () => {
   it('parses each action with its defaults', async () => {
     expect(await req('--attach', '-i', 'eth0')).toEqual({
-      action: 'attach', ifaces: ['eth0'], slot: 1, settings: { rate: undefined, verdictRate: undefined, snaplen: undefined },
+      action: 'attach', ifaces: ['eth0'], slot: undefined, settings: { rate: undefined, verdictRate: undefined, snaplen: undefined },
     });
     expect(await req('--attach', '-i', 'eth0,eth1', '--slot', '3', '--rate', '10', '--verdict-rate', '0', '--snaplen', '64')).toEqual({
       action: 'attach', ifaces: ['eth0', 'eth1'], slot: 3, settings: { rate: 10, verdictRate: 0, snaplen: 64 },

@@ -45,14 +45,15 @@ export interface AttachResult {
   changed: boolean;
 }
 
-/** Put the sampler into `slot` and apply the settings given; settings not
- *  given keep their values (defaults on a first attach). */
-export function attachSampler(ifnames: string[], slot: number, settings: Settings): AttachResult[] {
+/** Put the sampler into `slot` (by default the slot it is in, else slot 1)
+ *  and apply the settings given; settings not given keep their values
+ *  (defaults on a first attach). */
+export function attachSampler(ifnames: string[], slot: number | undefined, settings: Settings): AttachResult[] {
   return withRoots(ifnames, (roots) => {
     const done: AttachResult[] = [];
     try {
       for (const { ifname, root } of roots) {
-        const r = attachSubprogram(ifname, SAMPLER, slot);
+        const r = attachSubprogram(ifname, SAMPLER, slot ?? findSubprogram(root, SAMPLER)?.slot ?? SAMPLER.defaultSlot);
         done.push(r);
         const maps = root.sampleMaps(ifname);
         const current = readSampling(maps.sampling);
