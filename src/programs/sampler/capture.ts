@@ -66,7 +66,7 @@ export class Capture {
   private written = 0;
   private stopped = false;
   /** Records of the current drain round, written in one go after it. */
-  private pending: Buffer[] = [];
+  private pending: Array<{ timestamp: bigint; bytes: Buffer }> = [];
 
   /** Open every interface's ring buffer; fails before anything is written
    *  when an interface, its root or its sample maps are missing. */
@@ -86,10 +86,13 @@ export class Capture {
         const names = new SlotNames(root);
         this.readers.push(new SampleReader(root.sampleMaps(req.ifnames[interfaceId]).samples, (s: Sample) => {
           if (this.done()) return;
-          this.pending.push(writer.packet({
-            interfaceId, timestampNs: toWall(s.timestamp), origLen: s.len, data: s.data,
-            comment: s.kind === 'verdict' ? verdictComment(s.slot, names.name(s.slot), s.action!) : undefined,
-          }));
+          this.pending.push({
+            timestamp: s.timestamp,
+            bytes: writer.packet({
+              interfaceId, timestampNs: toWall(s.timestamp), origLen: s.len, data: s.data,
+              comment: s.kind === 'verdict' ? verdictComment(s.slot, names.name(s.slot), s.action!) : undefined,
+            }),
+          });
           this.written += 1;
         }));
       });
@@ -106,7 +109,10 @@ export class Capture {
 
   private flush(): void {
     if (!this.pending.length) return;
-    const chunk = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
+    // Several rings: merge the round's records by time (the sort is stable,
+    // so one ring's order is kept).
+    if (this.readers.length > 1) this.pending.sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
+    const chunk = this.pending.length === 1 ? this.pending[0].bytes : Buffer.concat(this.pending.map((p) => p.bytes));
     this.pending = [];
     this.out(chunk);
   }
