@@ -96,6 +96,18 @@ describe('xdp-sampler', () => {
     expect(s.samples).toEqual({ packets: 5, verdicts: 0, lost: 0 });
   });
 
+  it('captures in skb (generic) mode too', async () => {
+    ok(xdpRoot(['--detach', '--interface', lab.serverIf], { netns: lab.server }));
+    ok(xdpRoot(['--attach', '--interface', lab.serverIf, '--mode', 'skb'], { netns: lab.server }));
+    ok(sampler(['--attach', '--interface', lab.serverIf, '--rate', '1']));
+    const file = join(dir, 'skb.pcapng');
+    const cap = await startCapture(file, ['--count', '3']);
+    const sent = payloads(3, 50);
+    send(sent);
+    expect(await cap.exited).toBe(0);
+    expect(tshark(file, ['frame.len', 'udp.payload'])).toEqual(sent.map((p) => [String(HEADERS + 50), p.toString('hex')]));
+  });
+
   it('truncates to snaplen and keeps the original length; writes classic pcap that tcpdump and tshark read', async () => {
     ok(sampler(['--attach', '--interface', lab.serverIf, '--rate', '1', '--snaplen', '60']));
     const file = join(dir, 'cut.pcap');
