@@ -14,12 +14,14 @@ import { ROOT_DIR } from '../test/helpers/cli.js';
 import { measureCli } from './cli.js';
 import { measureDispatch } from './dispatch.js';
 import { measureFilter } from './filter.js';
+import { measureSampler } from './sampler.js';
 import { envCount } from './stats.js';
 
 const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
 // The kernel reports whole nanoseconds; only a median of an even count has a half.
 const ns = (n: number) => `${Number.isInteger(n) ? n : n.toFixed(1)} ns`;
 const ms = (n: number) => `${n.toFixed(1)} ms`;
+const per = (n: number) => `${Math.round(n).toLocaleString('en-US')}/s`;
 
 function main(): void {
   const rounds = envCount('BENCH_ROUNDS', 7);
@@ -53,6 +55,18 @@ function main(): void {
     ],
   ));
 
+  const sampler = measureSampler(rounds, repeat);
+  console.log(`\nSampler through the root, slot 1, ${dispatch.frameBytes}-byte UDP frame (ns/packet; rate-1 cases repeat as often as the ring holds):`);
+  console.log(table(
+    ['CASE', 'PROGRAM', 'REPEAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+    sampler.cases.map((c) => [c.name, c.what, c.repeat, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+  ));
+  console.log(`\nRing buffer drain (ring filled at rate 1, then read, decoded and encoded as pcapng; ${rounds} rounds):`);
+  console.log(table(
+    ['FRAMES', 'SAMPLES PER FILL', 'MEDIAN', 'MIN', 'MAX', 'LOST'],
+    sampler.drain.map((d) => [d.name, d.samplesPerFill, per(d.rate.median), per(d.rate.min), per(d.rate.max), d.lost]),
+  ));
+
   const cli = measureCli(cliRuns);
   console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
   console.log(table(
@@ -68,6 +82,8 @@ function main(): void {
     ['MEASURE', 'RESULT', 'GOAL', ''],
     [
       ['dispatch overhead (through root - direct)', ns(dispatch.overheadNs), `<= ${dispatch.goalNs} ns`, verdict(dispatch.pass)],
+      ['sampler at rate 0 (through root - pass program in its slot)', ns(sampler.samplerRate0Ns), `<= ${sampler.goalNs} ns`, verdict(sampler.passNs)],
+      ['sample drain, zero loss (slowest case, median)', per(Math.min(...sampler.drain.map((d) => d.rate.median))), `>= ${per(sampler.drainGoal)}`, verdict(sampler.passDrain)],
       ['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)],
       [`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)],
     ],
@@ -76,7 +92,7 @@ function main(): void {
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, cli }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 

@@ -4,3 +4,4 @@ export { BpfError, errnoName } from './errors.js';
 export * from './fd.js';
 export { sdNotify } from './systemd.js';
 export { mapKeys } from './iterate.js';
+export { RingBuffer } from './ringbuf.js';
