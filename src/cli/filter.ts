@@ -1,5 +1,8 @@
 // xdp-filter: the filter in a slot of the root array, its configuration, its
 // source drop lists and its counters (ecbpf xdp_filter's flags and status).
+import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
+import { runSectionService } from '../service/section-service.js';
+import { FILTER_SERVICE } from '../programs/filter/service.js';
 import yargs from 'yargs';
 import { UsageError } from '../errors.js';
 import { parseInterfaceList } from '../net/interface.js';
@@ -64,6 +67,8 @@ export function parser(args: string[]) {
       tags: { type: 'string', describe: 'One tag for all prefixes, or one per prefix, comma separated (63 bytes each)' },
       json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
     })
+    .options(RUN_OPTION)
+    .command('run', RUN_DESCRIPTION)
     .strict()
     .version(false)
     .help('help')
@@ -179,6 +184,11 @@ const list = (ps: Prefix[]) => ps.map(formatPrefix).join(', ');
 
 export async function main(args: string[]): Promise<number> {
   const argv = await parser(args).parse();
+  const config = runRequest(COMMAND, argv, ACTIONS);
+  if (config !== null) {
+    requirePrivileges();
+    return runSectionService(FILTER_SERVICE, COMMAND, config);
+  }
   const req = validate(argv);
   requirePrivileges();
   const print = (text: string) => process.stdout.write(`${text}\n`);

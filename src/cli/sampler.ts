@@ -1,5 +1,8 @@
 // xdp-sampler: a packet sampler in a slot of the root array, verdict samples
 // from every slot, and captures of both to pcapng or pcap.
+import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
+import { runSectionService } from '../service/section-service.js';
+import { SAMPLER_SERVICE } from '../programs/sampler/service.js';
 import { accessSync, closeSync, constants, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import yargs from 'yargs';
@@ -72,6 +75,8 @@ export function parser(args: string[]) {
       duration: { alias: 'd', type: 'string', describe: 'Stop after S seconds' },
       json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
     })
+    .options(RUN_OPTION)
+    .command('run', RUN_DESCRIPTION)
     .strict()
     .version(false)
     .help('help')
@@ -226,6 +231,11 @@ async function capture(req: Extract<ReturnType<typeof validate>, { action: 'capt
 
 export async function main(args: string[]): Promise<number> {
   const argv = await parser(args).parse();
+  const config = runRequest(COMMAND, argv, ACTION_FLAGS);
+  if (config !== null) {
+    requirePrivileges();
+    return runSectionService(SAMPLER_SERVICE, COMMAND, config);
+  }
   const req = validate(argv);
   requirePrivileges();
   const print = (text: string) => process.stdout.write(`${text}\n`);

@@ -86,7 +86,8 @@ describe('the xdplb package on Debian 13 with systemd', () => {
   });
 
   it('systemd-analyze verify prints nothing for the units', () => {
-    expect(inBox('systemd-analyze', 'verify', '/usr/lib/systemd/system/xdplb-root.service')).toEqual({ code: 0, out: '' });
+    const units = ['root', 'filter', 'sampler'].map((u) => `/usr/lib/systemd/system/xdplb-${u}.service`);
+    expect(inBox('systemd-analyze', 'verify', ...units)).toEqual({ code: 0, out: '' });
   });
 
   it('systemctl start attaches the root to the default-route interface and says so in its status', () => {
@@ -99,6 +100,28 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     expect(ping()).toMatch(/3 received/);
   });
 
+  it('the filter and sampler units run in their slots and follow a reload', async () => {
+    const config = JSON.stringify({
+      interfaces: 'auto',
+      filter: { enabled: true, drop: [{ prefix: '10.203.0.1/32', tag: 'client' }] },
+      sampler: { enabled: true, rate: 1 },
+    });
+    box.exec(['sh', '-c', `cat > /etc/xdplb/xdplb.json`], { input: config });
+    expect(systemctl('start', 'xdplb-filter', 'xdplb-sampler').code).toBe(0);
+    expect(systemctl('show', '-P', 'StatusText', 'xdplb-filter').out.trim()).toBe(`${dev}: frags_drop off, ptb_max_pps 0, 1 prefixes dropped`);
+    expect(systemctl('show', '-P', 'StatusText', 'xdplb-sampler').out.trim()).toBe(`${dev}: packets 1 in 1, verdicts off, snaplen 256`);
+    const s = hostStatus();
+    expect(s.subprograms[1].name).toBe('xdp_sampler');
+    expect(s.subprograms[2].name).toBe('xdp_filter');
+    expect(ping()).toMatch(/ 0 received/);
+
+    box.exec(['sh', '-c', `cat > /etc/xdplb/xdplb.json`], { input: JSON.stringify({ interfaces: 'auto', filter: { enabled: true }, sampler: { enabled: true, rate: 1 } }) });
+    expect(systemctl('reload', 'xdplb-filter').code).toBe(0);
+    await until('the filter to reload', () => /0 prefixes dropped/.test(systemctl('show', '-P', 'StatusText', 'xdplb-filter').out));
+    expect(ping()).toMatch(/3 received/);
+    expect(hostStatus().subprograms[2].id).toBe(s.subprograms[2].id);
+  });
+
   it('systemctl reload keeps the data plane as it is', async () => {
     const before = hostStatus().root_id;
     expect(systemctl('reload', 'xdplb-root').code).toBe(0);
@@ -108,17 +131,24 @@ describe('the xdplb package on Debian 13 with systemd', () => {
   });
 
   it('systemctl kill -s KILL keeps the data plane, and the restart adopts it', async () => {
-    const before = hostStatus().root_id;
+    const before = hostStatus();
     expect(systemctl('kill', '-s', 'KILL', 'xdplb-root').code).toBe(0);
-    expect(hostStatus()).toMatchObject({ root_loaded: true, root_id: before });
+    expect(hostStatus()).toMatchObject({ root_loaded: true, root_id: before.root_id });
+    expect(hostStatus().subprograms[1].id).toBe(before.subprograms[1].id);
     expect(ping()).toMatch(/3 received/);
     await until('the restart', () => /adopted the root on/.test(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out));
     await until('active again', () => systemctl('is-active', 'xdplb-root').out.trim() === 'active');
-    expect(hostStatus().root_id).toBe(before);
+    expect(hostStatus().root_id).toBe(before.root_id);
+    // The subprograms' units were not stopped: their programs never left.
+    expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler').out.trim().split('\n')).toEqual(['active', 'active']);
+    expect(hostStatus().subprograms[2].id).toBe(before.subprograms[2].id);
   });
 
-  it('systemctl stop detaches everything and leaves no pins', () => {
+  it('systemctl stop detaches everything, stops the subprogram units and leaves no pins', () => {
+    systemctl('start', 'xdplb-filter', 'xdplb-sampler');
+    expect(systemctl('is-active', 'xdplb-filter').out.trim()).toBe('active');
     expect(systemctl('stop', 'xdplb-root').code).toBe(0);
+    expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler').out.trim().split('\n')).toEqual(['inactive', 'inactive']);
     expect(attachedProg()).toBeNull();
     expect(pinned()).toBe(false);
   });

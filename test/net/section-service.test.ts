@@ -1,0 +1,101 @@
+// xdp-filter run and xdp-sampler run beside xdp-root run, as their units run
+// them: each puts its program in its slot on the root's interfaces, follows
+// its section of the config on SIGHUP and takes it out on SIGTERM.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BIN, ok, run, xdpRoot } from '../helpers/cli.js';
+import { makeLab, type Lab } from '../helpers/netns.js';
+import { NotifySocket, netnsWithSys, startDaemon, type Daemon } from '../helpers/service.js';
+
+let lab: Lab;
+let dir: string;
+let config: string;
+const daemons: Array<{ d: Daemon; n: NotifySocket }> = [];
+
+beforeEach(() => {
+  lab = makeLab();
+  dir = mkdtempSync(join(tmpdir(), 'xdplb-sect-'));
+  config = join(dir, 'xdplb.json');
+});
+afterEach(async () => {
+  for (const { d, n } of daemons.reverse()) {
+    if (d.proc.exitCode === null) {
+      d.proc.kill('SIGKILL');
+      await d.exited;
+    }
+    n.close();
+  }
+  daemons.length = 0;
+  lab.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function start(command: string) {
+  const n = new NotifySocket();
+  await n.start();
+  const d = startDaemon([...netnsWithSys(lab.server), BIN(command), 'run', '--config', config], { NOTIFY_SOCKET: n.path });
+  daemons.push({ d, n });
+  await n.waitFor(/^READY=1$/);
+  return { d, n };
+}
+
+const writeConfig = (filter: object, sampler: object = { enabled: false }) =>
+  writeFileSync(config, JSON.stringify({ interfaces: [lab.serverIf], mode: 'native', filter, sampler }));
+const rootStatus = () => JSON.parse(ok(xdpRoot(['--status', '--interface', lab.serverIf, '--json'], { netns: lab.server })))[lab.serverIf];
+const received = () => Number(/(\d+) received/.exec(run('ping', ['-n', '-q', '-c', '2', '-i', '0.05', '-W', '1', lab.serverIp], { netns: lab.client }).stdout)![1]);
+
+describe('subprogram services', () => {
+  it('run the filter and the sampler in their slots, follow the config on SIGHUP, leave on SIGTERM', async () => {
+    writeConfig(
+      { enabled: true, frags_drop: true, ptb_max_pps: 5, drop: [{ prefix: `${lab.clientIp}/32`, tag: 'client' }] },
+      { enabled: true, rate: 1, verdict_rate: 10, snaplen: 128 },
+    );
+    await start('xdp-root');
+    const filter = await start('xdp-filter');
+    expect(await filter.n.waitFor(/^STATUS=/)).toBe(`STATUS=${lab.serverIf}: frags_drop on, ptb_max_pps 5, 1 prefixes dropped`);
+    const sampler = await start('xdp-sampler');
+    expect(await sampler.n.waitFor(/^STATUS=/)).toBe(`STATUS=${lab.serverIf}: packets 1 in 1, verdicts 1 in 10, snaplen 128`);
+    const slots = rootStatus().subprograms.filter((p: { prog_loaded: boolean }) => p.prog_loaded).map((p: { slot: number; name: string }) => `${p.slot}=${p.name}`);
+    expect(slots).toEqual(['1=xdp_sampler', '2=xdp_filter']);
+    expect(received()).toBe(0);
+
+    // The config is the whole truth: the emptied drop list empties the map.
+    writeConfig({ enabled: true, frags_drop: false, ptb_max_pps: 0, drop: [] }, { enabled: true, rate: 1 });
+    const mark = filter.n.lines.length;
+    filter.d.proc.kill('SIGHUP');
+    await filter.n.waitFor(/^READY=1$/, mark);
+    expect(await filter.n.waitFor(/^STATUS=/, mark)).toBe(`STATUS=${lab.serverIf}: frags_drop off, ptb_max_pps 0, 0 prefixes dropped`);
+    expect(received()).toBe(2);
+    const filterId = rootStatus().subprograms[2].id;
+
+    filter.d.proc.kill('SIGTERM');
+    expect(await filter.d.exited).toBe(0);
+    expect(rootStatus().subprograms[2].prog_loaded).toBe(false);
+    expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}/filter`)).toBe(false);
+    expect(rootStatus().subprograms[1].name).toBe('xdp_sampler');
+    expect(filterId).toBeGreaterThan(0);
+
+    sampler.d.proc.kill('SIGTERM');
+    expect(await sampler.d.exited).toBe(0);
+    expect(rootStatus().subprograms[1].prog_loaded).toBe(false);
+    expect(rootStatus().root_loaded).toBe(true);
+  });
+
+  it('refuses to run a section that is not enabled, with one line', async () => {
+    writeConfig({ enabled: false });
+    await start('xdp-root');
+    const r = run(BIN('xdp-filter'), ['run', '--config', config], { prefix: netnsWithSys(lab.server) });
+    expect(r.stderr).toBe(`xdp-filter: filter is not enabled in ${config}: set "filter": { "enabled": true }\n`);
+    expect(r.code).toBe(2);
+    expect(rootStatus().subprograms[2].prog_loaded).toBe(false);
+  });
+
+  it('refuses a bad section setting, naming its line and key', async () => {
+    writeFileSync(config, `{\n "interfaces": ["${lab.serverIf}"],\n "filter": {\n  "enabled": true,\n  "drop": ["10.0.0.0/33"]\n }\n}\n`);
+    const r = run(BIN('xdp-filter'), ['run', '--config', config], { prefix: netnsWithSys(lab.server) });
+    expect(r.stderr).toMatch(new RegExp(`^xdp-filter: ${config}:5: filter\\.drop\\[0\\]: invalid prefix '10\\.0\\.0\\.0/33': .*\\n$`));
+    expect(r.code).toBe(2);
+  });
+});
