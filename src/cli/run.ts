@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { DEFAULT_CONFIG } from '../service/config.js';
 
 export const RUN_OPTION = {
-  config: { alias: 'c', type: 'string', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
+  config: { type: 'string', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
 } as const;
 
 export const RUN_DESCRIPTION = 'Run as a service (systemd Type=notify), bound to xdplb-root: reload on SIGHUP, detach on SIGTERM';
