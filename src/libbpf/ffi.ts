@@ -68,6 +68,18 @@ export const c = {
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
   if_indextoname: libc.func('const char *if_indextoname(unsigned int ifindex, void *buf)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+
+  // ---- lb ----
+  // Maglev tables are inner maps made from userspace and filled in one call;
+  // the VIP and backend maps are read back by walking their keys; tests run
+  // programs inside a network namespace of their own.
+  bpf_map_create: libbpf.func(
+    'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)'),
+  bpf_map_update_batch: libbpf.func(
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
+  bpf_map_get_next_key: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
+  bpf_map_get_fd_by_id: libbpf.func('int bpf_map_get_fd_by_id(uint32_t id)'),
+  setns: libc.func('int setns(int fd, int nstype)'),
 };
 
 export const errno = (): number => koffi.errno();

@@ -2,3 +2,5 @@
 export { BpfObject, PROG_TYPE_XDP } from './object.js';
 export { BpfError, errnoName } from './errors.js';
 export * from './fd.js';
+export * from './maps.js';
+export * from './netns.js';

@@ -1,0 +1,65 @@
+// Maps made from userspace, filled in batches, and walked key by key (the
+// load balancer's Maglev tables and its VIP and backend maps).
+import { c } from './ffi.js';
+import { BpfError } from './errors.js';
+import { UPDATE_ANY, mapUpdate } from './fd.js';
+
+export const MAP_TYPE_ARRAY = 2;
+/** Inner arrays of a map-in-map may differ in max_entries. */
+export const MAP_F_INNER_MAP = 1 << 12;
+
+/** Create a map; returns its fd (the caller closes it). */
+export function mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags = 0): number {
+  const opts = Buffer.alloc(48); // struct bpf_map_create_opts
+  opts.writeBigUInt64LE(48n, 0);
+  opts.writeUInt32LE(flags, 28);
+  const fd = c.bpf_map_create(type, name, keySize, valueSize, maxEntries, opts);
+  if (fd < 0) throw new BpfError('bpf_map_create', -fd, `cannot create map ${name} (${maxEntries} entries)`);
+  return fd;
+}
+
+let batchMissing = false;
+
+/** Write `count` consecutive keys and values (packed) in one call where the
+ *  kernel has batch operations for the map type, element by element
+ *  otherwise. */
+export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): void {
+  if (!count) return;
+  if (!batchMissing) {
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(count);
+    const opts = Buffer.alloc(24); // struct bpf_map_batch_opts
+    opts.writeBigUInt64LE(24n, 0);
+    const r = c.bpf_map_update_batch(fd, keys, values, n, opts);
+    if (r === 0) return;
+    if (-r !== 22 /* EINVAL */ && -r !== 95 /* EOPNOTSUPP */ && -r !== 524 /* ENOTSUPP */) {
+      throw new BpfError('bpf_map_update_batch', -r, `cannot fill map fd ${fd} (${count} entries)`);
+    }
+    batchMissing = true;
+  }
+  const k = keys.length / count;
+  const v = values.length / count;
+  for (let i = 0; i < count; i++) mapUpdate(fd, keys.subarray(i * k, (i + 1) * k), values.subarray(i * v, (i + 1) * v), UPDATE_ANY);
+}
+
+/** Every key of a hash map, in the kernel's order. */
+export function mapKeys(fd: number, keySize: number): Buffer[] {
+  const keys: Buffer[] = [];
+  let prev: Buffer | null = null;
+  for (;;) {
+    const next = Buffer.alloc(keySize);
+    const r = c.bpf_map_get_next_key(fd, prev, next);
+    if (r === -2) return keys;
+    if (r < 0) throw new BpfError('bpf_map_get_next_key', -r, `cannot walk map fd ${fd}`);
+    keys.push(next);
+    prev = next;
+  }
+}
+
+/** A map by id (e.g. the inner map a map-in-map holds); null when gone. */
+export function mapFdById(id: number): number | null {
+  const fd = c.bpf_map_get_fd_by_id(id);
+  if (fd === -2) return null;
+  if (fd < 0) throw new BpfError('bpf_map_get_fd_by_id', -fd, `cannot open map id ${id}`);
+  return fd;
+}

@@ -1,0 +1,286 @@
+// The load balancer's state in the kernel: read back whole from its maps (the
+// kernel is the source of truth) and changed by applying a config, writing
+// only the difference. A Maglev table is never written in place: a new inner
+// map is filled and swapped in by one update of lb_maglev.
+import {
+  MAP_F_INNER_MAP, MAP_TYPE_ARRAY, closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapLookupPerCpu,
+  mapUpdate, mapUpdateBatch, possibleCpus, mapInfo, mapFdById,
+} from '../../libbpf/index.js';
+import { XdplbError } from '../../errors.js';
+import { maglevTable } from './maglev.js';
+import {
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeCounters, decodeVip, decodeVipKey,
+  encodeBackend, encodeConfig, encodeVip, encodeVipKey, u32, type BackendEntry, type LbCounters,
+} from './layout.js';
+import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type LbConfig, type VipConfig } from './config.js';
+import type { LbMapName } from './spec.js';
+
+export type LbFds = Record<LbMapName, number>;
+
+export interface VipState extends VipConfig {
+  id: number;
+  backend_ids: number[];
+}
+
+export interface LbState {
+  config: LbConfig;
+  /** VIP key (vipName) -> id and table size. */
+  vips: Map<string, { id: number; tableSize: number; key: Buffer }>;
+  /** Backend id -> entry, for every slot in use (removed ones included). */
+  backends: Map<number, BackendEntry>;
+  configured: boolean;
+}
+
+const ZERO = u32(0);
+
+export function readState(fds: LbFds): LbState {
+  const raw = mapLookup(fds.lb_config, ZERO, LAYOUT.lb_config.size);
+  const cfg = raw ? decodeConfig(raw) : null;
+  const vips = new Map<string, { id: number; tableSize: number; key: Buffer }>();
+  for (const key of mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)) {
+    const v = mapLookup(fds.lb_vips, key, LAYOUT.lb_vip.size);
+    if (!v) continue;
+    const { id, tableSize } = decodeVip(v);
+    vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
+  }
+  const backends = new Map<number, BackendEntry>();
+  for (let id = 0; id < LB_MAX_BACKENDS; id++) {
+    const b = mapLookup(fds.lb_backends, u32(id), LAYOUT.lb_backend.size);
+    const e = b && decodeBackend(b);
+    if (e) backends.set(id, e);
+  }
+  const list: VipConfig[] = [...vips.entries()]
+    .sort((a, b) => a[1].id - b[1].id)
+    .map(([, v]) => ({
+      ...decodeVipKey(v.key),
+      table_size: v.tableSize,
+      backends: [...backends.entries()]
+        .filter(([, b]) => b.vipId === v.id && !b.removed)
+        .map(([, b]) => ({ address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}) })),
+    }));
+  return {
+    config: {
+      nat: cfg?.nat ?? { ...DEFAULT_NAT },
+      timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS },
+      vips: list,
+    },
+    vips,
+    backends,
+    configured: !!cfg,
+  };
+}
+
+/** One write the apply made, and how to undo it. */
+interface Undo {
+  fd: number;
+  key: Buffer;
+  old: Buffer | null;
+}
+
+export interface ApplyResult {
+  vips_added: number;
+  vips_removed: number;
+  vips_changed: number;
+  tables_written: number;
+  backends_written: number;
+}
+
+const backendKey = (vipId: number, address: string, port: number) => `${vipId}|${address}|${port}`;
+
+/**
+ * Make the kernel hold `want`, writing only what differs. Order matters for
+ * packets in flight: backends first, then each changed VIP's new table (one
+ * swap), then the VIP entries, and removals last. A kernel error part way
+ * undoes the writes made so far.
+ */
+export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
+  const have = readState(fds);
+  const result: ApplyResult = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
+
+  // Plan ids before writing anything, so running out of room changes nothing.
+  const usedVipIds = new Set([...have.vips.values()].map((v) => v.id));
+  const wanted = new Set(want.vips.map(vipName));
+  const freedVipIds = [...have.vips.entries()].filter(([n]) => !wanted.has(n)).map(([, v]) => v.id);
+  const freeVip = Array.from({ length: LB_MAX_VIPS }, (_, i) => i).filter((i) => !usedVipIds.has(i));
+  const byKey = new Map([...have.backends.entries()].map(([id, b]) => [backendKey(b.vipId, b.address, b.port), id]));
+  const freedBackendIds = new Set(
+    [...have.backends.entries()].filter(([, b]) => freedVipIds.includes(b.vipId)).map(([id]) => id),
+  );
+  const freeBackend = Array.from({ length: LB_MAX_BACKENDS }, (_, i) => i).filter((i) => !have.backends.has(i));
+  const plan = want.vips.map((v) => {
+    const current = have.vips.get(vipName(v));
+    const id = current?.id ?? freeVip.shift();
+    if (id === undefined) throw new XdplbError(`no room for VIP ${vipName(v)}: at most ${LB_MAX_VIPS} VIPs`);
+    const backends = v.backends.map((b) => {
+      const known = current ? byKey.get(backendKey(id, b.address, b.port)) : undefined;
+      const bid = known ?? freeBackend.shift();
+      if (bid === undefined) {
+        throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
+      }
+      return { id: bid, entry: { address: b.address, port: b.port, vipId: id, weight: b.weight, mac: b.mac, removed: false } as BackendEntry };
+    });
+    // Backends dropped from a kept VIP stay as tombstones: established flows
+    // still reach them; new flows do not (they are out of the table).
+    const kept = new Set(backends.map((b) => b.id));
+    const tombstones = [...have.backends.entries()]
+      .filter(([bid, b]) => current && b.vipId === id && !kept.has(bid))
+      .map(([bid, b]) => ({ id: bid, entry: { ...b, removed: true } }));
+    return { vip: v, id, current, backends, tombstones };
+  });
+
+  const undo: Undo[] = [];
+  const write = (fd: number, key: Buffer, value: Buffer, size: number) => {
+    const old = mapLookup(fd, key, size);
+    if (old && old.equals(value)) return false;
+    mapUpdate(fd, key, value);
+    undo.push({ fd, key, old });
+    return true;
+  };
+  const remove = (fd: number, key: Buffer, size: number) => {
+    const old = mapLookup(fd, key, size);
+    if (!old) return;
+    mapDelete(fd, key);
+    undo.push({ fd, key, old });
+  };
+  const swapped: Array<{ key: Buffer; oldFd: number | null }> = [];
+  try {
+    write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts), LAYOUT.lb_config.size);
+    for (const p of plan) {
+      for (const b of [...p.backends, ...p.tombstones]) {
+        const isNew = !have.backends.has(b.id);
+        if (write(fds.lb_backends, u32(b.id), encodeBackend(b.entry), LAYOUT.lb_backend.size)) result.backends_written++;
+        if (isNew) clearCounters(fds.lb_be_stats, b.id);
+      }
+    }
+    for (const p of plan) {
+      const key = u32(p.id);
+      if (!p.current) clearCounters(fds.lb_vip_stats, p.id);
+      if (p.current && sameTableInput(have, p.current, p.id, p.backends, p.vip.table_size)) continue;
+      swapped.push({ key, oldFd: innerFd(fds.lb_maglev, key) });
+      const table = maglevTable(p.backends.map((b) => ({ id: b.id, key: `${b.entry.address}:${b.entry.port}`, weight: b.entry.weight })), p.vip.table_size);
+      swapTable(fds.lb_maglev, key, table, vipName(p.vip));
+      result.tables_written++;
+      if (p.current) result.vips_changed++;
+    }
+    for (const p of plan) {
+      const vipKey = encodeVipKey(p.vip);
+      if (write(fds.lb_vips, vipKey, encodeVip(p.id, p.vip.table_size), LAYOUT.lb_vip.size) && !p.current) result.vips_added++;
+    }
+    for (const [name, v] of have.vips) {
+      if (wanted.has(name)) continue;
+      remove(fds.lb_vips, v.key, LAYOUT.lb_vip.size);
+      swapped.push({ key: u32(v.id), oldFd: innerFd(fds.lb_maglev, u32(v.id)) });
+      mapDelete(fds.lb_maglev, u32(v.id));
+      result.vips_removed++;
+    }
+    for (const id of freedBackendIds) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), LAYOUT.lb_backend.size);
+  } catch (err) {
+    for (const u of undo.reverse()) {
+      if (u.old) mapUpdate(u.fd, u.key, u.old);
+      else mapDelete(u.fd, u.key);
+    }
+    for (const s of swapped.reverse()) {
+      if (s.oldFd !== null) mapUpdate(fds.lb_maglev, s.key, u32(s.oldFd));
+      else mapDelete(fds.lb_maglev, s.key);
+    }
+    throw err;
+  } finally {
+    for (const s of swapped) closeFd(s.oldFd ?? -1);
+  }
+  return result;
+}
+
+function clearCounters(fd: number, id: number): void {
+  mapUpdate(fd, u32(id), Buffer.alloc(LAYOUT.lb_counters.size * possibleCpus()));
+}
+
+/** An fd for the table now at `key` of the outer map, null when none. */
+function innerFd(outer: number, key: Buffer): number | null {
+  const id = mapLookup(outer, key, 4);
+  return id ? mapFdById(id.readUInt32LE(0)) : null;
+}
+
+/** The table is a function of its size and of each backend's id, identity
+ *  and weight (maglev.ts is deterministic): when none of these changed, the
+ *  table in place is the one we would build, and is left alone. */
+function sameTableInput(
+  have: LbState, current: { tableSize: number }, vipId: number, backends: Array<{ id: number; entry: BackendEntry }>,
+  tableSize: number,
+): boolean {
+  const before = [...have.backends.entries()]
+    .filter(([, b]) => b.vipId === vipId && !b.removed)
+    .map(([id, b]) => `${id}|${b.address}|${b.port}|${b.weight}`)
+    .sort();
+  const after = backends.map((b) => `${b.id}|${b.entry.address}|${b.entry.port}|${b.entry.weight}`).sort();
+  return current.tableSize === tableSize && before.join() === after.join();
+}
+
+/** Build the new inner map, fill it in one batch, then swap it in. */
+function swapTable(outer: number, key: Buffer, table: Uint32Array, what: string): void {
+  const fd = mapCreate(MAP_TYPE_ARRAY, 'lb_table', 4, 4, table.length, MAP_F_INNER_MAP);
+  try {
+    const keys = Buffer.alloc(table.length * 4);
+    for (let i = 0; i < table.length; i++) keys.writeUInt32LE(i, i * 4);
+    const values = Buffer.from(table.buffer, table.byteOffset, table.byteLength);
+    mapUpdateBatch(fd, keys, values, table.length);
+    try {
+      mapUpdate(outer, key, u32(fd));
+    } catch (err) {
+      throw new XdplbError(`cannot install the Maglev table of ${what}: ${(err as Error).message}`);
+    }
+  } finally {
+    closeFd(fd);
+  }
+}
+
+export interface BackendStatus {
+  id: number;
+  address: string;
+  port: number;
+  weight: number;
+  mac?: string;
+  /** Out of the table, still serving its established flows. */
+  removed: boolean;
+  counters: LbCounters;
+}
+
+export interface VipStatus {
+  id: number;
+  address: string;
+  port: number;
+  protocol: string;
+  table_size: number;
+  counters: LbCounters;
+  backends: BackendStatus[];
+}
+
+function counters(fd: number, id: number): LbCounters {
+  return decodeCounters(mapLookupPerCpu(fd, u32(id), LAYOUT.lb_counters.size) ?? []);
+}
+
+export function vipStatus(fds: LbFds, state = readState(fds)): VipStatus[] {
+  return [...state.vips.values()]
+    .sort((a, b) => a.id - b.id)
+    .map((v) => ({
+      id: v.id,
+      ...decodeVipKey(v.key),
+      table_size: v.tableSize,
+      counters: counters(fds.lb_vip_stats, v.id),
+      backends: [...state.backends.entries()]
+        .filter(([, b]) => b.vipId === v.id)
+        .map(([id, b]) => ({
+          id, address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}),
+          removed: b.removed, counters: counters(fds.lb_be_stats, id),
+        })),
+    }));
+}
+
+/** How full the connection and NAT tables are: entries walked, of capacity. */
+export function tableFill(fds: LbFds): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
+  return {
+    connections: mapKeys(fds.lb_conns, LAYOUT.lb_flow.size).length,
+    connections_max: mapInfo(fds.lb_conns).maxEntries,
+    nat_ports: mapKeys(fds.lb_nat, LAYOUT.lb_nat_key.size).length,
+    nat_ports_max: mapInfo(fds.lb_nat).maxEntries,
+  };
+}
