@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iputils-ping util-linux make)
+packages=(clang llvm libbpf-dev libbpf1 bpftool iproute2 iputils-ping util-linux make ethtool curl python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
