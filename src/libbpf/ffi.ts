@@ -70,16 +70,21 @@ export const c = {
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
 
   // ---- lb ----
-  // Maglev tables are inner maps made from userspace and filled in one call;
+  // Maglev tables are inner maps made from userspace and filled through a
+  // memory mapping (or in one batch call);
   // the VIP and backend maps are read back by walking their keys; tests run
   // programs inside a network namespace of their own.
   bpf_map_create: libbpf.func(
     'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)'),
   bpf_map_update_batch: libbpf.func(
     'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
+  bpf_map_lookup_batch: libbpf.func(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)'),
   bpf_map_get_next_key: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
   bpf_map_get_fd_by_id: libbpf.func('int bpf_map_get_fd_by_id(uint32_t id)'),
   setns: libc.func('int setns(int fd, int nstype)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
 };
 
 export const errno = (): number => koffi.errno();

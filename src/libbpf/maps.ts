@@ -1,10 +1,12 @@
 // Maps made from userspace, filled in batches, and walked key by key (the
 // load balancer's Maglev tables and its VIP and backend maps).
-import { c } from './ffi.js';
+import { c, address, errno, view } from './ffi.js';
 import { BpfError } from './errors.js';
-import { UPDATE_ANY, mapUpdate } from './fd.js';
+import { UPDATE_ANY, mapLookup, mapUpdate } from './fd.js';
 
 export const MAP_TYPE_ARRAY = 2;
+/** An array userspace can mmap. */
+export const MAP_F_MMAPABLE = 1 << 10;
 /** Inner arrays of a map-in-map may differ in max_entries. */
 export const MAP_F_INNER_MAP = 1 << 12;
 
@@ -42,6 +44,33 @@ export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: 
   for (let i = 0; i < count; i++) mapUpdate(fd, keys.subarray(i * k, (i + 1) * k), values.subarray(i * v, (i + 1) * v), UPDATE_ANY);
 }
 
+/** Every value of an array map (`count` entries from index 0), packed: one
+ *  batch call where the kernel has it, element by element otherwise. */
+export function arrayValues(fd: number, valueSize: number, count: number): Buffer {
+  const values = Buffer.alloc(valueSize * count);
+  if (!batchMissing) {
+    const keys = Buffer.alloc(4 * count);
+    const out = Buffer.alloc(4);
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(count);
+    const opts = Buffer.alloc(24);
+    opts.writeBigUInt64LE(24n, 0);
+    const r = c.bpf_map_lookup_batch(fd, null, out, keys, values, n, opts);
+    // ENOENT: the whole map was read in this one call.
+    if ((r === 0 || r === -2) && n.readUInt32LE(0) === count) return values;
+    if (r !== 0 && r !== -2 && -r !== 22 && -r !== 95 && -r !== 524) {
+      throw new BpfError('bpf_map_lookup_batch', -r, `cannot read map fd ${fd} (${count} entries)`);
+    }
+  }
+  const key = Buffer.alloc(4);
+  for (let i = 0; i < count; i++) {
+    key.writeUInt32LE(i);
+    const v = mapLookup(fd, key, valueSize);
+    if (v) v.copy(values, i * valueSize);
+  }
+  return values;
+}
+
 /** Every key of a hash map, in the kernel's order. */
 export function mapKeys(fd: number, keySize: number): Buffer[] {
   const keys: Buffer[] = [];
@@ -62,4 +91,33 @@ export function mapFdById(id: number): number | null {
   if (fd === -2) return null;
   if (fd < 0) throw new BpfError('bpf_map_get_fd_by_id', -fd, `cannot open map id ${id}`);
   return fd;
+}
+
+const PAGE = 4096;
+const PROT_READ_WRITE = 3;
+const MAP_SHARED = 1;
+
+/** Write `count` packed values of `valueSize` bytes over the start of an
+ *  mmapable array map: one copy into the kernel's memory instead of an
+ *  update per element. The kernel lays elements out 8-byte aligned. */
+export function arrayWriteMapped(fd: number, values: Buffer, valueSize: number, count: number): void {
+  const stride = Math.ceil(valueSize / 8) * 8;
+  const length = Math.ceil((stride * count) / PAGE) * PAGE;
+  const ptr = c.mmap(null, length, PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+  if (!ptr || address(ptr) === 0xffffffffffffffffn) throw new BpfError('mmap', errno(), `cannot map the values of map fd ${fd}`);
+  try {
+    const mem = view(ptr, stride * count);
+    if (stride === valueSize) {
+      mem.set(values.subarray(0, valueSize * count));
+    } else if (valueSize === 4 && values.byteOffset % 4 === 0) {
+      const from = new Uint32Array(values.buffer, values.byteOffset, count);
+      const to = new Uint32Array(count * 2);
+      for (let i = 0; i < count; i++) to[i * 2] = from[i];
+      mem.set(new Uint8Array(to.buffer));
+    } else {
+      for (let i = 0; i < count; i++) values.copy(mem, i * stride, i * valueSize, (i + 1) * valueSize);
+    }
+  } finally {
+    c.munmap(ptr, length);
+  }
 }

@@ -3,7 +3,8 @@
 // bpf_fib_lookup. Every expected frame is built here from scratch, with its
 // checksums computed independently, and compared byte for byte.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeFd, ifNameToIndex, mapKeys, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { arrayValues, closeFd, ifNameToIndex, mapFdById, mapInfo, mapKeys, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { maglevTable } from '../../src/programs/lb/maglev.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
@@ -285,5 +286,42 @@ describe('load balancer data plane', () => {
     const vipKey = mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)[0];
     expect(addrText(vipKey.subarray(0, 16), 4)).toBe('10.0.0.10');
     expect(mapLookup(fds.lb_maglev, u32(0), 4)).not.toBeNull();
+  });
+  it('holds in the kernel exactly the Maglev table computed in TypeScript, swapped whole on a change', () => {
+    const c = apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2', weight: 2 }, { address: '10.0.0.3' }, { address: '10.0.0.4' }] }] });
+    const kernelTable = () => {
+      const inner = mapFdById(mapLookup(fds.lb_maglev, u32(0), 4)!.readUInt32LE(0))!;
+      try {
+        expect(mapInfo(inner).maxEntries).toBe(65537);
+        const raw = arrayValues(inner, 4, 65537);
+        return { id: mapInfo(inner).id, table: Uint32Array.from({ length: 65537 }, (_, i) => raw.readUInt32LE(i * 4)) };
+      } finally {
+        closeFd(inner);
+      }
+    };
+    const ids = new Map([...readState(fds).backends.entries()].map(([id, b]) => [b.address, id]));
+    const expected = maglevTable(c.vips[0].backends.map((b) => ({ id: ids.get(b.address)!, key: `${b.address}:${b.port}`, weight: b.weight })));
+    const before = kernelTable();
+    expect(before.table).toEqual(expected);
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2', weight: 2 }, { address: '10.0.0.3' }] }] });
+    const after = kernelTable();
+    expect(after.id).not.toBe(before.id); // a new map, not the old one written over
+    expect(after.table).toEqual(maglevTable([{ id: ids.get('10.0.0.2')!, key: '10.0.0.2:8000', weight: 2 }, { id: ids.get('10.0.0.3')!, key: '10.0.0.3:8000', weight: 1 }]));
+  });
+
+  it('changes a VIP\'s table size both ways, and forgets a removed VIP', () => {
+    apply(BASE);
+    for (const table_size of [7, 131071, 65537]) {
+      apply({ ...BASE, vips: [{ ...BASE.vips[0], table_size }] });
+      expect(vipStatus(fds)[0].table_size).toBe(table_size);
+      expect(run(frame(syn(53000 + table_size % 1000))).retval).toBe(XDP.TX);
+    }
+    expect(applyConfig(fds, validateConfig({ ...BASE, vips: [] }))).toMatchObject({ vips_removed: 1 });
+    expect(readState(fds).backends.size).toBe(0);
+    expect(mapLookup(fds.lb_maglev, u32(0), 4)).toBeNull();
+    const pkt = frame(syn(53999));
+    const r = run(pkt);
+    expect(r.retval).toBe(XDP.PASS);
+    expect(r.data.equals(pkt)).toBe(true);
   });
 });

@@ -13,7 +13,7 @@
 #include <bpf/bpf_helpers.h>
 
 #define LB_MAX_VIPS 512
-#define LB_MAX_BACKENDS 8192
+#define LB_MAX_BACKENDS 16384
 #define LB_CONN_ENTRIES 262144
 #define LB_NAT_ENTRIES 262144
 /* Template size of a Maglev table; a VIP may use another prime size
@@ -131,9 +131,11 @@ struct {
 	__type(value, struct lb_vip);
 } lb_vips SEC(".maps");
 
+/* Userspace fills a new table through mmap (BPF_F_MMAPABLE): one copy
+ * instead of an update per entry. */
 struct lb_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__uint(max_entries, LB_TABLE_SIZE);
 	__type(key, __u32);
 	__type(value, __u32);

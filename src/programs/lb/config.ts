@@ -72,7 +72,8 @@ export function address(v: unknown, path: string, family?: 4 | 6): string {
   const kind = family === 4 ? 'an IPv4 address' : family === 6 ? 'an IPv6 address' : 'an IPv4 or IPv6 address';
   if (typeof v !== 'string' || !isIP(v) || (family && isIP(v) !== family)) fail(path, `expected ${kind}, got ${shown(v)}`);
   const s = v as string;
-  return addrText(addrBytes(s), familyOf(s));
+  // isIP() accepts IPv4 only in its canonical dotted form; IPv6 has many.
+  return isIP(s) === 4 ? s : addrText(addrBytes(s), 6);
 }
 
 export function protocol(v: unknown, path: string): Protocol {

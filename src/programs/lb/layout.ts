@@ -4,7 +4,7 @@
 import { isIP } from 'node:net';
 
 export const LB_MAX_VIPS = 512;
-export const LB_MAX_BACKENDS = 8192;
+export const LB_MAX_BACKENDS = 16384;
 export const NO_BACKEND = 0xffffffff;
 
 export const FAMILY = { ipv4: 4, ipv6: 6 } as const;

@@ -47,13 +47,14 @@ export function maglevTable(backends: MaglevBackend[], size = DEFAULT_TABLE_SIZE
   const live = backends.filter((b) => b.weight > 0).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   if (!live.length) return table;
   const n = live.length;
-  const offset = new Uint32Array(n);
+  // pos[i] is backend i's current entry: offset + j * skip (mod size), kept
+  // by adding skip and wrapping rather than multiplying each time.
+  const pos = new Uint32Array(n);
   const skip = new Uint32Array(n);
-  const next = new Uint32Array(n);
   const credit = new Float64Array(n);
   const maxWeight = Math.max(...live.map((b) => b.weight));
   live.forEach((b, i) => {
-    offset[i] = fnv1a32(`offset:${b.key}`) % size;
+    pos[i] = fnv1a32(`offset:${b.key}`) % size;
     skip[i] = (fnv1a32(`skip:${b.key}`) % (size - 1)) + 1;
   });
   let filled = 0;
@@ -62,15 +63,16 @@ export function maglevTable(backends: MaglevBackend[], size = DEFAULT_TABLE_SIZE
       credit[i] += live[i].weight;
       if (credit[i] < maxWeight) continue;
       credit[i] -= maxWeight;
-      // The backend's next preferred entry that is still free: c = (offset
-      // + j * skip) mod size walks every entry once because size is prime.
-      let c = (offset[i] + next[i] * skip[i]) % size;
+      // The backend's next preferred entry that is still free; the walk
+      // visits every entry once because size is prime.
+      let c = pos[i];
       while (table[c] !== NO_BACKEND) {
-        next[i] += 1;
-        c = (offset[i] + next[i] * skip[i]) % size;
+        c += skip[i];
+        if (c >= size) c -= size;
       }
       table[c] = live[i].id;
-      next[i] += 1;
+      c += skip[i];
+      pos[i] = c >= size ? c - size : c;
       if (++filled === size) return table;
     }
   }

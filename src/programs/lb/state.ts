@@ -3,8 +3,8 @@
 // only the difference. A Maglev table is never written in place: a new inner
 // map is filled and swapped in by one update of lb_maglev.
 import {
-  MAP_F_INNER_MAP, MAP_TYPE_ARRAY, closeFd, mapCreate, mapDelete, mapKeys, mapLookup, mapLookupPerCpu,
-  mapUpdate, mapUpdateBatch, possibleCpus, mapInfo, mapFdById,
+  MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapKeys, mapLookup,
+  mapLookupPerCpu, mapUpdate, mapUpdateBatch, possibleCpus, mapInfo, mapFdById, arrayValues,
 } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { maglevTable } from './maglev.js';
@@ -28,14 +28,18 @@ export interface LbState {
   vips: Map<string, { id: number; tableSize: number; key: Buffer }>;
   /** Backend id -> entry, for every slot in use (removed ones included). */
   backends: Map<number, BackendEntry>;
-  configured: boolean;
+  /** lb_config as the kernel holds it, null before the first apply. */
+  configRaw: Buffer | null;
 }
 
 const ZERO = u32(0);
+/** As struct lb_table's in lb_maps.h: the outer map takes only inner maps
+ *  with the template's flags. */
+const TABLE_FLAGS = MAP_F_INNER_MAP | MAP_F_MMAPABLE;
 
 export function readState(fds: LbFds): LbState {
-  const raw = mapLookup(fds.lb_config, ZERO, LAYOUT.lb_config.size);
-  const cfg = raw ? decodeConfig(raw) : null;
+  const cfgRaw = mapLookup(fds.lb_config, ZERO, LAYOUT.lb_config.size);
+  const cfg = cfgRaw ? decodeConfig(cfgRaw) : null;
   const vips = new Map<string, { id: number; tableSize: number; key: Buffer }>();
   for (const key of mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)) {
     const v = mapLookup(fds.lb_vips, key, LAYOUT.lb_vip.size);
@@ -44,9 +48,9 @@ export function readState(fds: LbFds): LbState {
     vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
   }
   const backends = new Map<number, BackendEntry>();
+  const raw = arrayValues(fds.lb_backends, LAYOUT.lb_backend.size, LB_MAX_BACKENDS);
   for (let id = 0; id < LB_MAX_BACKENDS; id++) {
-    const b = mapLookup(fds.lb_backends, u32(id), LAYOUT.lb_backend.size);
-    const e = b && decodeBackend(b);
+    const e = decodeBackend(raw.subarray(id * LAYOUT.lb_backend.size, (id + 1) * LAYOUT.lb_backend.size));
     if (e) backends.set(id, e);
   }
   const list: VipConfig[] = [...vips.entries()]
@@ -66,7 +70,7 @@ export function readState(fds: LbFds): LbState {
     },
     vips,
     backends,
-    configured: !!cfg,
+    configRaw: cfgRaw,
   };
 }
 
@@ -98,22 +102,31 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
   const result: ApplyResult = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
 
   // Plan ids before writing anything, so running out of room changes nothing.
-  const usedVipIds = new Set([...have.vips.values()].map((v) => v.id));
   const wanted = new Set(want.vips.map(vipName));
-  const freedVipIds = [...have.vips.entries()].filter(([n]) => !wanted.has(n)).map(([, v]) => v.id);
-  const freeVip = Array.from({ length: LB_MAX_VIPS }, (_, i) => i).filter((i) => !usedVipIds.has(i));
+  const freedVipIds = new Set([...have.vips.entries()].filter(([n]) => !wanted.has(n)).map(([, v]) => v.id));
+  const byVip = new Map<number, Array<[number, BackendEntry]>>();
+  for (const [id, b] of have.backends) {
+    if (!byVip.has(b.vipId)) byVip.set(b.vipId, []);
+    byVip.get(b.vipId)!.push([id, b]);
+  }
   const byKey = new Map([...have.backends.entries()].map(([id, b]) => [backendKey(b.vipId, b.address, b.port), id]));
-  const freedBackendIds = new Set(
-    [...have.backends.entries()].filter(([, b]) => freedVipIds.includes(b.vipId)).map(([id]) => id),
-  );
-  const freeBackend = Array.from({ length: LB_MAX_BACKENDS }, (_, i) => i).filter((i) => !have.backends.has(i));
+  const usedVipIds = new Set([...have.vips.values()].map((v) => v.id));
+  const nextFree = (used: (i: number) => boolean, max: number) => {
+    let i = 0;
+    return () => {
+      while (i < max && used(i)) i++;
+      return i < max ? i++ : undefined;
+    };
+  };
+  const freeVip = nextFree((i) => usedVipIds.has(i), LB_MAX_VIPS);
+  const freeBackend = nextFree((i) => have.backends.has(i), LB_MAX_BACKENDS);
   const plan = want.vips.map((v) => {
     const current = have.vips.get(vipName(v));
-    const id = current?.id ?? freeVip.shift();
+    const id = current?.id ?? freeVip();
     if (id === undefined) throw new XdplbError(`no room for VIP ${vipName(v)}: at most ${LB_MAX_VIPS} VIPs`);
     const backends = v.backends.map((b) => {
       const known = current ? byKey.get(backendKey(id, b.address, b.port)) : undefined;
-      const bid = known ?? freeBackend.shift();
+      const bid = known ?? freeBackend();
       if (bid === undefined) {
         throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
       }
@@ -122,15 +135,16 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
     // Backends dropped from a kept VIP stay as tombstones: established flows
     // still reach them; new flows do not (they are out of the table).
     const kept = new Set(backends.map((b) => b.id));
-    const tombstones = [...have.backends.entries()]
-      .filter(([bid, b]) => current && b.vipId === id && !kept.has(bid))
+    const tombstones = (current ? byVip.get(id) ?? [] : [])
+      .filter(([bid]) => !kept.has(bid))
       .map(([bid, b]) => ({ id: bid, entry: { ...b, removed: true } }));
-    return { vip: v, id, current, backends, tombstones };
+    const before = (byVip.get(id) ?? []).filter(([, b]) => !b.removed);
+    return { vip: v, id, current, backends, tombstones, sameTable: !!current && sameTableInput(current.tableSize, before, v.table_size, backends) };
   });
 
   const undo: Undo[] = [];
-  const write = (fd: number, key: Buffer, value: Buffer, size: number) => {
-    const old = mapLookup(fd, key, size);
+  /** Write unless the kernel holds it already; `old` is what readState saw. */
+  const write = (fd: number, key: Buffer, value: Buffer, old: Buffer | null) => {
     if (old && old.equals(value)) return false;
     mapUpdate(fd, key, value);
     undo.push({ fd, key, old });
@@ -144,18 +158,27 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
   };
   const swapped: Array<{ key: Buffer; oldFd: number | null }> = [];
   try {
-    write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts), LAYOUT.lb_config.size);
-    for (const p of plan) {
-      for (const b of [...p.backends, ...p.tombstones]) {
-        const isNew = !have.backends.has(b.id);
-        if (write(fds.lb_backends, u32(b.id), encodeBackend(b.entry), LAYOUT.lb_backend.size)) result.backends_written++;
-        if (isNew) clearCounters(fds.lb_be_stats, b.id);
-      }
+    write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts), have.configRaw);
+    // Changed backend entries in one batch, and zeroed counters for new ids.
+    const changed = plan.flatMap((p) => [...p.backends, ...p.tombstones]).filter((b) => !sameBackend(have.backends.get(b.id), b.entry));
+    const fresh = changed.filter((b) => !have.backends.has(b.id)).map((b) => b.id);
+    for (const b of changed) {
+      const old = have.backends.get(b.id);
+      undo.push({ fd: fds.lb_backends, key: u32(b.id), old: old ? encodeBackend(old) : Buffer.alloc(LAYOUT.lb_backend.size) });
     }
+    writeArray(fds.lb_backends, changed.map((b) => b.id), changed.map((b) => encodeBackend(b.entry)));
+    writeArray(fds.lb_be_stats, fresh, fresh.map(() => Buffer.alloc(countersSize())));
+    result.backends_written = changed.length;
     for (const p of plan) {
       const key = u32(p.id);
-      if (!p.current) clearCounters(fds.lb_vip_stats, p.id);
-      if (p.current && sameTableInput(have, p.current, p.id, p.backends, p.vip.table_size)) continue;
+      if (!p.current) writeArray(fds.lb_vip_stats, [p.id], [Buffer.alloc(countersSize())]);
+      if (p.sameTable) continue;
+      // A VIP's entry holds its table size; packets index with the size they
+      // read. Growing, the old size fits the new table: swap, then resize.
+      // Shrinking, resize first so that no index runs past the new table.
+      if (p.current && p.vip.table_size < p.current.tableSize) {
+        write(fds.lb_vips, encodeVipKey(p.vip), encodeVip(p.id, p.vip.table_size), encodeVip(p.id, p.current.tableSize));
+      }
       swapped.push({ key, oldFd: innerFd(fds.lb_maglev, key) });
       const table = maglevTable(p.backends.map((b) => ({ id: b.id, key: `${b.entry.address}:${b.entry.port}`, weight: b.entry.weight })), p.vip.table_size);
       swapTable(fds.lb_maglev, key, table, vipName(p.vip));
@@ -164,7 +187,8 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
     }
     for (const p of plan) {
       const vipKey = encodeVipKey(p.vip);
-      if (write(fds.lb_vips, vipKey, encodeVip(p.id, p.vip.table_size), LAYOUT.lb_vip.size) && !p.current) result.vips_added++;
+      const old = p.current ? encodeVip(p.current.id, Math.min(p.current.tableSize, p.vip.table_size)) : null;
+      if (write(fds.lb_vips, vipKey, encodeVip(p.id, p.vip.table_size), old) && !p.current) result.vips_added++;
     }
     for (const [name, v] of have.vips) {
       if (wanted.has(name)) continue;
@@ -173,7 +197,9 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
       mapDelete(fds.lb_maglev, u32(v.id));
       result.vips_removed++;
     }
-    for (const id of freedBackendIds) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), LAYOUT.lb_backend.size);
+    for (const [id, b] of have.backends) {
+      if (freedVipIds.has(b.vipId)) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(b));
+    }
   } catch (err) {
     for (const u of undo.reverse()) {
       if (u.old) mapUpdate(u.fd, u.key, u.old);
@@ -190,8 +216,20 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
   return result;
 }
 
-function clearCounters(fd: number, id: number): void {
-  mapUpdate(fd, u32(id), Buffer.alloc(LAYOUT.lb_counters.size * possibleCpus()));
+/** One per-CPU counters value, for every CPU (each rounded to 8 bytes). */
+const countersSize = () => Math.ceil(LAYOUT.lb_counters.size / 8) * 8 * possibleCpus();
+
+/** Write array entries `ids` in one batch call. */
+function writeArray(fd: number, ids: number[], values: Buffer[]): void {
+  if (!ids.length) return;
+  const keys = Buffer.alloc(ids.length * 4);
+  ids.forEach((id, i) => keys.writeUInt32LE(id, i * 4));
+  mapUpdateBatch(fd, keys, Buffer.concat(values), ids.length);
+}
+
+function sameBackend(a: BackendEntry | undefined, b: BackendEntry): boolean {
+  return !!a && a.address === b.address && a.port === b.port && a.vipId === b.vipId && a.weight === b.weight &&
+    (a.mac ?? '') === (b.mac ?? '') && a.removed === b.removed;
 }
 
 /** An fd for the table now at `key` of the outer map, null when none. */
@@ -204,25 +242,19 @@ function innerFd(outer: number, key: Buffer): number | null {
  *  and weight (maglev.ts is deterministic): when none of these changed, the
  *  table in place is the one we would build, and is left alone. */
 function sameTableInput(
-  have: LbState, current: { tableSize: number }, vipId: number, backends: Array<{ id: number; entry: BackendEntry }>,
-  tableSize: number,
+  sizeBefore: number, before: Array<[number, BackendEntry]>, sizeAfter: number, after: Array<{ id: number; entry: BackendEntry }>,
 ): boolean {
-  const before = [...have.backends.entries()]
-    .filter(([, b]) => b.vipId === vipId && !b.removed)
-    .map(([id, b]) => `${id}|${b.address}|${b.port}|${b.weight}`)
-    .sort();
-  const after = backends.map((b) => `${b.id}|${b.entry.address}|${b.entry.port}|${b.entry.weight}`).sort();
-  return current.tableSize === tableSize && before.join() === after.join();
+  const a = before.map(([id, b]) => `${id}|${b.address}|${b.port}|${b.weight}`).sort();
+  const b = after.map((x) => `${x.id}|${x.entry.address}|${x.entry.port}|${x.entry.weight}`).sort();
+  return sizeBefore === sizeAfter && a.join() === b.join();
 }
 
-/** Build the new inner map, fill it in one batch, then swap it in. */
+/** Build the new inner map, fill it through a memory mapping, then swap it
+ *  in with one update of the outer map. */
 function swapTable(outer: number, key: Buffer, table: Uint32Array, what: string): void {
-  const fd = mapCreate(MAP_TYPE_ARRAY, 'lb_table', 4, 4, table.length, MAP_F_INNER_MAP);
+  const fd = mapCreate(MAP_TYPE_ARRAY, 'lb_table', 4, 4, table.length, TABLE_FLAGS);
   try {
-    const keys = Buffer.alloc(table.length * 4);
-    for (let i = 0; i < table.length; i++) keys.writeUInt32LE(i, i * 4);
-    const values = Buffer.from(table.buffer, table.byteOffset, table.byteLength);
-    mapUpdateBatch(fd, keys, values, table.length);
+    arrayWriteMapped(fd, Buffer.from(table.buffer, table.byteOffset, table.byteLength), 4, table.length);
     try {
       mapUpdate(outer, key, u32(fd));
     } catch (err) {
