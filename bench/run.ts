@@ -42,9 +42,8 @@ function main(): void {
     dispatch.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
   ));
 
-  const lbCalls = envCount('BENCH_LB_CALLS', 3000);
-  const lb = measureLb(rounds, lbCalls);
-  console.log(`\nLoad balancer (xdp_lb in slot 7) through the root, TCP frames, FIB lookups in a namespace; ${rounds} rounds, median of ${lbCalls} one-packet runs each (ns/packet):`);
+  const lb = measureLb(rounds, repeat);
+  console.log(`\nLoad balancer (xdp_lb in slot 7) through the root, TCP frames, FIB lookups in a namespace, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
   console.log(table(
     ['CASE', 'WHAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
     lb.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),

@@ -136,7 +136,9 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, cons
 {
 	struct lb_counters *vc = lb_stats(&lb_vip_stats, vip->id), *bc;
 	const struct lb_addr *nat = lb_nat_addr(cfg, p->flow.family);
-	__u64 now = bpf_ktime_get_ns();
+	/* Coarse time (a tick's resolution) is plenty for idle timeouts, and
+	 * cheaper than a precise clock read on every packet. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct lb_backend *be = NULL;
 	struct lb_tuple from, to;
 	struct lb_conn *c;
@@ -200,7 +202,7 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, cons
 	to = (struct lb_tuple){ .src = *nat, .dst = be->addr, .sport = nport, .dport = be->port };
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
 	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len,
-		       (be->flags & LB_BACKEND_MAC) ? be : NULL, vc);
+		       (be->flags & LB_BACKEND_MAC) ? be : NULL, backend, now, vc);
 }
 
 /* backend -> NAT source:port  becomes  VIP -> client. */
@@ -230,16 +232,11 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	to = (struct lb_tuple){ .src = n->flow.dst, .dst = n->flow.src, .sport = n->flow.dport, .dport = n->flow.sport };
 	c = bpf_map_lookup_elem(&lb_conns, &n->flow);
 	if (c && c->nat_port == key.nport)
-		lb_conn_touch(c, p->th, LB_FIN_BACKEND, bpf_ktime_get_ns());
+		lb_conn_touch(c, p->th, LB_FIN_BACKEND, bpf_ktime_get_coarse_ns());
 	if (p->th && p->th->rst)
 		lb_conn_forget(&n->flow, &key);
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
-	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, vc);
-}
-
-static __always_inline int lb_addr_eq(const struct lb_addr *a, const struct lb_addr *b)
-{
-	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3])) == 0;
+	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, LB_NO_CACHE, 0, vc);
 }
 
 static __always_inline int lb_process(struct xdp_md *ctx)

@@ -351,3 +351,12 @@ export function bootTimeNs(): bigint {
   c.clock_gettime(CLOCK_BOOTTIME, ts);
   return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
 }
+
+const CLOCK_MONOTONIC = 1;
+
+/** CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns(). */
+export function monotonicNs(): bigint {
+  const ts = Buffer.alloc(16);
+  c.clock_gettime(CLOCK_MONOTONIC, ts);
+  return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
+}

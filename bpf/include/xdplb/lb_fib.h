@@ -7,6 +7,12 @@
  * forwards it and resolves the neighbour on the way, so the first packet of a
  * flow is not lost; that needs forwarding on (as the FIB lookup itself does)
  * and, because the NAT source is the balancer's own address, accept_local.
+ *
+ * Toward a backend the answer is kept per CPU for LB_L2_CACHE_NS (a FIB and
+ * neighbour lookup is most of an established flow's cost): a changed route
+ * or neighbour MAC takes effect within that time. Replies, toward clients
+ * too many to cache, look up every time. Unresolved neighbours are never
+ * cached.
  */
 #ifndef XDPLB_LB_FIB_H
 #define XDPLB_LB_FIB_H
@@ -21,17 +27,43 @@
 #define AF_INET6 10
 #endif
 
+#define LB_L2_CACHE_NS 1000000000ULL
+#define LB_NO_CACHE 0xffffffff
+
+static __always_inline int lb_l2_out(struct xdp_md *ctx, struct ethhdr *eth, const __u8 *smac, const __u8 *dmac,
+				     __u32 ifindex)
+{
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	if (ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(ifindex, 0);
+}
+
+static __always_inline int lb_addr_eq(const struct lb_addr *a, const struct lb_addr *b)
+{
+	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3])) == 0;
+}
+
+/* `cache_id` is the backend's id, LB_NO_CACHE for a reply. */
 static __always_inline int lb_xmit(struct xdp_md *ctx, struct ethhdr *eth, __u8 family, __u8 proto,
 				   const struct lb_addr *src, const struct lb_addr *dst, __u16 tot_len,
-				   const struct lb_backend *explicit_mac, struct lb_counters *vc)
+				   const struct lb_backend *explicit_mac, __u32 cache_id, __u64 now,
+				   struct lb_counters *vc)
 {
 	struct bpf_fib_lookup p = {};
+	struct lb_l2 *l2 = NULL;
 	int rc;
 
 	if (explicit_mac) {
 		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
 		__builtin_memcpy(eth->h_dest, explicit_mac->mac, ETH_ALEN);
 		return XDP_TX;
+	}
+	if (cache_id != LB_NO_CACHE) {
+		l2 = bpf_map_lookup_elem(&lb_l2_cache, &cache_id);
+		if (l2 && l2->expires > now && lb_addr_eq(&l2->dst, dst))
+			return lb_l2_out(ctx, eth, l2->smac, l2->dmac, l2->ifindex);
 	}
 	p.ifindex = ctx->ingress_ifindex;
 	p.l4_protocol = proto;
@@ -47,11 +79,14 @@ static __always_inline int lb_xmit(struct xdp_md *ctx, struct ethhdr *eth, __u8 
 	}
 	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		__builtin_memcpy(eth->h_source, p.smac, ETH_ALEN);
-		__builtin_memcpy(eth->h_dest, p.dmac, ETH_ALEN);
-		if (p.ifindex == ctx->ingress_ifindex)
-			return XDP_TX;
-		return bpf_redirect(p.ifindex, 0);
+		if (l2) {
+			l2->dst = *dst;
+			l2->expires = now + LB_L2_CACHE_NS;
+			l2->ifindex = p.ifindex;
+			__builtin_memcpy(l2->smac, p.smac, ETH_ALEN);
+			__builtin_memcpy(l2->dmac, p.dmac, ETH_ALEN);
+		}
+		return lb_l2_out(ctx, eth, p.smac, p.dmac, p.ifindex);
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
 		if (vc)

@@ -86,7 +86,7 @@ struct lb_flow {
 #define LB_FIN_BACKEND 2
 
 struct lb_conn {
-	__u64 last_seen; /* bpf_ktime_get_ns() */
+	__u64 last_seen; /* bpf_ktime_get_coarse_ns() */
 	__u32 backend;
 	__be16 nat_port;
 	__u8 state; /* LB_FIN_* */
@@ -176,6 +176,24 @@ struct {
 	__type(key, struct lb_nat_key);
 	__type(value, struct lb_nat);
 } lb_nat SEC(".maps");
+
+/* The FIB's answer for a backend, kept per CPU for LB_L2_CACHE_NS so that
+ * established flows skip bpf_fib_lookup(); `dst` tells a reused backend id
+ * from the one the answer was for. */
+struct lb_l2 {
+	struct lb_addr dst;
+	__u64 expires;
+	__u32 ifindex;
+	__u8 smac[6];
+	__u8 dmac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_l2);
+} lb_l2_cache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -6,7 +6,7 @@ import type { SubprogramSpec } from '../../root/subprogram.js';
  *  balancer runs on, so a flow keeps its backend and NAT port whichever
  *  interface its packets arrive on. */
 export const LB_MAPS = [
-  'lb_vips', 'lb_maglev', 'lb_backends', 'lb_config', 'lb_conns', 'lb_nat', 'lb_vip_stats', 'lb_be_stats',
+  'lb_vips', 'lb_maglev', 'lb_backends', 'lb_config', 'lb_conns', 'lb_nat', 'lb_l2_cache', 'lb_vip_stats', 'lb_be_stats',
 ] as const;
 export type LbMapName = (typeof LB_MAPS)[number];
 
