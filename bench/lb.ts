@@ -48,6 +48,7 @@ const NAT4 = '10.0.0.10';
 const NAT6 = 'fd00::10';
 const PA = 20001;
 const PB = 20002;
+const SYN_REPEAT = 5000;
 const LOOP = {
   nat: { source_ipv4: NAT4, source_ipv6: NAT6 },
   vips: [
@@ -142,9 +143,11 @@ export function measureLb(rounds: number, repeat: number): LbBenchResult {
     plain.load();
     const lb = lbInstance(LOOP);
     cleanup.push(lb.close);
-    // Every pass a new flow: with tcp_idle_s 0 a flow's entry has always
-    // expired, so each one picks a backend and takes a NAT port again.
-    const fresh = lbInstance({ ...LOOP, timeouts: { tcp_idle_s: 0 } });
+    // Every pass a new flow: a SYN to A becomes NAT:p1 -> B, a flow B has
+    // never seen, which becomes NAT:p2 -> A, another new one, and so on;
+    // each round starts from a new client port and makes SYN_REPEAT flows,
+    // a small part of the NAT ports (so most take the first port they try).
+    const fresh = lbInstance({ ...LOOP, nat: { ...LOOP.nat, port_min: 1024, port_max: 65535 } });
     cleanup.push(fresh.close);
 
     writeLoop(lb.fds, '10.0.0.30', '10.0.0.20', NAT4);
@@ -153,7 +156,6 @@ export function measureLb(rounds: number, repeat: number): LbBenchResult {
     const established = frame({ ...tcp, src: NAT4, dst: '10.0.0.30' });
     const established6 = frame({ ...tcp, src: NAT6, dst: 'fd00::30' });
     const reply = frame({ ...tcp, src: '10.0.0.20', sport: 8000, dst: NAT4, dport: PB });
-    const syn = frame({ ...tcp, src: '10.0.0.1', sport: 40000, dst: '10.0.0.30', flags: TCP.SYN });
     const other = frame({ ...tcp, src: '10.0.0.1', sport: 40000, dst: '10.0.0.30', dport: 8001 });
     // The loop holds: two passes give the packet back.
     for (const pkt of [established, established6, reply]) {
@@ -165,14 +167,15 @@ export function measureLb(rounds: number, repeat: number): LbBenchResult {
       { name: 'floor', what: 'xdp_plain_pass alone (empty XDP_PASS)', fd: plain.programFd('xdp_plain_pass'), pkt: other, verdict: XDP.PASS },
       { name: 'not for a VIP', what: 'root -> xdp_lb, TCP to another port: XDP_PASS', fd: lb.root.rootFd, pkt: other, verdict: XDP.PASS },
       { name: 'established flow', what: 'TCP ACK of a tracked flow: rewrite, FIB, XDP_TX', fd: lb.root.rootFd, pkt: established, verdict: XDP.TX, goal: GOALS.established },
-      { name: 'new flow (SYN)', what: 'Maglev pick, NAT port, new entry, XDP_TX', fd: fresh.root.rootFd, pkt: syn, verdict: XDP.TX, goal: GOALS.syn },
+      { name: 'new flow (SYN)', what: 'Maglev pick, NAT port, new entries, XDP_TX', fd: fresh.root.rootFd, pkt: (round: number) => frame({ ...tcp, src: '10.0.0.1', sport: 40000 + round, dst: '10.0.0.30', flags: TCP.SYN }), repeat: Math.min(repeat, SYN_REPEAT), verdict: XDP.TX, goal: GOALS.syn },
       { name: 'reply', what: 'backend -> NAT port: rewritten back, XDP_TX', fd: lb.root.rootFd, pkt: reply, verdict: XDP.TX },
       { name: 'IPv6 established', what: 'TCP ACK of a tracked IPv6 flow, XDP_TX', fd: lb.root.rootFd, pkt: established6, verdict: XDP.TX },
     ].map((c) => ({ ...c, samples: [] as number[] }));
     // Round by round, so drifting machine noise lands on every case alike.
     for (let round = 0; round < rounds; round++) {
       for (const c of cases) {
-        const r = testRun(c.fd, c.pkt, repeat, ifindex);
+        const pkt = typeof c.pkt === 'function' ? c.pkt(round) : c.pkt;
+        const r = testRun(c.fd, pkt, c.repeat ?? repeat, ifindex);
         if (r.retval !== c.verdict) throw new Error(`${c.name}: returned ${r.retval}, expected ${c.verdict}`);
         c.samples.push(r.duration);
       }

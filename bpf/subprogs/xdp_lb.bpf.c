@@ -202,7 +202,7 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, cons
 	to = (struct lb_tuple){ .src = *nat, .dst = be->addr, .sport = nport, .dport = be->port };
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
 	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len,
-		       (be->flags & LB_BACKEND_MAC) ? be : NULL, backend, now, vc);
+		       (be->flags & LB_BACKEND_MAC) ? be : NULL, bpf_map_lookup_elem(&lb_l2_cache, &backend), now, vc);
 }
 
 /* backend -> NAT source:port  becomes  VIP -> client. */
@@ -210,6 +210,7 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 {
 	struct lb_nat_key key = { .backend = p->flow.src, .bport = p->flow.sport, .nport = p->flow.dport,
 				  .proto = p->flow.proto, .family = p->flow.family };
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct lb_counters *vc, *bc;
 	struct lb_tuple from, to;
 	struct lb_conn *c;
@@ -232,11 +233,11 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	to = (struct lb_tuple){ .src = n->flow.dst, .dst = n->flow.src, .sport = n->flow.dport, .dport = n->flow.sport };
 	c = bpf_map_lookup_elem(&lb_conns, &n->flow);
 	if (c && c->nat_port == key.nport)
-		lb_conn_touch(c, p->th, LB_FIN_BACKEND, bpf_ktime_get_coarse_ns());
+		lb_conn_touch(c, p->th, LB_FIN_BACKEND, now);
 	if (p->th && p->th->rst)
 		lb_conn_forget(&n->flow, &key);
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
-	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, LB_NO_CACHE, 0, vc);
+	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, &n->l2, now, vc);
 }
 
 static __always_inline int lb_process(struct xdp_md *ctx)

@@ -8,11 +8,10 @@
  * flow is not lost; that needs forwarding on (as the FIB lookup itself does)
  * and, because the NAT source is the balancer's own address, accept_local.
  *
- * Toward a backend the answer is kept per CPU for LB_L2_CACHE_NS (a FIB and
- * neighbour lookup is most of an established flow's cost): a changed route
- * or neighbour MAC takes effect within that time. Replies, toward clients
- * too many to cache, look up every time. Unresolved neighbours are never
- * cached.
+ * The answer is kept for LB_L2_CACHE_NS (a FIB and neighbour lookup was
+ * half of an established flow's cost): toward a backend per CPU, toward a
+ * client in the flow's NAT entry. A changed route or neighbour MAC takes
+ * effect within that time; an unresolved neighbour is never kept.
  */
 #ifndef XDPLB_LB_FIB_H
 #define XDPLB_LB_FIB_H
@@ -28,7 +27,6 @@
 #endif
 
 #define LB_L2_CACHE_NS 1000000000ULL
-#define LB_NO_CACHE 0xffffffff
 
 static __always_inline int lb_l2_out(struct xdp_md *ctx, struct ethhdr *eth, const __u8 *smac, const __u8 *dmac,
 				     __u32 ifindex)
@@ -45,14 +43,13 @@ static __always_inline int lb_addr_eq(const struct lb_addr *a, const struct lb_a
 	return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3])) == 0;
 }
 
-/* `cache_id` is the backend's id, LB_NO_CACHE for a reply. */
+/* `l2` is where the answer for `dst` is kept (NULL: nowhere). */
 static __always_inline int lb_xmit(struct xdp_md *ctx, struct ethhdr *eth, __u8 family, __u8 proto,
 				   const struct lb_addr *src, const struct lb_addr *dst, __u16 tot_len,
-				   const struct lb_backend *explicit_mac, __u32 cache_id, __u64 now,
+				   const struct lb_backend *explicit_mac, struct lb_l2 *l2, __u64 now,
 				   struct lb_counters *vc)
 {
 	struct bpf_fib_lookup p = {};
-	struct lb_l2 *l2 = NULL;
 	int rc;
 
 	if (explicit_mac) {
@@ -60,11 +57,8 @@ static __always_inline int lb_xmit(struct xdp_md *ctx, struct ethhdr *eth, __u8 
 		__builtin_memcpy(eth->h_dest, explicit_mac->mac, ETH_ALEN);
 		return XDP_TX;
 	}
-	if (cache_id != LB_NO_CACHE) {
-		l2 = bpf_map_lookup_elem(&lb_l2_cache, &cache_id);
-		if (l2 && l2->expires > now && lb_addr_eq(&l2->dst, dst))
-			return lb_l2_out(ctx, eth, l2->smac, l2->dmac, l2->ifindex);
-	}
+	if (l2 && l2->expires > now && lb_addr_eq(&l2->dst, dst))
+		return lb_l2_out(ctx, eth, l2->smac, l2->dmac, l2->ifindex);
 	p.ifindex = ctx->ingress_ifindex;
 	p.l4_protocol = proto;
 	p.tot_len = tot_len;

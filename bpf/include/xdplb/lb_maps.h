@@ -93,6 +93,17 @@ struct lb_conn {
 	__u8 pad;
 };
 
+/* A FIB answer kept for LB_L2_CACHE_NS: per backend and CPU toward
+ * backends (lb_l2_cache), in the NAT entry toward a flow's client. `dst`
+ * tells a reused backend id from the one the answer was for. */
+struct lb_l2 {
+	struct lb_addr dst;
+	__u64 expires;
+	__u32 ifindex;
+	__u8 smac[6];
+	__u8 dmac[6];
+};
+
 /* A backend's reply as it arrives: backend:port -> NAT source:nat_port. */
 struct lb_nat_key {
 	struct lb_addr backend;
@@ -107,6 +118,7 @@ struct lb_nat {
 	struct lb_flow flow;
 	__u32 backend;
 	__u32 vip;
+	struct lb_l2 l2; /* toward the client */
 };
 
 /* One row per VIP and one per backend (the NAT, FIB and table fields only
@@ -176,17 +188,6 @@ struct {
 	__type(key, struct lb_nat_key);
 	__type(value, struct lb_nat);
 } lb_nat SEC(".maps");
-
-/* The FIB's answer for a backend, kept per CPU for LB_L2_CACHE_NS so that
- * established flows skip bpf_fib_lookup(); `dst` tells a reused backend id
- * from the one the answer was for. */
-struct lb_l2 {
-	struct lb_addr dst;
-	__u64 expires;
-	__u32 ifindex;
-	__u8 smac[6];
-	__u8 dmac[6];
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

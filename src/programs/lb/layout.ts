@@ -25,7 +25,7 @@ export const LAYOUT = {
   lb_flow: { size: 40, src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37 },
   lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, state: 14 },
   lb_nat_key: { size: 24, backend: 0, bport: 16, nport: 18, proto: 20, family: 21 },
-  lb_nat: { size: 48, flow: 0, backend: 40, vip: 44 },
+  lb_nat: { size: 88, flow: 0, backend: 40, vip: 44, l2: 48 },
   lb_counters: {
     size: 80, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
     no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72,
@@ -63,7 +63,7 @@ export function addrBytes(text: string): Buffer {
 }
 
 export function addrText(bytes: Buffer, family: number): string {
-  if (family === FAMILY.ipv4) return Array.from(bytes.subarray(0, 4)).join('.');
+  if (family === FAMILY.ipv4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
   const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2).toString(16));
   // RFC 5952: the longest run (of two or more) of zero groups becomes '::'.
   let best = -1;

@@ -17,11 +17,6 @@ import type { LbMapName } from './spec.js';
 
 export type LbFds = Record<LbMapName, number>;
 
-export interface VipState extends VipConfig {
-  id: number;
-  backend_ids: number[];
-}
-
 export interface LbState {
   config: LbConfig;
   /** VIP key (vipName) -> id and table size. */
@@ -53,15 +48,15 @@ export function readState(fds: LbFds): LbState {
     const e = decodeBackend(raw.subarray(id * LAYOUT.lb_backend.size, (id + 1) * LAYOUT.lb_backend.size));
     if (e) backends.set(id, e);
   }
-  const list: VipConfig[] = [...vips.entries()]
-    .sort((a, b) => a[1].id - b[1].id)
-    .map(([, v]) => ({
-      ...decodeVipKey(v.key),
-      table_size: v.tableSize,
-      backends: [...backends.entries()]
-        .filter(([, b]) => b.vipId === v.id && !b.removed)
-        .map(([, b]) => ({ address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}) })),
-    }));
+  const live = new Map<number, VipConfig['backends']>();
+  for (const b of backends.values()) {
+    if (b.removed) continue;
+    if (!live.has(b.vipId)) live.set(b.vipId, []);
+    live.get(b.vipId)!.push({ address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}) });
+  }
+  const list: VipConfig[] = [...vips.values()]
+    .sort((a, b) => a.id - b.id)
+    .map((v) => ({ ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [] }));
   return {
     config: {
       nat: cfg?.nat ?? { ...DEFAULT_NAT },
@@ -157,6 +152,7 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
     undo.push({ fd, key, old });
   };
   const swapped: Array<{ key: Buffer; oldFd: number | null }> = [];
+  const built: Array<{ id: number; fd: number }> = [];
   try {
     write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts), have.configRaw);
     // Changed backend entries in one batch, and zeroed counters for new ids.
@@ -181,10 +177,14 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
       }
       swapped.push({ key, oldFd: innerFd(fds.lb_maglev, key) });
       const table = maglevTable(p.backends.map((b) => ({ id: b.id, key: `${b.entry.address}:${b.entry.port}`, weight: b.entry.weight })), p.vip.table_size);
-      swapTable(fds.lb_maglev, key, table, vipName(p.vip));
+      built.push({ id: p.id, fd: buildTable(table) });
       result.tables_written++;
       if (p.current) result.vips_changed++;
     }
+    // Every new table in one batch update of the outer map: the kernel waits
+    // for running programs to let go of the old tables (an RCU grace period)
+    // once per update call, not once per table.
+    writeArray(fds.lb_maglev, built.map((t) => t.id), built.map((t) => u32(t.fd)));
     for (const p of plan) {
       const vipKey = encodeVipKey(p.vip);
       const old = p.current ? encodeVip(p.current.id, Math.min(p.current.tableSize, p.vip.table_size)) : null;
@@ -212,6 +212,7 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
     throw err;
   } finally {
     for (const s of swapped) closeFd(s.oldFd ?? -1);
+    for (const t of built) closeFd(t.fd);
   }
   return result;
 }
@@ -249,20 +250,17 @@ function sameTableInput(
   return sizeBefore === sizeAfter && a.join() === b.join();
 }
 
-/** Build the new inner map, fill it through a memory mapping, then swap it
- *  in with one update of the outer map. */
-function swapTable(outer: number, key: Buffer, table: Uint32Array, what: string): void {
+/** A new inner map holding `table`, filled through a memory mapping (one
+ *  copy, not an update per entry); the caller swaps it in and closes it. */
+function buildTable(table: Uint32Array): number {
   const fd = mapCreate(MAP_TYPE_ARRAY, 'lb_table', 4, 4, table.length, TABLE_FLAGS);
   try {
     arrayWriteMapped(fd, Buffer.from(table.buffer, table.byteOffset, table.byteLength), 4, table.length);
-    try {
-      mapUpdate(outer, key, u32(fd));
-    } catch (err) {
-      throw new XdplbError(`cannot install the Maglev table of ${what}: ${(err as Error).message}`);
-    }
-  } finally {
+  } catch (err) {
     closeFd(fd);
+    throw err;
   }
+  return fd;
 }
 
 export interface BackendStatus {
