@@ -201,13 +201,17 @@ export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
       if (freedVipIds.has(b.vipId)) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(b));
     }
   } catch (err) {
-    for (const u of undo.reverse()) {
-      if (u.old) mapUpdate(u.fd, u.key, u.old);
-      else mapDelete(u.fd, u.key);
-    }
+    // Best effort: the error that stopped the apply is the one to report.
+    const attempt = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch {
+        // keep undoing the rest
+      }
+    };
+    for (const u of undo.reverse()) attempt(() => (u.old ? mapUpdate(u.fd, u.key, u.old) : mapDelete(u.fd, u.key)));
     for (const s of swapped.reverse()) {
-      if (s.oldFd !== null) mapUpdate(fds.lb_maglev, s.key, u32(s.oldFd));
-      else mapDelete(fds.lb_maglev, s.key);
+      attempt(() => (s.oldFd !== null ? mapUpdate(fds.lb_maglev, s.key, u32(s.oldFd)) : mapDelete(fds.lb_maglev, s.key)));
     }
     throw err;
   } finally {
