@@ -214,8 +214,9 @@ export async function main(args: string[]): Promise<number> {
     case 'edit': {
       const fds = requireLbMaps();
       try {
-        const config = req.action === 'apply' ? req.config : editConfig(readState(fds).config, req.edit);
-        const r = applyConfig(fds, config);
+        const have = readState(fds);
+        const config = req.action === 'apply' ? req.config : editConfig(have.config, req.edit);
+        const r = applyConfig(fds, config, have);
         print(argv.json ? toJson(r) : describeApply(r));
       } finally {
         closeLbMaps(fds);

@@ -92,8 +92,7 @@ const backendKey = (vipId: number, address: string, port: number) => `${vipId}|$
  * swap), then the VIP entries, and removals last. A kernel error part way
  * undoes the writes made so far.
  */
-export function applyConfig(fds: LbFds, want: LbConfig): ApplyResult {
-  const have = readState(fds);
+export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readState(fds)): ApplyResult {
   const result: ApplyResult = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
 
   // Plan ids before writing anything, so running out of room changes nothing.
