@@ -73,10 +73,12 @@ for (const mode of ['native', 'skb'] as const) {
       expect(Object.keys(s.interfaces)).toEqual([l.lbIf]);
       expect(s.interfaces[l.lbIf].slot).toBe(7);
       const vip = s.vips[0];
-      expect(vip.counters.new_conns).toBe(1001);
+      // At least one flow per request (a client may reuse a closed flow's
+      // 4-tuple for a new connection: a new flow again).
+      expect(vip.counters.new_conns).toBeGreaterThanOrEqual(1001);
       expect(vip.counters.fib_failures).toBe(0);
       expect(vip.counters.nat_exhausted).toBe(0);
-      expect(vip.backends.map((b: { counters: { new_conns: number } }) => b.counters.new_conns).reduce((a: number, b: number) => a + b)).toBe(1001);
+      expect(vip.backends.map((b: { counters: { new_conns: number } }) => b.counters.new_conns).reduce((a: number, b: number) => a + b)).toBe(vip.counters.new_conns);
       const root = JSON.parse(ok(xdpRoot(['--status', '--json', '--interface', l.lbIf], { netns: l.ns.lb })))[l.lbIf];
       expect(root.subprograms[7].name).toBe('xdp_lb');
       expect(root.subprograms[7].statistics.XDP_TX).toBeGreaterThan(2000);
