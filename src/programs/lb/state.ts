@@ -248,9 +248,12 @@ function innerFd(outer: number, key: Buffer): number | null {
 function sameTableInput(
   sizeBefore: number, before: Array<[number, BackendEntry]>, sizeAfter: number, after: Array<{ id: number; entry: BackendEntry }>,
 ): boolean {
-  const a = before.map(([id, b]) => `${id}|${b.address}|${b.port}|${b.weight}`).sort();
-  const b = after.map((x) => `${x.id}|${x.entry.address}|${x.entry.port}|${x.entry.weight}`).sort();
-  return sizeBefore === sizeAfter && a.join() === b.join();
+  if (sizeBefore !== sizeAfter || before.length !== after.length) return false;
+  const was = new Map(before);
+  return after.every(({ id, entry }) => {
+    const b = was.get(id);
+    return !!b && b.address === entry.address && b.port === entry.port && b.weight === entry.weight;
+  });
 }
 
 /** A new inner map holding `table`, filled through a memory mapping (one
