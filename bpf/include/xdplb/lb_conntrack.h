@@ -46,7 +46,10 @@ static __always_inline int lb_nat_stale(const struct lb_nat *n, const struct lb_
 /* Note a packet of the flow: time, and FIN from the given side. */
 static __always_inline void lb_conn_touch(struct lb_conn *c, const struct tcphdr *th, __u8 fin_bit, __u64 now)
 {
-	c->last_seen = now;
+	/* The coarse clock moves once a tick: most packets need not write (and
+	 * take from other CPUs) the entry's cache line. */
+	if (c->last_seen != now)
+		c->last_seen = now;
 	if (th && th->fin)
 		c->state |= fin_bit;
 }
