@@ -43,7 +43,7 @@ deps:
 
 # The tiers run one after another: kernel and net tests change kernel state.
 # A skipped test fails the run (see scripts/test-summary.mjs).
-TIERS := unit kernel net
+TIERS := unit kernel net system
 test: deps build typecheck
 	@mkdir -p build/test-results
 	@status=0; for t in $(TIERS); do \

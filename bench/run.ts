@@ -13,6 +13,8 @@ import { table } from '../src/cli/format.js';
 import { ROOT_DIR } from '../test/helpers/cli.js';
 import { measureCli } from './cli.js';
 import { measureDispatch } from './dispatch.js';
+import { measureFilter } from './filter.js';
+import { measureSampler } from './sampler.js';
 import { GOALS as LB_GOALS, measureLb } from './lb.js';
 import { envCount } from './stats.js';
 
@@ -20,6 +22,7 @@ const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
 // The kernel reports whole nanoseconds; only a median of an even count has a half.
 const ns = (n: number) => `${Number.isInteger(n) ? n : n.toFixed(1)} ns`;
 const ms = (n: number) => `${n.toFixed(1)} ms`;
+const per = (n: number) => `${Math.round(n).toLocaleString('en-US')}/s`;
 
 function main(): void {
   const rounds = envCount('BENCH_ROUNDS', 7);
@@ -40,6 +43,29 @@ function main(): void {
   console.log(table(
     ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
     dispatch.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+  ));
+
+  const filter = measureFilter(rounds, repeat);
+  console.log(`\nFilter in slot 2 with ${filter.prefixes} IPv4 prefixes listed, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+  console.log(table(
+    ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+    [
+      ...filter.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+      ['first fragment -> PTB', `one run per call, ${filter.ptb.runs} calls; floor run alike: ${ns(filter.ptb.floor.median)}`,
+        ns(filter.ptb.ns.median), ns(filter.ptb.ns.min), ns(filter.ptb.ns.max), ns(filter.ptb.aboveFloor)],
+    ],
+  ));
+
+  const sampler = measureSampler(rounds, repeat);
+  console.log(`\nSampler through the root, slot 1, ${dispatch.frameBytes}-byte UDP frame (ns/packet; rate-1 cases repeat as often as the ring holds):`);
+  console.log(table(
+    ['CASE', 'PROGRAM', 'REPEAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+    sampler.cases.map((c) => [c.name, c.what, c.repeat, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+  ));
+  console.log(`\nRing buffer drain (ring filled at rate 1, then read, decoded and encoded as pcapng; ${rounds} rounds):`);
+  console.log(table(
+    ['FRAMES', 'SAMPLES PER FILL', 'MEDIAN', 'MIN', 'MAX', 'LOST'],
+    sampler.drain.map((d) => [d.name, d.samplesPerFill, per(d.rate.median), per(d.rate.min), per(d.rate.max), d.lost]),
   ));
 
   const lb = measureLb(rounds, repeat);
@@ -72,7 +98,10 @@ function main(): void {
     ['MEASURE', 'RESULT', 'GOAL', ''],
     [
       ['dispatch overhead (through root - direct)', ns(dispatch.overheadNs), `<= ${dispatch.goalNs} ns`, verdict(dispatch.pass)],
+      ['sampler at rate 0 (through root - pass program in its slot)', ns(sampler.samplerRate0Ns), `<= ${sampler.goalNs} ns`, verdict(sampler.passNs)],
+      ['sample drain, zero loss (slowest case, median)', per(Math.min(...sampler.drain.map((d) => d.rate.median))), `>= ${per(sampler.drainGoal)}`, verdict(sampler.passDrain)],
       ['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)],
+      [`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)],
       ...lb.cases.filter((c) => c.goal !== undefined).map((c) => [`lb ${c.name}, above floor`, ns(c.aboveFloor), `<= ${c.goal} ns`, verdict(c.aboveFloor <= c.goal!)]),
       ['lb apply 100 x 100', ms(lb.applyLargeMs.median), `<= ${LB_GOALS.applyLargeMs} ms`, verdict(lb.applyLargeMs.median <= LB_GOALS.applyLargeMs)],
       ['lb apply one-backend change', ms(lb.applyOneMs.median), `<= ${LB_GOALS.applyOneMs} ms`, verdict(lb.applyOneMs.median <= LB_GOALS.applyOneMs)],
@@ -82,7 +111,7 @@ function main(): void {
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, lb, cli }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 

@@ -45,6 +45,8 @@ await build({
   minify: true,
   legalComments: 'none',
   external: ['koffi'],
+  // ESM builds first: jsonc-parser's UMD build requires its parts dynamically.
+  mainFields: ['module', 'main'],
   // yargs is ESM and asks for import.meta.url; give it the bundle's own.
   define: { 'import.meta.url': '__xdplb_url' },
   banner: { js: "var __xdplb_url=require('node:url').pathToFileURL(__filename).href;" },

@@ -14,11 +14,17 @@ fixtures="$PWD/build/bpf/xdp_fixtures.o"
 in_server() { nsenter --net="/run/netns/$server" "$@"; }
 in_client() { nsenter --net="/run/netns/$client" "$@"; }
 xdp_root() { echo "+ xdp-root $*"; in_server ./bin/xdp-root "$@"; }
+xdp_filter() { echo "+ xdp-filter $*"; in_server ./bin/xdp-filter "$@"; }
+
+xdp_sampler() { echo "+ xdp-sampler $*"; in_server ./bin/xdp-sampler "$@"; }
 say() { printf '\n== %s\n' "$*"; }
 pings() { in_client ping -n -q -c "$1" -i 0.2 -W 1 10.202.0.2 | grep -E 'transmitted' || true; }
+pings_from() { in_client ping -n -q -c "$2" -i 0.2 -W 1 -I "$1" 10.202.0.2 | grep -E 'transmitted' || true; }
 
+capdir="$(mktemp -d)"
 pids=()
 cleanup() {
+  rm -rf "$capdir"
   in_server ./bin/xdp-root --detach --interface "$sif" >/dev/null 2>&1 || true
   ip netns del "$client" 2>/dev/null || true
   ip netns del "$server" 2>/dev/null || true
@@ -65,6 +71,33 @@ in_server ./bin/xdp-root --status --interface "$sif" --json | node -e '
   const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
   for (const [i, v] of Object.entries(s)) console.log(i, JSON.stringify(v.statistics));'
 
+say "Slot 2: the filter, with the client's second address 10.202.0.3 on its drop list"
+in_client ip addr add 10.202.0.3/24 dev "$cif"
+xdp_filter --attach --interface "$sif" --frags-drop --ptb-max-pps 20
+xdp_filter --drop --interface "$sif" --ips 10.202.0.3/32,2001:db8::/32 --tags demo-scanner
+echo "   from 10.202.0.1 (not listed):"; pings_from 10.202.0.1 3
+echo "   from 10.202.0.3 (listed):"; pings_from 10.202.0.3 3
+xdp_filter --status --interface "$sif"
+
+say "Sampler in slot 1 (instead of the pass program): every packet, and every verdict other than PASS, captured to pcapng for 3 s"
+xdp_root --unload --interface "$sif" --slot 1
+xdp_sampler --attach --interface "$sif" --rate 1 --verdict-rate 1 --snaplen 128
+pcap="$capdir/demo.pcapng"
+echo "+ xdp-sampler --capture --interface $sif --output $pcap --duration 3 &"
+in_server ./bin/xdp-sampler --capture --interface "$sif" --output "$pcap" --duration 3 &
+capture=$!
+until [[ -s "$pcap" ]] || ! kill -0 "$capture" 2>/dev/null; do sleep 0.05; done
+pings 2
+xdp_root --load --interface "$sif" --slot 5 --object "$fixtures" --program xdp_drop_test
+pings 1
+xdp_root --unload --interface "$sif" --slot 5
+wait "$capture"
+echo "+ tcpdump -r $pcap -nn | head -8"
+tcpdump -r "$pcap" -nn 2>/dev/null | head -8 | sed 's/^/   /'
+echo "+ tshark -r $pcap -Y frame.comment -T fields -e frame.number -e frame.comment"
+tshark -r "$pcap" -Y frame.comment -T fields -e frame.number -e frame.comment 2>/dev/null | sed 's/^/   /'
+xdp_sampler --status --interface "$sif"
+xdp_sampler --detach --interface "$sif"
 say "Load balancer: the tutorial's lab, with two unmodified python3 -m http.server backends"
 # client (10.0.0.1, .4, .5), balancer (10.0.0.10) and backends (10.0.0.2, .3)
 # on one L2 segment: a bridge in its own namespace.

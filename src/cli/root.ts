@@ -7,6 +7,8 @@ import { attach, detach, parseMode } from '../root/attach.js';
 import { loadIntoSlot, parseSlot, unloadSlot } from '../root/slot.js';
 import { clearCounters, status, type InterfaceStatus } from '../root/status.js';
 import { ACTIONS } from '../root/stats.js';
+import { DEFAULT_CONFIG } from '../service/config.js';
+import { runRootService } from '../service/root-service.js';
 import { formatTime, table, toJson } from './format.js';
 import { EXIT_OK, requirePrivileges } from './main.js';
 
@@ -25,6 +27,7 @@ export function parser(args: string[]) {
         '  xdp-root --unload --interface eth0 --slot N',
         '  xdp-root --status [--interface eth0[,eth1]] [--json] [--clear]',
         '  xdp-root --clear [--interface eth0[,eth1]]',
+        '  xdp-root run [--config /etc/xdplb/xdplb.json] [--dry-run]',
         '',
         'The root XDP program tail-calls slots 0..7 in order; each slot holds a',
         'program that follows the slot protocol. State lives in /sys/fs/bpf/xdplb.',
@@ -45,7 +48,10 @@ export function parser(args: string[]) {
       program: { alias: 'p', type: 'string', describe: 'Program name in the object' },
       replace: { type: 'boolean', describe: 'Replace the program already in the slot' },
       json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
+      config: { alias: 'c', type: 'string', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
+      'dry-run': { type: 'boolean', describe: 'With run: print which interfaces would be attached and why, change nothing' },
     })
+    .command('run', 'Run as a service (systemd Type=notify): attach per the config, reload on SIGHUP, detach on SIGTERM')
     .strict()
     .version(false)
     .help('help')
@@ -72,6 +78,13 @@ function single(list: string[], action: string): string {
 
 /** Check the whole request before anything touches the kernel. */
 export function validate(argv: Args) {
+  if (argv._[0] === 'run') {
+    if (argv._.length > 1) throw new UsageError(`unexpected argument '${argv._[1]}' after run (see xdp-root --help)`);
+    const stray = ACTION_FLAGS.filter((a) => argv[a]);
+    if (stray.length) throw new UsageError(`run takes no --${stray[0]}: it reads what to do from --config`);
+    return { action: 'run' as const, config: argv.config ?? DEFAULT_CONFIG, dryRun: !!argv['dry-run'] };
+  }
+  if (argv.config !== undefined || argv['dry-run']) throw new UsageError('--config and --dry-run go with run (see xdp-root --help)');
   const chosen = ACTION_FLAGS.filter((a) => argv[a]);
   const action = chosen.filter((a) => !(a === 'clear' && argv.status));
   if (action.length !== 1) {
@@ -169,6 +182,8 @@ export async function main(args: string[]): Promise<number> {
       if (argv.clear) clearCounters(req.ifaces);
       return EXIT_OK;
     }
+    case 'run':
+      return runRootService({ config: req.config, dryRun: req.dryRun });
     case 'clear': {
       const cleared = clearCounters(req.ifaces);
       if (argv.json) print(toJson({ cleared }));

@@ -335,6 +335,38 @@ export function ifIndexToName(ifindex: number): string | null {
   return c.if_indextoname(ifindex, buf) ? buf.toString('utf8', 0, buf.indexOf(0)) : null;
 }
 
+export interface LinkState {
+  flags: number;
+  mtu: number;
+}
+
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SIOCGIFFLAGS = 0x8913;
+const SIOCGIFMTU = 0x8921;
+
+/** Flags and MTU of an interface in this network namespace (SIOCGIFFLAGS,
+ *  SIOCGIFMTU); null when there is no such interface. */
+export function linkState(name: string): LinkState | null {
+  const sock = c.socket(AF_INET, SOCK_DGRAM, 0);
+  if (sock < 0) throw new BpfError('socket', errno(), 'cannot open a socket to query interfaces');
+  try {
+    const ifreq = Buffer.alloc(40); // struct ifreq: name[16], then the union
+    ifreq.write(name, 0, 15, 'utf8');
+    if (c.ioctl(sock, SIOCGIFFLAGS, 'void *', ifreq) < 0) {
+      if (errno() === 19 /* ENODEV */) return null;
+      throw new BpfError('ioctl(SIOCGIFFLAGS)', errno(), `cannot read the flags of ${name}`);
+    }
+    const flags = ifreq.readUInt16LE(16);
+    if (c.ioctl(sock, SIOCGIFMTU, 'void *', ifreq) < 0) {
+      throw new BpfError('ioctl(SIOCGIFMTU)', errno(), `cannot read the MTU of ${name}`);
+    }
+    return { flags, mtu: ifreq.readInt32LE(16) };
+  } finally {
+    c.close(sock);
+  }
+}
+
 export function mountBpffs(target: string): void {
   if (c.mount('bpf', target, 'bpf', 0, 'mode=0700') < 0) {
     throw new BpfError('mount', errno(), `cannot mount bpffs on ${target}`);

@@ -13,6 +13,11 @@ koffi.opaque('btf');
 // libbpf_print_fn_t; the va_list arrives as a pointer and goes to vsnprintf.
 export const PrintFn = koffi.proto('int xdplb_print_fn(int level, const char *fmt, void *args)');
 
+// ---- sampler: types of the ring buffer calls at the end of `c` ----
+koffi.opaque('ring_buffer');
+// ring_buffer_sample_fn; `data` points into the ring, valid during the call.
+export const RingSampleFn = koffi.proto('int xdplb_ring_sample_fn(void *ctx, void *data, size_t size)');
+
 export const c = {
   libbpf_set_print: libbpf.func('void *libbpf_set_print(xdplb_print_fn *fn)'),
   libbpf_strerror: libbpf.func('int libbpf_strerror(int err, void *buf, size_t size)'),
@@ -67,20 +72,33 @@ export const c = {
   vsnprintf: libc.func('int vsnprintf(void *buf, size_t size, const char *fmt, void *args)'),
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
   if_indextoname: libc.func('const char *if_indextoname(unsigned int ifindex, void *buf)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+
+  // ---- filter ----
+  // Walking a map's keys (the drop lists are LPM tries read back by status).
+  bpf_map_get_next_key: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
+
+  // ---- sampler ----
+  ring_buffer__new: libbpf.func(
+    'ring_buffer *ring_buffer__new(int map_fd, xdplb_ring_sample_fn *sample_cb, void *ctx, const void *opts)'),
+  ring_buffer__consume: libbpf.func('int ring_buffer__consume(ring_buffer *rb)'),
+  ring_buffer__epoll_fd: libbpf.func('int ring_buffer__epoll_fd(ring_buffer *rb)'),
+  ring_buffer__free: libbpf.func('void ring_buffer__free(ring_buffer *rb)'),
+  // Copies a record out of the ring: several times faster than koffi.view.
+  memcpy: libc.func('void *memcpy(void *dest, const void *src, size_t n)'),
 
   // ---- lb ----
   // Maglev tables are inner maps made from userspace and filled through a
-  // memory mapping (or in one batch call);
-  // the VIP and backend maps are read back by walking their keys; tests run
-  // programs inside a network namespace of their own.
+  // memory mapping; the backend table is read and written in batches; tests
+  // run programs inside a network namespace of their own.
   bpf_map_create: libbpf.func(
     'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)'),
   bpf_map_update_batch: libbpf.func(
     'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
   bpf_map_lookup_batch: libbpf.func(
     'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)'),
-  bpf_map_get_next_key: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
   bpf_map_get_fd_by_id: libbpf.func('int bpf_map_get_fd_by_id(uint32_t id)'),
   setns: libc.func('int setns(int fd, int nstype)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
@@ -95,3 +113,8 @@ export const address = (ptr: unknown): bigint => koffi.address(ptr);
 // A Buffer over C memory, not a copy: copy out before the memory is freed.
 export const view = (ptr: unknown, bytes: number): Buffer => Buffer.from(koffi.view(ptr, bytes));
 export const readU32 = (ptr: unknown): number => koffi.decode(ptr, 'uint32_t');
+
+// ---- sampler ----
+export const registerRingSample = (fn: (ctx: unknown, data: unknown, size: number | bigint) => number) =>
+  koffi.register(fn, koffi.pointer(RingSampleFn));
+export const unregister = (callback: bigint) => koffi.unregister(callback);

@@ -71,20 +71,6 @@ export function arrayValues(fd: number, valueSize: number, count: number): Buffe
   return values;
 }
 
-/** Every key of a hash map, in the kernel's order. */
-export function mapKeys(fd: number, keySize: number): Buffer[] {
-  const keys: Buffer[] = [];
-  let prev: Buffer | null = null;
-  for (;;) {
-    const next = Buffer.alloc(keySize);
-    const r = c.bpf_map_get_next_key(fd, prev, next);
-    if (r === -2) return keys;
-    if (r < 0) throw new BpfError('bpf_map_get_next_key', -r, `cannot walk map fd ${fd}`);
-    keys.push(next);
-    prev = next;
-  }
-}
-
 /** A map by id (e.g. the inner map a map-in-map holds); null when gone. */
 export function mapFdById(id: number): number | null {
   const fd = c.bpf_map_get_fd_by_id(id);

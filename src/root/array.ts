@@ -1,6 +1,7 @@
-// One interface's root array: the root program, its 8-slot program array and
-// its stats map, either pinned under /sys/fs/bpf/xdplb/<ifname>/ or held by
-// file descriptors only (tests, benchmarks).
+// One interface's root array: the root program, its 8-slot program array,
+// its stats map and the maps of the sample protocol (ring buffer, settings,
+// counters), either pinned under /sys/fs/bpf/xdplb/<ifname>/ or held by file
+// descriptors only (tests, benchmarks).
 import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -15,6 +16,13 @@ export const ROOT_OBJECT = 'xdp_root.o';
 export const ROOT_PROGRAM = 'xdp_root';
 export const SLOTS_MAP = 'xdplb_slots';
 export const STATS_MAP = 'xdplb_stats';
+/** The sample protocol's maps (bpf/include/xdplb/slot.h), shared like the
+ *  two above by every program of the interface, keyed by their pin names. */
+export const SAMPLE_MAPS = {
+  [PIN.samples]: 'xdplb_samples', [PIN.sampling]: 'xdplb_sampling', [PIN.sample_stats]: 'xdplb_sample_stats',
+} as const;
+export type SampleMaps = Record<keyof typeof SAMPLE_MAPS, number>;
+const SAMPLE_PINS = Object.keys(SAMPLE_MAPS) as Array<keyof typeof SAMPLE_MAPS>;
 
 export class RootArray {
   /** Ids are read once: they identify the kernel objects behind the fds. */
@@ -26,6 +34,8 @@ export class RootArray {
     readonly rootFd: number,
     readonly slotsFd: number,
     readonly statsFd: number,
+    /** Null for a root pinned by a build older than the sample protocol. */
+    readonly sampleFds: SampleMaps | null,
   ) {
     this.rootId = progInfo(rootFd).id;
     this.slotsId = mapInfo(slotsFd).id;
@@ -42,6 +52,7 @@ export class RootArray {
         dupFd(obj.programFd(ROOT_PROGRAM)),
         dupFd(obj.mapFd(SLOTS_MAP)),
         dupFd(obj.mapFd(STATS_MAP)),
+        Object.fromEntries(SAMPLE_PINS.map((pin) => [pin, dupFd(obj.mapFd(SAMPLE_MAPS[pin]))])) as SampleMaps,
       );
     } finally {
       obj.close();
@@ -52,6 +63,7 @@ export class RootArray {
   static openPinned(dir: string): RootArray | null {
     if (!existsSync(dir)) return null;
     const fds: number[] = [];
+    const samples: number[] = [];
     try {
       for (const name of [PIN.root, PIN.slots, PIN.stats]) {
         const fd = openPinned(join(dir, name));
@@ -60,9 +72,20 @@ export class RootArray {
         }
         fds.push(fd);
       }
-      return new RootArray(fds[0], fds[1], fds[2]);
+      // Pins from before the sample protocol have none of its maps: the
+      // root still works, only sampling is unavailable (see sampleMaps()).
+      for (const pin of SAMPLE_PINS) {
+        const fd = openPinned(join(dir, pin));
+        if (fd !== null) samples.push(fd);
+      }
+      if (samples.length === SAMPLE_PINS.length) {
+        return new RootArray(fds[0], fds[1], fds[2], Object.fromEntries(SAMPLE_PINS.map((pin, i) => [pin, samples[i]])) as SampleMaps);
+      }
+      samples.forEach(closeFd);
+      samples.length = 0;
+      return new RootArray(fds[0], fds[1], fds[2], null);
     } catch (err) {
-      fds.forEach(closeFd);
+      [...fds, ...samples].forEach(closeFd);
       throw err;
     }
   }
@@ -71,7 +94,9 @@ export class RootArray {
     ensurePinDir(dir);
     const pinned: string[] = [];
     try {
-      for (const [name, fd] of [[PIN.root, this.rootFd], [PIN.slots, this.slotsFd], [PIN.stats, this.statsFd]] as const) {
+      const pins: Array<[string, number]> = [[PIN.root, this.rootFd], [PIN.slots, this.slotsFd], [PIN.stats, this.statsFd]];
+      if (this.sampleFds) for (const pin of SAMPLE_PINS) pins.push([pin, this.sampleFds[pin]]);
+      for (const [name, fd] of pins) {
         pinObject(fd, join(dir, name));
         pinned.push(join(dir, name));
       }
@@ -109,8 +134,19 @@ export class RootArray {
     for (let r = 0; r < ROWS; r++) if (row === undefined || r === row) clearRow(this.statsFd, r);
   }
 
+  /** The sample protocol's maps, or an error an operator can act on. */
+  sampleMaps(ifname: string): SampleMaps {
+    if (!this.sampleFds) {
+      throw new XdplbError(
+        `the root array on ${ifname} was attached by an older xdplb without the sample ring buffer: ` +
+          `run xdp-root --detach --interface ${ifname} and --attach again`,
+      );
+    }
+    return this.sampleFds;
+  }
+
   close(): void {
-    [this.rootFd, this.slotsFd, this.statsFd].forEach(closeFd);
+    [this.rootFd, this.slotsFd, this.statsFd, ...Object.values(this.sampleFds ?? {})].forEach(closeFd);
   }
 }
 

@@ -17,7 +17,10 @@ export function interfaceDir(ifname: string): string {
   return join(pinRoot(), ifname);
 }
 
-export const PIN = { root: 'root', link: 'link', slots: 'slots', stats: 'stats' } as const;
+export const PIN = {
+  root: 'root', link: 'link', slots: 'slots', stats: 'stats',
+  samples: 'samples', sampling: 'sampling', sample_stats: 'sample_stats',
+} as const;
 
 export function isBpffsMounted(at = BPFFS): boolean {
   const mounts = readFileSync('/proc/self/mounts', 'utf8');

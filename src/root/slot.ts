@@ -9,7 +9,7 @@ import {
 import { UsageError, XdplbError } from '../errors.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS, ensurePinDir, interfaceDir } from './layout.js';
-import { RootArray, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
+import { RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
 
 /** The section holding `const volatile __u32 xdplb_slot` (bpf/include/xdplb/slot.h). */
 export const SLOT_SECTION = '.rodata.xdplb';
@@ -58,6 +58,11 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
     }
     if (shared.includes(SLOTS_MAP)) obj.reuseMap(SLOTS_MAP, root.slotsFd);
     if (shared.includes(STATS_MAP)) obj.reuseMap(STATS_MAP, root.statsFd);
+    // The sample protocol's maps, when both sides have them (an object built
+    // before it, or a root pinned before it, keeps its own copies).
+    for (const [pin, map] of Object.entries(SAMPLE_MAPS)) {
+      if (root.sampleFds && obj.hasMap(map)) obj.reuseMap(map, root.sampleFds[pin as keyof typeof SAMPLE_MAPS]);
+    }
     if (hasSlotVar) {
       const value = Buffer.alloc(4);
       value.writeUInt32LE(req.slot);

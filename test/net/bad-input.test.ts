@@ -9,7 +9,9 @@ import { makeLab, type Lab } from '../helpers/netns.js';
 
 let lab: Lab;
 const root = (args: string[], prefix?: string[]) => xdpRoot(args, { netns: lab.server, prefix });
-const status = () => ok(root(['--status', '--json']));
+// The interfaces the bad commands name; scoped so that tests running beside
+// this one on the machine cannot change what is compared.
+const status = () => ok(root(['--status', '--interface', `${lab.serverIf},lo,nosuch0`, '--json']));
 
 beforeAll(() => {
   lab = makeLab();

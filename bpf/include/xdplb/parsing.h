@@ -64,14 +64,14 @@ static __always_inline int xdplb_parse_eth(struct xdplb_cursor *c, struct ethhdr
 	return proto;
 }
 
-/* IPv4: IHL at least 5, the whole header and total length inside the frame.
- * Returns the L4 protocol; the cursor moves past the options. */
+/* IPv4: version 4, IHL at least 5, the whole header and total length inside
+ * the frame. Returns the L4 protocol; the cursor moves past the options. */
 static __always_inline int xdplb_parse_ipv4(struct xdplb_cursor *c, struct iphdr **iph)
 {
 	struct iphdr *ip = c->pos;
 	__u32 hlen;
 
-	if ((void *)(ip + 1) > c->end)
+	if ((void *)(ip + 1) > c->end || ip->version != 4)
 		return -1;
 	hlen = ip->ihl * 4;
 	if (hlen < sizeof(*ip) || c->pos + hlen > c->end)
@@ -83,13 +83,15 @@ static __always_inline int xdplb_parse_ipv4(struct xdplb_cursor *c, struct iphdr
 	return ip->protocol;
 }
 
-/* IPv6 fixed header inside the frame. Returns nexthdr (extension headers are
- * the caller's business). */
+/* IPv6: version 6, the fixed header and the payload length inside the frame.
+ * Returns nexthdr (extension headers are the caller's business). */
 static __always_inline int xdplb_parse_ipv6(struct xdplb_cursor *c, struct ipv6hdr **ip6h)
 {
 	struct ipv6hdr *ip6 = c->pos;
 
-	if ((void *)(ip6 + 1) > c->end)
+	if ((void *)(ip6 + 1) > c->end || ip6->version != 6)
+		return -1;
+	if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > c->end)
 		return -1;
 	*ip6h = ip6;
 	c->pos = ip6 + 1;

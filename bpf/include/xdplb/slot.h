@@ -6,9 +6,13 @@
  * nothing later takes the packet or the verdict is final, counts it in the
  * interface totals and returns it.
  *
- * Every object that includes this header declares the same two maps; the
+ * Every object that includes this header declares the same shared maps; the
  * loader makes them the interface's pinned ones (bpf_map__reuse_fd) before
  * the program is loaded, so one object file serves any interface and slot.
+ *
+ * Samples: final non-PASS verdicts can be reported, 1 in N at random, into
+ * the interface's ring buffer with the first snaplen bytes of the frame (the
+ * sampler subprogram writes packet samples into the same ring buffer).
  */
 #ifndef XDPLB_SLOT_H
 #define XDPLB_SLOT_H
@@ -16,6 +20,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "stats.h"
+#include "sample.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -30,6 +35,26 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xdplb_counters);
 } xdplb_stats SEC(".maps");
+
+/* Samples for userspace (xdp-sampler --capture). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XDPLB_SAMPLE_RING_BYTES);
+} xdplb_samples SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdplb_sampling);
+} xdplb_sampling SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdplb_sample_counters);
+} xdplb_sample_stats SEC(".maps");
 
 static __always_inline void xdplb_count(__u32 row, __u32 column, __u64 bytes)
 {
@@ -67,6 +92,85 @@ static __always_inline void xdplb_chain(struct xdp_md *ctx, __u32 first)
  * own section so the loader can write it without parsing BTF. */
 const volatile __u32 xdplb_slot SEC(".rodata.xdplb") = 0;
 
+/* Where a sample is assembled: the ring buffer takes a record of constant
+ * size from bpf_ringbuf_reserve, so a bounded copy goes through here and
+ * bpf_ringbuf_output instead. Per CPU and private to each program. */
+struct xdplb_sample_buf {
+	struct xdplb_sample hdr;
+	__u8 data[XDPLB_SNAP_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdplb_sample_buf);
+} xdplb_sample_buf SEC(".maps");
+
+/* True once in `rate` calls on average; never for rate 0. */
+static __always_inline int xdplb_one_in(__u32 rate)
+{
+	return rate && (rate == 1 || bpf_get_prandom_u32() % rate == 0);
+}
+
+/* Write one sample of this frame into the ring buffer, or count it lost. */
+static __always_inline void xdplb_sample(struct xdp_md *ctx, __u32 kind, __u32 action)
+{
+	struct xdplb_sample_counters *counters;
+	struct xdplb_sampling *cfg;
+	struct xdplb_sample_buf *buf;
+	__u32 zero = 0, len;
+	__u64 cap; /* 64-bit: the bounds checked are the bounds passed */
+
+	cfg = bpf_map_lookup_elem(&xdplb_sampling, &zero);
+	buf = bpf_map_lookup_elem(&xdplb_sample_buf, &zero);
+	counters = bpf_map_lookup_elem(&xdplb_sample_stats, &zero);
+	if (!cfg || !buf || !counters)
+		return;
+	len = bpf_xdp_get_buff_len(ctx);
+	cap = cfg->snaplen ? cfg->snaplen : XDPLB_SNAP_DEFAULT;
+	if (cap > len)
+		cap = len;
+	if (cap > XDPLB_SNAP_MAX)
+		cap = XDPLB_SNAP_MAX;
+	/* bpf_xdp_load_bytes takes 1..XDPLB_SNAP_MAX bytes: make that plain
+	 * to the verifier whatever the compiler did with the bounds above. */
+	asm volatile("" : "+r"(cap));
+	if (cap < 1 || cap > XDPLB_SNAP_MAX)
+		return;
+	if (bpf_xdp_load_bytes(ctx, 0, buf->data, cap))
+		return;
+	buf->hdr.timestamp = bpf_ktime_get_boot_ns();
+	buf->hdr.ifindex = ctx->ingress_ifindex;
+	buf->hdr.rx_queue = ctx->rx_queue_index;
+	buf->hdr.len = len;
+	buf->hdr.cap_len = cap;
+	buf->hdr.slot = xdplb_slot;
+	buf->hdr.action = action;
+	buf->hdr.kind = kind;
+	/* Userspace drains on a timer, so no wakeup is needed per record. */
+	if (bpf_ringbuf_output(&xdplb_samples, buf, sizeof(buf->hdr) + cap, BPF_RB_NO_WAKEUP)) {
+		counters->lost += 1;
+		return;
+	}
+	if (kind == XDPLB_SAMPLE_VERDICT)
+		counters->verdicts += 1;
+	else
+		counters->packets += 1;
+}
+
+/* Report a final non-PASS verdict at the interface's verdict rate. Only
+ * reached off the PASS path, so PASS pays nothing for it. */
+static __always_inline void xdplb_sample_verdict(struct xdp_md *ctx, __u32 action)
+{
+	struct xdplb_sampling *cfg;
+	__u32 zero = 0;
+
+	cfg = bpf_map_lookup_elem(&xdplb_sampling, &zero);
+	if (cfg && xdplb_one_in(cfg->verdict_rate))
+		xdplb_sample(ctx, XDPLB_SAMPLE_VERDICT, action);
+}
+
 static __always_inline int xdplb_return(struct xdp_md *ctx, int action)
 {
 	__u32 slot = xdplb_slot;
@@ -80,6 +184,8 @@ static __always_inline int xdplb_return(struct xdp_md *ctx, int action)
 	xdplb_count(slot, column, bytes);
 	if (action == XDP_PASS)
 		xdplb_chain(ctx, slot + 1);
+	else
+		xdplb_sample_verdict(ctx, action);
 	xdplb_count(XDPLB_ROW_TOTAL, action, bytes);
 	return action;
 }

@@ -1,0 +1,48 @@
+// The filter's place in the root array and the layout of what its maps hold
+// (bpf/include/xdplb/filter_maps.h; checked against BTF by
+// test/kernel/filter-layout.test.ts).
+import type { SubprogramSpec } from '../../root/subprogram.js';
+
+export const MAPS = {
+  config: 'filter_config',
+  stats: 'filter_stats',
+  drop4: 'filter_drop4',
+  drop6: 'filter_drop6',
+  ptb: 'filter_ptb',
+  hint4: 'filter_hint4',
+} as const;
+
+export const FILTER: SubprogramSpec = {
+  name: 'filter',
+  object: 'xdp_filter.o',
+  program: 'xdp_filter',
+  defaultSlot: 2,
+  interfaceMaps: Object.values(MAPS),
+};
+
+/** struct filter_config */
+export const CONFIG_LAYOUT = { size: 8, frags_drop: 0, ptb_max_pps: 4 } as const;
+
+/** struct filter_stats: one __u64 per counter, in this order. */
+export const STATS = [
+  'eth_frame_err', 'ip_header_err', 'ip6_header_err', 'ip_drop_count', 'ip6_drop_count',
+  'ip_frag_drop_count', 'ptb_sent_count', 'ptb_err_count', 'ptb_mem_err_count',
+] as const;
+export type StatName = (typeof STATS)[number];
+export const STATS_SIZE = STATS.length * 8;
+
+/** struct filter_key4 / filter_key6: prefix length, then the address. */
+export const KEY4_LAYOUT = { size: 8, prefixlen: 0, addr: 4 } as const;
+export const KEY6_LAYOUT = { size: 20, prefixlen: 0, addr: 4 } as const;
+
+/** struct filter_prefix */
+export const TAG_SIZE = 64;
+export const TAG_MAX_BYTES = TAG_SIZE - 1;
+export const PREFIX_LAYOUT = { size: 80, hits: 0, load_time: 8, tag: 16 } as const;
+
+/** filter_hint4: one __u32 per /16 of IPv4 space, 1 where a listed prefix
+ *  covers part of it. */
+export const HINT4_BITS = 16;
+
+/** struct filter_ptb_window: the lock, then this second's window. */
+export const PTB_WINDOW_LAYOUT = { size: 16, second: 4, sent: 8 } as const;

@@ -1,0 +1,201 @@
+// One interface's filter maps, opened from their pins (or handed over as fds
+// by tests): configuration, drop lists, counters. Every change is a single
+// map update the data path sees whole.
+import {
+  BpfError, UPDATE_ANY, UPDATE_EXIST, closeFd, mapDelete, mapInfo, mapKeys, mapLookup, mapLookupPerCpu, mapUpdate, possibleCpus,
+} from '../../libbpf/index.js';
+import { XdplbError } from '../../errors.js';
+import { openSubprogramMap } from '../../root/subprogram.js';
+import { encodeConfig, decodeConfig, type FilterConfig } from './config.js';
+import { FILTER, HINT4_BITS, MAPS, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
+import { keyPrefix, prefixKey, type Prefix } from './prefix.js';
+
+export type FilterStats = Record<StatName, bigint>;
+
+export interface ListedPrefix extends Prefix {
+  tag: string;
+  loadTime: Date;
+  hits: bigint;
+}
+
+const ZERO = Buffer.alloc(4);
+
+export class FilterMaps {
+  constructor(readonly fds: Record<keyof typeof MAPS, number>) {}
+
+  /** The pinned maps of the filter on `ifname`. */
+  static open(ifname: string): FilterMaps {
+    const fds: Partial<Record<keyof typeof MAPS, number>> = {};
+    try {
+      for (const [k, name] of Object.entries(MAPS) as Array<[keyof typeof MAPS, string]>) {
+        fds[k] = openSubprogramMap(ifname, FILTER, name);
+      }
+    } catch (err) {
+      Object.values(fds).forEach(closeFd);
+      throw err;
+    }
+    return new FilterMaps(fds as Record<keyof typeof MAPS, number>);
+  }
+
+  close(): void {
+    Object.values(this.fds).forEach(closeFd);
+  }
+
+  config(): FilterConfig {
+    return decodeConfig(mapLookup(this.fds.config, ZERO, 8)!);
+  }
+
+  setConfig(cfg: FilterConfig): void {
+    mapUpdate(this.fds.config, ZERO, encodeConfig(cfg));
+  }
+
+  stats(): FilterStats {
+    const sums = Object.fromEntries(STATS.map((s) => [s, 0n])) as FilterStats;
+    for (const cpu of mapLookupPerCpu(this.fds.stats, ZERO, STATS_SIZE) ?? []) {
+      STATS.forEach((s, i) => (sums[s] += cpu.readBigUInt64LE(i * 8)));
+    }
+    return sums;
+  }
+
+  private trie(p: { family: 4 | 6 }): number {
+    return p.family === 4 ? this.fds.drop4 : this.fds.drop6;
+  }
+
+  /** List a prefix (again): a new tag and load time, hits from zero. The
+   *  trie first, then the hint, so a packet never finds the hint set and the
+   *  trie without the prefix. */
+  add(p: Prefix, tag: string, loadTime = new Date()): void {
+    this.write(p, tag, loadTime, 0n, UPDATE_ANY);
+    if (p.family === 4) for (const b of slash16s(p)) mapUpdate(this.fds.hint4, u32(b), u32(1));
+  }
+
+  /** Add several; if one fails, put back what was there and rethrow. On
+   *  success, returns the function that does the same later. */
+  addAll(entries: Array<{ prefix: Prefix; tag: string }>, loadTime = new Date()): () => void {
+    const key = (p: Prefix) => prefixKey(p).toString('hex');
+    const before = new Map(this.list().map((l) => [key(l), l]));
+    const added: Prefix[] = [];
+    const undo = () => {
+      for (const p of added.reverse()) {
+        const old = before.get(key(p));
+        if (old) this.write(old, old.tag, old.loadTime, old.hits, UPDATE_ANY);
+        else this.remove([p]);
+      }
+    };
+    try {
+      for (const { prefix, tag } of entries) {
+        added.push(prefix);
+        this.add(prefix, tag, loadTime);
+      }
+    } catch (err) {
+      undo();
+      throw err;
+    }
+    return undo;
+  }
+
+  /** Refuse, naming the interface, when the prefixes not listed yet would
+   *  overflow a list. */
+  checkRoom(prefixes: Prefix[], ifname: string): void {
+    for (const [family, layout, fd] of [[4, KEY4_LAYOUT, this.fds.drop4], [6, KEY6_LAYOUT, this.fds.drop6]] as const) {
+      const listed = new Set(mapKeys(fd, layout.size).map((k) => k.toString('hex')));
+      const fresh = new Set(prefixes.filter((p) => p.family === family).map((p) => prefixKey(p).toString('hex')));
+      const total = listed.size + [...fresh].filter((k) => !listed.has(k)).length;
+      const room = mapInfo(fd).maxEntries;
+      if (total > room) {
+        throw new XdplbError(`the IPv${family} drop list of ${ifname} would hold ${total} prefixes: it holds at most ${room}`);
+      }
+    }
+  }
+
+  private write(p: Prefix, tag: string, loadTime: Date, hits: bigint, flags: bigint): void {
+    const value = Buffer.alloc(PREFIX_LAYOUT.size);
+    value.writeBigUInt64LE(hits, PREFIX_LAYOUT.hits);
+    value.writeBigUInt64LE(BigInt(loadTime.getTime()) * 1_000_000n, PREFIX_LAYOUT.load_time);
+    value.write(tag, PREFIX_LAYOUT.tag, TAG_SIZE - 1, 'utf8');
+    mapUpdate(this.trie(p), prefixKey(p), value, flags);
+  }
+
+  /** Unlist prefixes; returns those that were listed. */
+  remove(prefixes: Prefix[]): Prefix[] {
+    const removed = prefixes.filter((p) => mapDelete(this.trie(p), prefixKey(p)));
+    this.refreshHint(removed.filter((p) => p.family === 4).flatMap(slash16s));
+    return removed;
+  }
+
+  /** Clear the hint of /16s no listed prefix covers any more. Then look
+   *  again and set back any that a concurrent `--drop` listed meanwhile: its
+   *  trie update came before its hint update, so this second look sees it
+   *  whenever the clear could have undone its hint. */
+  private refreshHint(slash16List: number[]): void {
+    const covered = this.coveredSlash16s();
+    const cleared = [...new Set(slash16List)].filter((b) => !covered[b]);
+    for (const b of cleared) mapUpdate(this.fds.hint4, u32(b), u32(0));
+    const now = this.coveredSlash16s();
+    for (const b of cleared) if (now[b]) mapUpdate(this.fds.hint4, u32(b), u32(1));
+  }
+
+  private coveredSlash16s(): Uint8Array {
+    const covered = new Uint8Array(1 << HINT4_BITS);
+    for (const key of mapKeys(this.fds.drop4, KEY4_LAYOUT.size)) {
+      for (const b of slash16s(keyPrefix(4, key))) covered[b] = 1;
+    }
+    return covered;
+  }
+
+  list(): ListedPrefix[] {
+    const out: ListedPrefix[] = [];
+    for (const [family, layout] of [[4, KEY4_LAYOUT], [6, KEY6_LAYOUT]] as const) {
+      const fd = this.trie({ family });
+      for (const key of mapKeys(fd, layout.size)) {
+        // Looking up a stored key finds that very entry: its own prefix is
+        // the longest that matches it.
+        const value = mapLookup(fd, key, PREFIX_LAYOUT.size);
+        if (!value) continue; // removed meanwhile
+        const tag = value.subarray(PREFIX_LAYOUT.tag, PREFIX_LAYOUT.tag + TAG_SIZE);
+        out.push({
+          ...keyPrefix(family, key),
+          tag: tag.toString('utf8', 0, Math.max(0, tag.indexOf(0))),
+          loadTime: new Date(Number(value.readBigUInt64LE(PREFIX_LAYOUT.load_time) / 1_000_000n)),
+          hits: value.readBigUInt64LE(PREFIX_LAYOUT.hits),
+        });
+      }
+    }
+    return out.sort(comparePrefixes);
+  }
+
+  /** Empty both drop lists; how many prefixes were removed. */
+  clearLists(): number {
+    return this.remove(this.list()).length;
+  }
+
+  /** Zero the counters and every prefix's hits (tags and load times stay). */
+  clearStats(): void {
+    mapUpdate(this.fds.stats, ZERO, Buffer.alloc(STATS_SIZE * possibleCpus()));
+    for (const p of this.list()) {
+      try {
+        this.write(p, p.tag, p.loadTime, 0n, UPDATE_EXIST);
+      } catch (err) {
+        if (!(err instanceof BpfError && err.code === 'ENOENT')) throw err; // removed meanwhile
+      }
+    }
+  }
+}
+
+/** The /16s an IPv4 prefix covers all or part of. */
+function slash16s(p: Prefix): number[] {
+  const first = p.addr.readUInt16BE(0);
+  const count = p.len >= HINT4_BITS ? 1 : 1 << (HINT4_BITS - p.len);
+  return Array.from({ length: count }, (_, i) => first + i);
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+/** IPv4 before IPv6, then by address, then shorter prefixes first. */
+export function comparePrefixes(a: Prefix, b: Prefix): number {
+  return a.family - b.family || Buffer.compare(a.addr, b.addr) || a.len - b.len;
+}

@@ -1,0 +1,189 @@
+// The service's one config file (/etc/xdplb/xdplb.json), validated as a
+// whole: every error names the file, the line, the key and what was expected.
+import { readFileSync } from 'node:fs';
+import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
+import { XdplbError } from '../errors.js';
+import { MODES, type Mode } from '../root/attach.js';
+import { validateInterfaceName } from '../net/interface.js';
+import { SLOTS } from '../root/layout.js';
+
+export const DEFAULT_CONFIG = '/etc/xdplb/xdplb.json';
+
+/** Settings common to every subprogram section, and the subprogram's own
+ *  (checked and normalised by its module: see SectionSettings). */
+export interface SectionConfig {
+  enabled: boolean;
+  slot: number;
+  settings: unknown;
+}
+
+/** How a subprogram reads its own keys of its section. */
+export interface SectionSettings {
+  keys: readonly string[];
+  /** Check and normalise the section's own keys (absent ones are absent).
+   *  An error's message starts with the key path inside the section and
+   *  ': ', e.g. `vips[0].port: expected ...`, so the line can be found. */
+  parse(value: Record<string, unknown>): unknown;
+}
+
+export const SECTIONS = { sampler: 1, filter: 2, lb: 7 } as const;
+export type SectionName = keyof typeof SECTIONS;
+
+export interface ServiceConfig {
+  interfaces: string[] | 'auto';
+  mode: Mode;
+  /** Replace a foreign XDP program on a chosen interface. */
+  force: boolean;
+  sections: Record<SectionName, SectionConfig>;
+}
+
+/** A config that cannot be used: exit 2, so systemd does not restart into it. */
+export class ConfigError extends XdplbError {
+  constructor(message: string) {
+    super(message, 2);
+    this.name = 'ConfigError';
+  }
+}
+
+class Source {
+  constructor(readonly file: string, readonly text: string) {}
+
+  line(offset: number): number {
+    let line = 1;
+    for (let i = 0; i < offset && i < this.text.length; i++) if (this.text.charCodeAt(i) === 10) line++;
+    return line;
+  }
+
+  fail(node: Node | undefined, path: string, message: string): never {
+    const where = node ? `${this.file}:${this.line(node.offset)}` : this.file;
+    throw new ConfigError(`${where}: ${path}: ${message}`);
+  }
+}
+
+function describe(node: Node): string {
+  if (node.type === 'string') return `"${node.value}"`;
+  if (node.type === 'object' || node.type === 'array') return `an ${node.type}`;
+  return String(node.value);
+}
+
+function members(src: Source, node: Node, path: string, allowed: readonly string[]): Map<string, Node> {
+  if (node.type !== 'object') src.fail(node, path || '(top level)', `expected an object, got ${describe(node)}`);
+  const out = new Map<string, Node>();
+  for (const prop of node.children ?? []) {
+    const [key, value] = prop.children as [Node, Node];
+    const name = key.value as string;
+    const where = path ? `${path}.${name}` : name;
+    if (!allowed.includes(name)) src.fail(key, where, `unknown key: expected one of ${allowed.join(', ')}`);
+    if (out.has(name)) src.fail(key, where, 'given twice');
+    out.set(name, value);
+  }
+  return out;
+}
+
+function bool(src: Source, node: Node | undefined, path: string, fallback: boolean): boolean {
+  if (!node) return fallback;
+  if (node.type !== 'boolean') src.fail(node, path, `expected true or false, got ${describe(node)}`);
+  return node.value as boolean;
+}
+
+function slot(src: Source, node: Node | undefined, path: string, fallback: number): number {
+  if (!node) return fallback;
+  if (node.type !== 'number' || !Number.isInteger(node.value) || node.value < 0 || node.value >= SLOTS) {
+    src.fail(node, path, `expected a slot number from 0 to ${SLOTS - 1}, got ${describe(node)}`);
+  }
+  return node.value as number;
+}
+
+function interfaces(src: Source, node: Node | undefined): string[] | 'auto' {
+  if (!node) return 'auto';
+  if (node.type === 'string' && node.value === 'auto') return 'auto';
+  if (node.type !== 'array' || !node.children?.length) {
+    src.fail(node, 'interfaces', `expected "auto" or a non-empty list of interface names, got ${describe(node)}`);
+  }
+  const names = node.children.map((child, i) => {
+    const where = `interfaces[${i}]`;
+    if (child.type !== 'string') src.fail(child, where, `expected an interface name, got ${describe(child)}`);
+    try {
+      return validateInterfaceName(child.value as string);
+    } catch (err) {
+      return src.fail(child, where, (err as Error).message);
+    }
+  });
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) src.fail(node, 'interfaces', `"${dup}" is listed twice`);
+  return names;
+}
+
+/** `vips[0].backends[1].port` -> ['vips', 0, 'backends', 1, 'port']. */
+function pathSegments(path: string): Array<string | number> {
+  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]));
+}
+
+function sectionSettings(src: Source, name: string, node: Node | undefined, m: Map<string, Node>, reader?: SectionSettings) {
+  const own = Object.fromEntries([...m].filter(([k]) => k !== 'enabled' && k !== 'slot').map(([k, v]) => [k, getNodeValue(v)]));
+  if (!reader) return own;
+  try {
+    return reader.parse(own);
+  } catch (err) {
+    const message = (err as Error).message;
+    const colon = message.indexOf(': ');
+    const path = colon > 0 ? message.slice(0, colon) : '';
+    const at = (path && node && findNodeAtLocation(node, pathSegments(path))) || node;
+    return src.fail(at, path ? `${name}.${path}` : name, colon > 0 ? message.slice(colon + 2) : message);
+  }
+}
+
+export function parseConfig(
+  text: string, file = DEFAULT_CONFIG, readers: Partial<Record<SectionName, SectionSettings>> = {},
+): ServiceConfig {
+  const src = new Source(file, text);
+  const errors: ParseError[] = [];
+  const tree = parseTree(text, errors, { disallowComments: true, allowTrailingComma: false });
+  if (errors.length || !tree) {
+    const e = errors[0];
+    throw new ConfigError(
+      `${file}:${e ? src.line(e.offset) : 1}: invalid JSON: ${e ? printParseErrorCode(e.error) : 'empty file'}`,
+    );
+  }
+  const top = members(src, tree, '', ['interfaces', 'mode', 'force', ...Object.keys(SECTIONS)]);
+  const modeNode = top.get('mode');
+  if (modeNode && !MODES.includes(modeNode.value as Mode)) {
+    src.fail(modeNode, 'mode', `expected "native", "skb" or "auto", got ${describe(modeNode)}`);
+  }
+  const sections = {} as Record<SectionName, SectionConfig>;
+  for (const [name, defaultSlot] of Object.entries(SECTIONS) as Array<[SectionName, number]>) {
+    const node = top.get(name);
+    const reader = readers[name];
+    const m = node ? members(src, node, name, ['enabled', 'slot', ...(reader?.keys ?? [])]) : new Map<string, Node>();
+    sections[name] = {
+      enabled: bool(src, m.get('enabled'), `${name}.enabled`, false),
+      slot: slot(src, m.get('slot'), `${name}.slot`, defaultSlot),
+      settings: sectionSettings(src, name, node, m, reader),
+    };
+  }
+  const used = new Map<number, string>();
+  for (const [name, s] of Object.entries(sections)) {
+    if (!s.enabled) continue;
+    const other = used.get(s.slot);
+    if (other) src.fail(top.get(name), `${name}.slot`, `slot ${s.slot} is already taken by ${other}`);
+    used.set(s.slot, name);
+  }
+  return {
+    interfaces: interfaces(src, top.get('interfaces')),
+    mode: (modeNode?.value as Mode | undefined) ?? 'auto',
+    force: bool(src, top.get('force'), 'force', false),
+    sections,
+  };
+}
+
+export function readConfig(file = DEFAULT_CONFIG, readers: Partial<Record<SectionName, SectionSettings>> = {}): ServiceConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code);
+    throw new ConfigError(`cannot read config ${file}: ${why}`);
+  }
+  return parseConfig(text, file, readers);
+}

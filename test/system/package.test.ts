@@ -1,0 +1,157 @@
+// The Debian package on a booted systemd, driven as an operator would:
+// install, systemctl start/reload/kill/stop, a bad config, removal.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT_DIR, run, xdpRoot } from '../helpers/cli.js';
+import { uniqueTag } from '../helpers/netns.js';
+import { boot, debootstrap, installDeb, removeRootfs, type Container } from '../helpers/container.js';
+
+const tag = uniqueTag();
+const rootfs = `/var/tmp/xdplb-system-${tag}`;
+const netns = `xsys-${tag}`;
+const client = `xsyc-${tag}`;
+const dev = `xsA${tag}`;
+// The container's /sys/fs/bpf: a directory of the host's bpffs.
+const bpffs = `/sys/fs/bpf/xdplb-system-${tag}`;
+const pinRoot = `${bpffs}/xdplb`;
+let deb: string;
+let box: Container;
+
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'ignore' });
+const inBox = (...args: string[]) => box.exec(args);
+const systemctl = (...args: string[]) => inBox('systemctl', ...args);
+/** Status as the host sees it, with the checkout's own xdp-root as witness. */
+const hostStatus = () =>
+  JSON.parse(xdpRoot(['--status', '--interface', dev, '--json'], { netns, env: { XDPLB_PIN_ROOT: pinRoot } }).stdout)[dev];
+const pinned = () => existsSync(`${pinRoot}/${dev}`);
+const attachedProg = () => {
+  const [link] = JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show', dev], { encoding: 'utf8' }));
+  return link.xdp ?? null;
+};
+const ping = () => run('ping', ['-n', '-q', '-c', '3', '-i', '0.1', '-W', '1', '10.203.0.2'], { netns: client }).stdout;
+async function until(what: string, fn: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+beforeAll(async () => {
+  execFileSync('bash', [`${ROOT_DIR}/scripts/build-deb.sh`], { stdio: 'ignore', timeout: 600_000 });
+  deb = `${ROOT_DIR}/build/deb/${readdirSync(`${ROOT_DIR}/build/deb`).find((f) => f.endsWith('.deb'))}`;
+  debootstrap(rootfs, ['systemd', 'systemd-sysv', 'dbus', 'iproute2']);
+  installDeb(rootfs, deb);
+  ip('netns', 'add', netns);
+  ip('netns', 'add', client);
+  ip('link', 'add', dev, 'netns', netns, 'type', 'veth', 'peer', 'name', `xsB${tag}`, 'netns', client);
+  ip('-n', netns, 'addr', 'add', '10.203.0.2/24', 'dev', dev);
+  ip('-n', client, 'addr', 'add', '10.203.0.1/24', 'dev', `xsB${tag}`);
+  for (const [ns, d] of [[netns, dev], [client, `xsB${tag}`]]) {
+    ip('-n', ns, 'link', 'set', d, 'up');
+    ip('-n', ns, 'link', 'set', 'lo', 'up');
+  }
+  // The default route is what "interfaces": "auto" follows.
+  ip('-n', netns, 'route', 'add', 'default', 'via', '10.203.0.1');
+  mkdirSync(bpffs, { mode: 0o700 });
+  box = await boot(rootfs, `xdplb${tag}`, netns, bpffs);
+}, 900_000);
+
+afterAll(async () => {
+  await box?.stop();
+  for (const ns of [netns, client]) {
+    try {
+      ip('netns', 'del', ns);
+    } catch {
+      // not created
+    }
+  }
+  rmSync(bpffs, { recursive: true, force: true });
+  removeRootfs(rootfs);
+}, 120_000);
+
+describe('the xdplb package on Debian 13 with systemd', () => {
+  it('lintian finds no errors', () => {
+    const r = run('lintian', ['--no-tag-display-limit', deb]);
+    expect(r.stdout.split('\n').filter((l) => l.startsWith('E:'))).toEqual([]);
+  });
+
+  it('installing started and attached nothing', () => {
+    expect(systemctl('is-active', 'xdplb-root').out.trim()).toBe('inactive');
+    expect(systemctl('is-enabled', 'xdplb-root').out.trim()).toBe('disabled');
+    expect(attachedProg()).toBeNull();
+    expect(inBox('test', '-f', '/usr/lib/xdplb/bpf/xdp_root.o').code).toBe(0);
+    expect(inBox('dpkg-query', '-W', '-f=${Conffiles}', 'xdplb').out).toMatch(/\/etc\/xdplb\/xdplb\.json/);
+  });
+
+  it('systemd-analyze verify prints nothing for the units', () => {
+    expect(inBox('systemd-analyze', 'verify', '/usr/lib/systemd/system/xdplb-root.service')).toEqual({ code: 0, out: '' });
+  });
+
+  it('systemctl start attaches the root to the default-route interface and says so in its status', () => {
+    expect(systemctl('start', 'xdplb-root').code).toBe(0);
+    expect(systemctl('show', '-P', 'StatusText', 'xdplb-root').out.trim()).toBe(`${dev} (native): all slots empty`);
+    const s = JSON.parse(inBox('xdp-root', '--status', '--interface', dev, '--json').out)[dev];
+    expect(s).toMatchObject({ root_loaded: true, mode: 'native' });
+    expect(hostStatus().root_id).toBe(s.root_id);
+    expect(attachedProg()?.prog?.id ?? attachedProg()?.attached?.[0]?.prog?.id).toBe(s.root_id);
+    expect(ping()).toMatch(/3 received/);
+  });
+
+  it('systemctl reload keeps the data plane as it is', async () => {
+    const before = hostStatus().root_id;
+    expect(systemctl('reload', 'xdplb-root').code).toBe(0);
+    await until('reload to finish', () => systemctl('is-active', 'xdplb-root').out.trim() === 'active');
+    expect(hostStatus().root_id).toBe(before);
+    expect(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out).toMatch(/reloaded \/etc\/xdplb\/xdplb\.json: 0 attached, 0 detached, 1 unchanged/);
+  });
+
+  it('systemctl kill -s KILL keeps the data plane, and the restart adopts it', async () => {
+    const before = hostStatus().root_id;
+    expect(systemctl('kill', '-s', 'KILL', 'xdplb-root').code).toBe(0);
+    expect(hostStatus()).toMatchObject({ root_loaded: true, root_id: before });
+    expect(ping()).toMatch(/3 received/);
+    await until('the restart', () => /adopted the root on/.test(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out));
+    await until('active again', () => systemctl('is-active', 'xdplb-root').out.trim() === 'active');
+    expect(hostStatus().root_id).toBe(before);
+  });
+
+  it('systemctl stop detaches everything and leaves no pins', () => {
+    expect(systemctl('stop', 'xdplb-root').code).toBe(0);
+    expect(attachedProg()).toBeNull();
+    expect(pinned()).toBe(false);
+  });
+
+  it('a bad config fails the unit with one readable line and attaches nothing', async () => {
+    inBox('cp', '/etc/xdplb/xdplb.json', '/root/xdplb.json.good');
+    box.exec(['sh', '-c', 'printf \'{"interfaces": ["nosuch0"]}\' > /etc/xdplb/xdplb.json']);
+    expect(systemctl('start', 'xdplb-root').code).not.toBe(0);
+    expect(systemctl('is-failed', 'xdplb-root').out.trim()).toBe('failed');
+    expect(systemctl('status', 'xdplb-root', '--no-pager', '--full').out).toContain('xdp-root: nosuch0: no such interface');
+    expect(systemctl('show', '-P', 'NRestarts', 'xdplb-root').out.trim()).toBe('0');
+    expect(attachedProg()).toBeNull();
+    expect(pinned()).toBe(false);
+
+    box.exec(['sh', '-c', 'printf \'{"mode": "fast"}\' > /etc/xdplb/xdplb.json']);
+    systemctl('reset-failed', 'xdplb-root');
+    expect(systemctl('start', 'xdplb-root').code).not.toBe(0);
+    expect(systemctl('show', '-P', 'NRestarts', 'xdplb-root').out.trim()).toBe('0');
+    expect(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out).toContain(
+      'xdp-root: /etc/xdplb/xdplb.json:1: mode: expected "native", "skb" or "auto", got "fast"',
+    );
+    expect(pinned()).toBe(false);
+    inBox('cp', '/root/xdplb.json.good', '/etc/xdplb/xdplb.json');
+    systemctl('reset-failed', 'xdplb-root');
+  });
+
+  it('removing the package stops the service and detaches', () => {
+    expect(systemctl('start', 'xdplb-root').code).toBe(0);
+    expect(hostStatus().root_loaded).toBe(true);
+    const r = box.exec(['sh', '-c', 'DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq xdplb']);
+    expect(r.code).toBe(0);
+    expect(systemctl('is-active', 'xdplb-root').out.trim()).not.toBe('active');
+    expect(attachedProg()).toBeNull();
+    expect(pinned()).toBe(false);
+  });
+});
