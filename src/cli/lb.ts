@@ -10,7 +10,7 @@ import { parseConfig, vipName, address, type LbConfig } from '../programs/lb/con
 import { editConfig, parseBackendRefs, parseVipRef, parseWeight, type Edit } from '../programs/lb/edit.js';
 import { LB_SPEC } from '../programs/lb/spec.js';
 import { applyConfig, readState, type ApplyResult } from '../programs/lb/state.js';
-import { closeLbMaps, requireLbMaps } from '../programs/lb/pins.js';
+import { checkPinnedLayout, closeLbMaps, requireLbMaps } from '../programs/lb/pins.js';
 import { lbStatus, type LbStatus } from '../programs/lb/status.js';
 import { isPrime } from '../programs/lb/maglev.js';
 import { table, toJson } from './format.js';
@@ -193,6 +193,7 @@ export async function main(args: string[]): Promise<number> {
   const print = (text: string) => process.stdout.write(`${text}\n`);
   switch (req.action) {
     case 'attach': {
+      checkPinnedLayout();
       const results = req.ifaces.map((i) => attachSubprogram(i, LB_SPEC, req.slot));
       for (const r of results) for (const w of forwardingWarnings(r.ifname)) process.stderr.write(`${COMMAND}: warning: ${w}\n`);
       if (argv.json) print(toJson(Object.fromEntries(results.map((r) => [r.ifname, { slot: r.slot, id: r.id, changed: r.changed }]))));

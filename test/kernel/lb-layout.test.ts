@@ -2,7 +2,11 @@
 // witness): every size and offset src/programs/lb/layout.ts uses.
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { LAYOUT } from '../../src/programs/lb/layout.js';
+import { closeFd, mapInfo } from '../../src/libbpf/index.js';
+import { RootArray } from '../../src/root/array.js';
+import { loadSlotProgram } from '../../src/root/slot.js';
+import { LAYOUT, MAP_SIZES } from '../../src/programs/lb/layout.js';
+import { closeFds, lbFdsOf } from '../helpers/lb.js';
 import { BPF } from '../helpers/cli.js';
 
 interface BtfType {
@@ -27,4 +31,22 @@ describe('lb struct layouts against BTF', () => {
       for (const [field, offset] of Object.entries(ours)) expect([field, btf[field]]).toEqual([field, offset]);
     });
   }
+});
+
+describe('lb maps as loaded', () => {
+  it('have the key and value sizes MAP_SIZES expects of pinned state', () => {
+    const root = RootArray.load();
+    const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: 7 });
+    const fds = lbFdsOf(fd);
+    try {
+      for (const [name, sizes] of Object.entries(MAP_SIZES)) {
+        const info = mapInfo(fds[name as keyof typeof MAP_SIZES]);
+        expect([name, info.keySize, info.valueSize]).toEqual([name, ...sizes]);
+      }
+    } finally {
+      closeFds(fds);
+      closeFd(fd);
+      root.close();
+    }
+  });
 });

@@ -1,6 +1,7 @@
 // xdp-lb and bad input: one line on stderr naming the value (and, for a
 // config file, the key path) and what was expected, exit 2 (or 1 for a
 // refused operation), and the kernel state exactly as it was before.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,5 +104,16 @@ describe('xdp-lb small edits', () => {
     const s = JSON.parse(ok(lb(['--status', '--json'])));
     expect(s.vips[0].backends.map((b: { address: string; weight: number }) => [b.address, b.weight])).toEqual([['10.201.0.3', 1], ['10.201.0.4', 0]]);
     ok(lb(['--apply', file('good.json', GOOD)]));
+  });
+});
+
+describe('xdp-lb and state pinned by another version', () => {
+  it('refuses to attach over a pinned map of another layout, and says how to recover', () => {
+    const pin = '/sys/fs/bpf/xdplb/program-shared-state/lb/lb_nat';
+    rmSync(pin);
+    execFileSync('bpftool', ['map', 'create', pin, 'type', 'lru_hash', 'key', '24', 'value', '48', 'entries', '64', 'name', 'lb_nat']);
+    rejects(() => ['--attach', '--interface', lab.serverIf], 1,
+      'the load balancer state pinned in /sys/fs/bpf/xdplb/program-shared-state/lb is from another version: map lb_nat has ' +
+        'key/value sizes 24/48, expected 24/88; run xdp-lb --detach on every interface (its config goes with it) and attach again')();
   });
 });

@@ -26,10 +26,25 @@ export const LAYOUT = {
   lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, state: 14 },
   lb_nat_key: { size: 24, backend: 0, bport: 16, nport: 18, proto: 20, family: 21 },
   lb_nat: { size: 88, flow: 0, backend: 40, vip: 44, l2: 48 },
+  lb_l2: { size: 40, dst: 0, expires: 16, ifindex: 24, smac: 28, dmac: 34 },
   lb_counters: {
     size: 80, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
     no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72,
   },
+} as const;
+
+/** Key and value size of each map, as this version's object declares them
+ *  (a pinned map from another version is refused, not reused). */
+export const MAP_SIZES = {
+  lb_vips: [LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size],
+  lb_maglev: [4, 4],
+  lb_backends: [4, LAYOUT.lb_backend.size],
+  lb_config: [4, LAYOUT.lb_config.size],
+  lb_conns: [LAYOUT.lb_flow.size, LAYOUT.lb_conn.size],
+  lb_nat: [LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size],
+  lb_l2_cache: [4, LAYOUT.lb_l2.size],
+  lb_vip_stats: [4, LAYOUT.lb_counters.size],
+  lb_be_stats: [4, LAYOUT.lb_counters.size],
 } as const;
 
 export const COUNTER_NAMES = [

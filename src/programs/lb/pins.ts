@@ -2,7 +2,7 @@
 // interfaces it runs on, read back from bpffs and the kernel.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeFd, openPinned } from '../../libbpf/index.js';
+import { closeFd, mapInfo, openPinned } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { sharedDir, interfaceDir } from '../../root/layout.js';
 import { RootArray } from '../../root/array.js';
@@ -10,6 +10,7 @@ import { pinnedInterfaces } from '../../root/status.js';
 import { findSubprogram } from '../../root/subprogram.js';
 import { LB_MAPS, LB_SPEC } from './spec.js';
 import type { LbFds } from './state.js';
+import { MAP_SIZES } from './layout.js';
 
 /** The pinned maps, or null when the balancer runs nowhere. */
 export function openLbMaps(): LbFds | null {
@@ -27,6 +28,28 @@ export function openLbMaps(): LbFds | null {
     throw err;
   }
   return fds as LbFds;
+}
+
+/** Refuse state pinned by another version of the balancer, whose maps the
+ *  program would misread: each map's key and value size must match. */
+export function checkPinnedLayout(): void {
+  const fds = openLbMaps();
+  if (!fds) return;
+  try {
+    for (const name of LB_MAPS) {
+      const info = mapInfo(fds[name]);
+      const [key, value] = MAP_SIZES[name];
+      if (info.keySize !== key || info.valueSize !== value) {
+        throw new XdplbError(
+          `the load balancer state pinned in ${sharedDir(LB_SPEC.name)} is from another version: map ${name} has ` +
+            `key/value sizes ${info.keySize}/${info.valueSize}, expected ${key}/${value}; ` +
+            'run xdp-lb --detach on every interface (its config goes with it) and attach again',
+        );
+      }
+    }
+  } finally {
+    closeLbMaps(fds);
+  }
 }
 
 export function requireLbMaps(): LbFds {
