@@ -71,6 +71,42 @@ export function arrayValues(fd: number, valueSize: number, count: number): Buffe
   return values;
 }
 
+/** How many elements a hash map holds: read in batches of `chunk` (one
+ *  call per chunk instead of one per key), by walking keys where the kernel
+ *  has no batch lookup. */
+export function mapCount(fd: number, keySize: number, valueSize: number, chunk = 4096): number {
+  if (!batchMissing) {
+    const keys = Buffer.alloc(keySize * chunk);
+    const values = Buffer.alloc(valueSize * chunk);
+    const token = Buffer.alloc(Math.max(keySize, 8));
+    const opts = Buffer.alloc(24);
+    opts.writeBigUInt64LE(24n, 0);
+    let total = 0;
+    let first = true;
+    for (;;) {
+      const n = Buffer.alloc(4);
+      n.writeUInt32LE(chunk);
+      const r = c.bpf_map_lookup_batch(fd, first ? null : Buffer.from(token), token, keys, values, n, opts);
+      first = false;
+      if (r === 0 || r === -2) total += n.readUInt32LE(0);
+      if (r === -2) return total; // ENOENT: the walk is done
+      if (r === 0) continue;
+      if (-r === 28 /* ENOSPC: a bucket larger than a chunk */) return mapCount(fd, keySize, valueSize, chunk * 4);
+      if (-r !== 22 && -r !== 95 && -r !== 524) throw new BpfError('bpf_map_lookup_batch', -r, `cannot count map fd ${fd}`);
+      batchMissing = true;
+      break;
+    }
+  }
+  let count = 0;
+  const next = Buffer.alloc(keySize);
+  let prev: Buffer | null = null;
+  while (c.bpf_map_get_next_key(fd, prev, next) === 0) {
+    count++;
+    prev = Buffer.from(next);
+  }
+  return count;
+}
+
 /** A map by id (e.g. the inner map a map-in-map holds); null when gone. */
 export function mapFdById(id: number): number | null {
   const fd = c.bpf_map_get_fd_by_id(id);

@@ -9,7 +9,7 @@ import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
 import { LAYOUT, addrText, u32 } from '../../src/programs/lb/layout.js';
-import { applyConfig, readState, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
+import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
 import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
 import { TCP, closeFds, enterLabNamespace, frame, lbFdsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
@@ -249,6 +249,7 @@ describe('load balancer data plane', () => {
     expect([...seen.values()].reduce((a, s) => a + s.size, 0)).toBe(N);
     expect(mapKeys(fds.lb_nat, LAYOUT.lb_nat_key.size)).toHaveLength(N);
     expect(mapKeys(fds.lb_conns, LAYOUT.lb_flow.size)).toHaveLength(N);
+    expect(tableFill(fds)).toEqual({ connections: N, connections_max: 262144, nat_ports: N, nat_ports_max: 262144 });
     expect(vipStatus(fds)[0].counters).toMatchObject({ new_conns: BigInt(N), nat_exhausted: 0n });
   });
 

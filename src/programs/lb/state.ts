@@ -4,7 +4,7 @@
 // map is filled and swapped in by one update of lb_maglev.
 import {
   MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapKeys, mapLookup,
-  mapLookupPerCpu, mapUpdate, mapUpdateBatch, possibleCpus, mapInfo, mapFdById, arrayValues,
+  mapLookupPerCpu, mapUpdate, mapUpdateBatch, mapCount, possibleCpus, mapInfo, mapFdById, arrayValues,
 } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { maglevTable } from './maglev.js';
@@ -314,9 +314,9 @@ export function vipStatus(fds: LbFds, state = readState(fds)): VipStatus[] {
 /** How full the connection and NAT tables are: entries walked, of capacity. */
 export function tableFill(fds: LbFds): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
   return {
-    connections: mapKeys(fds.lb_conns, LAYOUT.lb_flow.size).length,
+    connections: mapCount(fds.lb_conns, LAYOUT.lb_flow.size, LAYOUT.lb_conn.size),
     connections_max: mapInfo(fds.lb_conns).maxEntries,
-    nat_ports: mapKeys(fds.lb_nat, LAYOUT.lb_nat_key.size).length,
+    nat_ports: mapCount(fds.lb_nat, LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size),
     nat_ports_max: mapInfo(fds.lb_nat).maxEntries,
   };
 }
