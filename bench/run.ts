@@ -15,6 +15,7 @@ import { measureCli } from './cli.js';
 import { measureDispatch } from './dispatch.js';
 import { measureFilter } from './filter.js';
 import { measureSampler } from './sampler.js';
+import { GOALS as LB_GOALS, measureLb } from './lb.js';
 import { envCount } from './stats.js';
 
 const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
@@ -67,6 +68,21 @@ function main(): void {
     sampler.drain.map((d) => [d.name, d.samplesPerFill, per(d.rate.median), per(d.rate.min), per(d.rate.max), d.lost]),
   ));
 
+  const lb = measureLb(rounds, repeat);
+  console.log(`\nLoad balancer (xdp_lb in slot 7) through the root, TCP frames, FIB lookups in a namespace, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+  console.log(table(
+    ['CASE', 'WHAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+    lb.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+  ));
+  console.log('Control plane, validate + apply in process (ms):');
+  console.log(table(
+    ['CHANGE', 'MEDIAN', 'MIN', 'MAX'],
+    [
+      ['100 VIPs x 100 backends, 65537-entry tables, from empty', ms(lb.applyLargeMs.median), ms(lb.applyLargeMs.min), ms(lb.applyLargeMs.max)],
+      ['one backend\'s weight on one VIP', ms(lb.applyOneMs.median), ms(lb.applyOneMs.min), ms(lb.applyOneMs.max)],
+    ],
+  ));
+
   const cli = measureCli(cliRuns);
   console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
   console.log(table(
@@ -86,13 +102,16 @@ function main(): void {
       ['sample drain, zero loss (slowest case, median)', per(Math.min(...sampler.drain.map((d) => d.rate.median))), `>= ${per(sampler.drainGoal)}`, verdict(sampler.passDrain)],
       ['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)],
       [`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)],
+      ...lb.cases.filter((c) => c.goal !== undefined).map((c) => [`lb ${c.name}, above floor`, ns(c.aboveFloor), `<= ${c.goal} ns`, verdict(c.aboveFloor <= c.goal!)]),
+      ['lb apply 100 x 100', ms(lb.applyLargeMs.median), `<= ${LB_GOALS.applyLargeMs} ms`, verdict(lb.applyLargeMs.median <= LB_GOALS.applyLargeMs)],
+      ['lb apply one-backend change', ms(lb.applyOneMs.median), `<= ${LB_GOALS.applyOneMs} ms`, verdict(lb.applyOneMs.median <= LB_GOALS.applyOneMs)],
     ],
   ));
 
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 

@@ -22,11 +22,19 @@ pings() { in_client ping -n -q -c "$1" -i 0.2 -W 1 10.202.0.2 | grep -E 'transmi
 pings_from() { in_client ping -n -q -c "$2" -i 0.2 -W 1 -I "$1" 10.202.0.2 | grep -E 'transmitted' || true; }
 
 capdir="$(mktemp -d)"
+pids=()
 cleanup() {
   rm -rf "$capdir"
   in_server ./bin/xdp-root --detach --interface "$sif" >/dev/null 2>&1 || true
   ip netns del "$client" 2>/dev/null || true
   ip netns del "$server" 2>/dev/null || true
+  if [[ -e "/run/netns/xdplb-lb-lb$tag" ]]; then
+    nsenter --net="/run/netns/xdplb-lb-lb$tag" ./bin/xdp-lb --detach --interface "dllb$tag" >/dev/null 2>&1 || true
+    nsenter --net="/run/netns/xdplb-lb-lb$tag" ./bin/xdp-root --detach --interface "dllb$tag" >/dev/null 2>&1 || true
+  fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for n in sw c lb b1 b2; do ip netns del "xdplb-lb-$n$tag" 2>/dev/null || true; done
+  [[ -n "${www:-}" ]] && rm -rf "$www"
 }
 trap cleanup EXIT
 
@@ -90,6 +98,55 @@ echo "+ tshark -r $pcap -Y frame.comment -T fields -e frame.number -e frame.comm
 tshark -r "$pcap" -Y frame.comment -T fields -e frame.number -e frame.comment 2>/dev/null | sed 's/^/   /'
 xdp_sampler --status --interface "$sif"
 xdp_sampler --detach --interface "$sif"
+say "Load balancer: the tutorial's lab, with two unmodified python3 -m http.server backends"
+# client (10.0.0.1, .4, .5), balancer (10.0.0.10) and backends (10.0.0.2, .3)
+# on one L2 segment: a bridge in its own namespace.
+lbns=(sw c lb b1 b2)
+for n in "${lbns[@]}"; do ip netns add "xdplb-lb-$n$tag"; done
+lbn() { nsenter --net="/run/netns/xdplb-lb-$1$tag" "${@:2}"; }
+lbn sw ip link add br0 type bridge
+lbn sw ip link set br0 up
+i=0
+for host in "c 10.0.0.1 10.0.0.4 10.0.0.5" "lb 10.0.0.10" "b1 10.0.0.2" "b2 10.0.0.3"; do
+  set -- $host
+  dev="dl$1$tag"; port="dp$i$tag"; i=$((i + 1))
+  ip link add "$dev" netns "xdplb-lb-$1$tag" type veth peer name "$port" netns "xdplb-lb-sw$tag"
+  lbn sw ip link set "$port" master br0 up
+  # Native XDP_TX on a veth needs XDP on its peer too.
+  lbn sw ip link set dev "$port" xdpdrv object "$PWD/build/bpf/xdp_plain.o" program xdp_plain_pass
+  for a in "${@:2}"; do lbn "$1" ip addr add "$a/24" dev "$dev"; done
+  lbn "$1" ip link set "$dev" up
+  # veth leaves TCP checksums to a NIC that does not exist; XDP rewrites them.
+  lbn "$1" ethtool -K "$dev" tx off >/dev/null
+done
+lbn lb sysctl -q -w net.ipv4.conf.all.forwarding=1 net.ipv4.conf.all.accept_local=1 \
+  "net.ipv4.conf.dllb$tag.accept_local=1" net.ipv4.conf.all.send_redirects=0 "net.ipv4.conf.dllb$tag.send_redirects=0"
+www=$(mktemp -d)
+for b in b1 b2; do
+  mkdir -p "$www/$b" && echo "$b" > "$www/$b/who"
+  lbn "$b" python3 -m http.server 8000 --directory "$www/$b" >/dev/null 2>&1 &
+  pids+=($!)
+done
+cat > "$www/lb.json" <<'JSON'
+{ "nat": { "source_ipv4": "10.0.0.10" },
+  "vips": [ { "address": "10.0.0.10", "port": 8000, "protocol": "tcp",
+              "backends": [ { "address": "10.0.0.2" }, { "address": "10.0.0.3" } ] } ] }
+JSON
+xdp_lb() { echo "+ xdp-lb $*"; lbn lb ./bin/xdp-lb "$@"; }
+echo "+ xdp-root --attach --interface dllb$tag --mode native"; lbn lb ./bin/xdp-root --attach --interface "dllb$tag" --mode native
+xdp_lb --attach --interface "dllb$tag"
+xdp_lb --apply "$www/lb.json"
+sleep 1
+echo "+ 12 requests to http://10.0.0.10:8000/who from three client addresses:"
+for n in 1 2 3 4; do for src in 10.0.0.1 10.0.0.4 10.0.0.5; do
+  printf '   from %s: %s\n' "$src" "$(lbn c curl -s --max-time 3 --interface "$src" http://10.0.0.10:8000/who)"
+done; done
+echo "+ xdp-root --status --interface dllb$tag"; lbn lb ./bin/xdp-root --status --interface "dllb$tag"
+xdp_lb --status --interface "dllb$tag"
+xdp_lb --weight 0 --vip tcp:10.0.0.10:8000 --backend 10.0.0.3
+echo "+ after draining 10.0.0.3, 6 requests:"
+for n in 1 2 3 4 5 6; do printf '   %s\n' "$(lbn c curl -s --max-time 3 http://10.0.0.10:8000/who)"; done
+xdp_lb --detach --interface "dllb$tag"
 
 say "Detach: nothing left on the device or in bpffs"
 xdp_root --detach --interface "$sif"

@@ -287,11 +287,14 @@ export interface TestRun {
   data: Buffer;
 }
 
-/** Run a program on one packet with BPF_PROG_TEST_RUN. */
-export function testRun(progFd: number, packet: Buffer, repeat = 1): TestRun {
+/** Run a program on one packet with BPF_PROG_TEST_RUN; `ingressIfindex`
+ *  (a device of the caller's network namespace) is what the program sees as
+ *  ctx->ingress_ifindex, loopback when 0. */
+export function testRun(progFd: number, packet: Buffer, repeat = 1, ingressIfindex = 0): TestRun {
   const outSize = packet.length + 512;
   const dataIn = alloc(packet.length);
   const dataOut = alloc(outSize);
+  const ctx = alloc(24); // struct xdp_md
   try {
     view(dataIn, packet.length).set(packet);
     const opts = Buffer.alloc(80); // struct bpf_test_run_opts
@@ -301,12 +304,21 @@ export function testRun(progFd: number, packet: Buffer, repeat = 1): TestRun {
     opts.writeUInt32LE(packet.length, 24);
     opts.writeUInt32LE(outSize, 28);
     opts.writeInt32LE(repeat, 60);
+    if (ingressIfindex) {
+      const md = Buffer.alloc(24); // data 0, data_end, data_meta 0, ingress_ifindex, rx_queue 0, egress 0
+      md.writeUInt32LE(packet.length, 4);
+      md.writeUInt32LE(ingressIfindex, 12);
+      view(ctx, 24).set(md);
+      opts.writeBigUInt64LE(address(ctx), 32);
+      opts.writeUInt32LE(24, 48);
+    }
     check('bpf_prog_test_run_opts', c.bpf_prog_test_run_opts(progFd, opts), `cannot test-run program fd ${progFd}`);
     const outLen = opts.readUInt32LE(28);
     return { retval: opts.readUInt32LE(56), duration: opts.readUInt32LE(64), data: Buffer.from(view(dataOut, outLen)) };
   } finally {
     free(dataIn);
     free(dataOut);
+    free(ctx);
   }
 }
 
@@ -369,5 +381,14 @@ const CLOCK_BOOTTIME = 7;
 export function bootTimeNs(): bigint {
   const ts = Buffer.alloc(16);
   c.clock_gettime(CLOCK_BOOTTIME, ts);
+  return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
+}
+
+const CLOCK_MONOTONIC = 1;
+
+/** CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns(). */
+export function monotonicNs(): bigint {
+  const ts = Buffer.alloc(16);
+  c.clock_gettime(CLOCK_MONOTONIC, ts);
   return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
 }

@@ -88,6 +88,21 @@ export const c = {
   ring_buffer__free: libbpf.func('void ring_buffer__free(ring_buffer *rb)'),
   // Copies a record out of the ring: several times faster than koffi.view.
   memcpy: libc.func('void *memcpy(void *dest, const void *src, size_t n)'),
+
+  // ---- lb ----
+  // Maglev tables are inner maps made from userspace and filled through a
+  // memory mapping; the backend table is read and written in batches; tests
+  // run programs inside a network namespace of their own.
+  bpf_map_create: libbpf.func(
+    'int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)'),
+  bpf_map_update_batch: libbpf.func(
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
+  bpf_map_lookup_batch: libbpf.func(
+    'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)'),
+  bpf_map_get_fd_by_id: libbpf.func('int bpf_map_get_fd_by_id(uint32_t id)'),
+  setns: libc.func('int setns(int fd, int nstype)'),
+  mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+  munmap: libc.func('int munmap(void *addr, size_t length)'),
 };
 
 export const errno = (): number => koffi.errno();

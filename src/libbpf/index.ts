@@ -5,3 +5,5 @@ export * from './fd.js';
 export { sdNotify } from './systemd.js';
 export { mapKeys } from './iterate.js';
 export { RingBuffer } from './ringbuf.js';
+export * from './maps.js';
+export * from './netns.js';

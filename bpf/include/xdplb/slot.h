@@ -59,15 +59,20 @@ struct {
 static __always_inline void xdplb_count(__u32 row, __u32 column, __u64 bytes)
 {
 	struct xdplb_counters *c;
+	/* Check and index with one 64-bit register: with a verdict known only
+	 * at run time, clang otherwise zero-extends a second copy for the index
+	 * after the check, and the verifier rejects the unbounded access. */
+	__u64 col = column;
 
-	if (column >= XDPLB_ACTIONS)
+	asm volatile("" : "+r"(col));
+	if (col >= XDPLB_ACTIONS)
 		return;
 	c = bpf_map_lookup_elem(&xdplb_stats, &row);
 	if (!c)
 		return;
 	/* Per-CPU value: plain adds, no atomics on the fast path. */
-	c->packets[column] += 1;
-	c->bytes[column] += bytes;
+	c->packets[col] += 1;
+	c->bytes[col] += bytes;
 }
 
 /* Tail-call slots first..7 in order. The keys are constants, so the

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* The flow hash: the 5-tuple mixed word by word (multiply-xorshift), then
+ * MurmurHash3's finalizer. It picks the Maglev entry and the first NAT port
+ * to try; balancers running this object agree on it. */
+#ifndef XDPLB_LB_HASH_H
+#define XDPLB_LB_HASH_H
+
+#include "lb_maps.h"
+
+#define LB_SEED_MAGLEV 0x5bd1e995
+#define LB_SEED_NAT 0x27d4eb2f
+
+static __always_inline __u32 lb_mix(__u32 h, __u32 w)
+{
+	h ^= w;
+	h *= 0x9e3779b1;
+	return h ^ (h >> 16);
+}
+
+static __always_inline __u32 lb_flow_hash(const struct lb_flow *f, __u32 seed)
+{
+	__u32 h = seed;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		h = lb_mix(h, f->src.w[i]);
+		h = lb_mix(h, f->dst.w[i]);
+	}
+	h = lb_mix(h, ((__u32)f->sport << 16) | f->dport);
+	h = lb_mix(h, f->proto);
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
+#endif

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The load balancer's maps and the structs in them. Every struct here is
+ * mirrored in src/programs/lb/layout.ts and checked against this object's
+ * BTF by test/kernel/lb-layout.test.ts. All of these maps except the
+ * counters' are shared by every interface the balancer runs on (pinned once,
+ * see src/programs/lb/spec.ts); addresses and ports are in network order.
+ */
+#ifndef XDPLB_LB_MAPS_H
+#define XDPLB_LB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define LB_MAX_VIPS 512
+#define LB_MAX_BACKENDS 16384
+#define LB_CONN_ENTRIES 262144
+#define LB_NAT_ENTRIES 262144
+/* Template size of a Maglev table; a VIP may use another prime size
+ * (BPF_F_INNER_MAP lets inner arrays differ in max_entries). */
+#define LB_TABLE_SIZE 65537
+#define LB_NO_BACKEND 0xffffffff
+
+#define LB_FAMILY_V4 4
+#define LB_FAMILY_V6 6
+
+/* IPv4 in w[0], the rest zero; IPv6 in all four words. */
+struct lb_addr {
+	__u32 w[4];
+};
+
+struct lb_vip_key {
+	struct lb_addr addr;
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+struct lb_vip {
+	__u32 id; /* index into lb_maglev, lb_vip_stats */
+	__u32 table_size;
+};
+
+#define LB_BACKEND_IN_USE 1
+#define LB_BACKEND_MAC 2 /* `mac` was configured: no FIB lookup */
+#define LB_BACKEND_REMOVED 4 /* out of the Maglev table, kept for established flows */
+
+struct lb_backend {
+	struct lb_addr addr;
+	__be16 port;
+	__u8 family;
+	__u8 flags;
+	__u32 vip_id;
+	__u32 weight; /* for userspace: the table already reflects it */
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+#define LB_HAS_NAT4 1
+#define LB_HAS_NAT6 2
+
+struct lb_config {
+	struct lb_addr nat4;
+	struct lb_addr nat6;
+	__u16 port_min; /* NAT source ports, host order */
+	__u16 port_max;
+	__u32 flags;
+	__u32 tcp_idle_s;
+	__u32 udp_idle_s;
+	__u32 time_wait_s; /* after FIN both ways, before the NAT port is reused */
+	__u32 pad;
+};
+
+/* A client's flow as it arrives: client -> VIP. */
+struct lb_flow {
+	struct lb_addr src;
+	struct lb_addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+#define LB_FIN_CLIENT 1
+#define LB_FIN_BACKEND 2
+
+struct lb_conn {
+	__u64 last_seen; /* bpf_ktime_get_coarse_ns() */
+	__u32 backend;
+	__be16 nat_port;
+	__u8 state; /* LB_FIN_* */
+	__u8 pad;
+};
+
+/* A FIB answer kept for LB_L2_CACHE_NS: per backend and CPU toward
+ * backends (lb_l2_cache), in the NAT entry toward a flow's client. `dst`
+ * tells a reused backend id from the one the answer was for. */
+struct lb_l2 {
+	struct lb_addr dst;
+	__u64 expires;
+	__u32 ifindex;
+	__u8 smac[6];
+	__u8 dmac[6];
+};
+
+/* A backend's reply as it arrives: backend:port -> NAT source:nat_port. */
+struct lb_nat_key {
+	struct lb_addr backend;
+	__be16 bport;
+	__be16 nport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct lb_nat {
+	struct lb_flow flow;
+	__u32 backend;
+	__u32 vip;
+	struct lb_l2 l2; /* toward the client */
+};
+
+/* One row per VIP and one per backend (the NAT, FIB and table fields only
+ * count on VIP rows). Per CPU, summed in userspace. */
+struct lb_counters {
+	__u64 packets; /* client -> VIP */
+	__u64 bytes;
+	__u64 reply_packets; /* backend -> client */
+	__u64 reply_bytes;
+	__u64 new_conns;
+	__u64 conn_misses; /* TCP non-SYN without a tracked connection */
+	__u64 no_backend; /* dropped: every backend drained or removed */
+	__u64 nat_exhausted; /* dropped: no free NAT source port */
+	__u64 fib_no_neigh; /* neighbour unresolved: passed to the kernel */
+	__u64 fib_failures; /* dropped: no route, forwarding off, ... */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, struct lb_vip_key);
+	__type(value, struct lb_vip);
+} lb_vips SEC(".maps");
+
+/* Userspace fills a new table through mmap (BPF_F_MMAPABLE): one copy
+ * instead of an update per entry. */
+struct lb_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+	__uint(max_entries, LB_TABLE_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+/* VIP id -> its Maglev table; userspace swaps a whole table in one update. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__array(values, struct lb_table);
+} lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+} lb_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_config);
+} lb_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_CONN_ENTRIES);
+	__type(key, struct lb_flow);
+	__type(value, struct lb_conn);
+} lb_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_NAT_ENTRIES);
+	__type(key, struct lb_nat_key);
+	__type(value, struct lb_nat);
+} lb_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_l2);
+} lb_l2_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct lb_counters);
+} lb_vip_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct lb_counters);
+} lb_be_stats SEC(".maps");
+
+#endif

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * NAT: rewriting addresses and ports with incremental checksums, and
+ * choosing NAT source ports.
+ *
+ * Port allocation: a port is unique per (backend address, backend port,
+ * protocol), which is all a backend needs to tell flows apart. The first
+ * port tried comes from a hash of the flow, then the next ones in turn
+ * (linear probing, LB_NAT_PROBES at most); a port is taken by inserting its
+ * reverse entry into lb_nat with BPF_NOEXIST, so two CPUs never get the same
+ * one, or by replacing an entry that lb_nat_stale() shows is free. Ports
+ * equal to a VIP port on the NAT address are skipped: replies to them would
+ * look like new client flows.
+ */
+#ifndef XDPLB_LB_NAT_H
+#define XDPLB_LB_NAT_H
+
+#include <linux/in.h>
+#include "csum.h"
+#include "lb_maps.h"
+#include "lb_hash.h"
+#include "lb_conntrack.h"
+
+#define LB_NAT_PROBES 32
+
+/* What changes in a packet: the addresses and the two ports (consecutive in
+ * TCP and UDP headers), as 32-bit words for bpf_csum_diff(). */
+struct lb_tuple {
+	struct lb_addr src;
+	struct lb_addr dst;
+	__be16 sport;
+	__be16 dport;
+};
+
+static __always_inline __u16 lb_csum_apply(__u16 check, struct lb_tuple *from, struct lb_tuple *to)
+{
+	__s64 sum = bpf_csum_diff((__be32 *)from, sizeof(*from), (__be32 *)to, sizeof(*to), (__u16)~check);
+
+	return xdplb_csum_fold((__u32)sum);
+}
+
+/* Write `to` over the packet's `from`: L4 checksum (pseudo-header and ports),
+ * then for IPv4 the header checksum. UDP over IPv4 with checksum 0 (none)
+ * keeps 0; a computed 0 is sent as 0xffff (RFC 768). */
+static __always_inline void lb_rewrite(struct iphdr *ip, struct ipv6hdr *ip6, struct tcphdr *th, struct udphdr *uh,
+				       struct lb_tuple *from, struct lb_tuple *to)
+{
+	if (th) {
+		th->check = lb_csum_apply(th->check, from, to);
+		th->source = to->sport;
+		th->dest = to->dport;
+	} else if (uh) {
+		if (uh->check || ip6) {
+			uh->check = lb_csum_apply(uh->check, from, to);
+			if (!uh->check)
+				uh->check = 0xffff;
+		}
+		uh->source = to->sport;
+		uh->dest = to->dport;
+	}
+	if (ip) {
+		xdplb_csum_replace4(&ip->check, ip->saddr, to->src.w[0]);
+		xdplb_csum_replace4(&ip->check, ip->daddr, to->dst.w[0]);
+		ip->saddr = to->src.w[0];
+		ip->daddr = to->dst.w[0];
+	} else if (ip6) {
+		__builtin_memcpy(&ip6->saddr, &to->src, 16);
+		__builtin_memcpy(&ip6->daddr, &to->dst, 16);
+	}
+}
+
+static __always_inline int lb_port_is_vip(const struct lb_addr *nat, __be16 port, __u8 proto, __u8 family)
+{
+	struct lb_vip_key k = { .addr = *nat, .port = port, .proto = proto, .family = family };
+
+	return bpf_map_lookup_elem(&lb_vips, &k) != NULL;
+}
+
+/* Take a NAT port for a new flow to `be`; 0 when none is free. */
+static __always_inline __be16 lb_nat_alloc(const struct lb_flow *flow, const struct lb_backend *be,
+					   __u32 backend, __u32 vip, const struct lb_addr *nat,
+					   const struct lb_config *cfg, __u64 now)
+{
+	__u32 range = (__u32)cfg->port_max - cfg->port_min + 1;
+	struct lb_nat_key key = {};
+	struct lb_nat val = {};
+	__u32 start;
+
+	if (cfg->port_max < cfg->port_min || cfg->port_min == 0)
+		return 0;
+	key.backend = be->addr;
+	key.bport = be->port;
+	key.proto = flow->proto;
+	key.family = flow->family;
+	val.flow = *flow;
+	val.backend = backend;
+	val.vip = vip;
+	start = lb_flow_hash(flow, LB_SEED_NAT) % range;
+	for (int i = 0; i < LB_NAT_PROBES; i++) {
+		struct lb_nat *old;
+
+		key.nport = bpf_htons(cfg->port_min + (start + i) % range);
+		if (lb_port_is_vip(nat, key.nport, flow->proto, flow->family))
+			continue;
+		if (!bpf_map_update_elem(&lb_nat, &key, &val, BPF_NOEXIST))
+			return key.nport;
+		old = bpf_map_lookup_elem(&lb_nat, &key);
+		if (old && lb_nat_stale(old, &key, cfg, now) &&
+		    !bpf_map_update_elem(&lb_nat, &key, &val, BPF_EXIST))
+			return key.nport;
+	}
+	return 0;
+}
+
+#endif

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The L4 load balancer (a slot program, default slot 7). A TCP or UDP packet
+ * to a VIP goes to a backend chosen by weighted Maglev over its 5-tuple and
+ * remembered in the connection table, rewritten client->VIP to
+ * NAT-source:port->backend; the backend's reply is rewritten back to
+ * VIP->client. Everything else goes on unchanged (XDP_PASS to later slots).
+ * IPv4 fragments and IPv6 extension headers are passed on as well.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <xdplb/slot.h>
+#include <xdplb/parsing.h>
+#include <xdplb/lb_maps.h>
+#include <xdplb/lb_hash.h>
+#include <xdplb/lb_conntrack.h>
+#include <xdplb/lb_nat.h>
+#include <xdplb/lb_fib.h>
+
+/* A parsed TCP/UDP packet. */
+struct lb_pkt {
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct ipv6hdr *ip6;
+	struct tcphdr *th; /* one of these two */
+	struct udphdr *uh;
+	struct lb_flow flow;
+	__u16 tot_len; /* IP packet length, for the FIB's MTU check */
+	__u32 bytes;
+};
+
+static __always_inline struct lb_counters *lb_stats(void *map, __u32 id)
+{
+	return bpf_map_lookup_elem(map, &id);
+}
+
+static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
+{
+	struct xdplb_cursor c;
+	int proto, l3;
+
+	xdplb_cursor_init(&c, ctx);
+	l3 = xdplb_parse_eth(&c, &p->eth);
+	if (l3 == bpf_htons(ETH_P_IP)) {
+		proto = xdplb_parse_ipv4(&c, &p->ip);
+		if (proto < 0 || xdplb_ipv4_is_fragment(p->ip))
+			return -1;
+		p->flow.family = LB_FAMILY_V4;
+		p->flow.src.w[0] = p->ip->saddr;
+		p->flow.dst.w[0] = p->ip->daddr;
+		p->tot_len = bpf_ntohs(p->ip->tot_len);
+	} else if (l3 == bpf_htons(ETH_P_IPV6)) {
+		proto = xdplb_parse_ipv6(&c, &p->ip6);
+		if (proto < 0)
+			return -1;
+		p->flow.family = LB_FAMILY_V6;
+		__builtin_memcpy(&p->flow.src, &p->ip6->saddr, 16);
+		__builtin_memcpy(&p->flow.dst, &p->ip6->daddr, 16);
+		p->tot_len = bpf_ntohs(p->ip6->payload_len) + sizeof(struct ipv6hdr);
+	} else {
+		return -1;
+	}
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = c.pos;
+
+		if ((void *)(th + 1) > c.end)
+			return -1;
+		p->th = th;
+		p->flow.sport = th->source;
+		p->flow.dport = th->dest;
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = c.pos;
+
+		if ((void *)(uh + 1) > c.end)
+			return -1;
+		p->uh = uh;
+		p->flow.sport = uh->source;
+		p->flow.dport = uh->dest;
+	} else {
+		return -1;
+	}
+	p->flow.proto = proto;
+	p->bytes = ctx->data_end - ctx->data;
+	return 0;
+}
+
+static __always_inline const struct lb_addr *lb_nat_addr(const struct lb_config *cfg, __u8 family)
+{
+	if (family == LB_FAMILY_V4)
+		return cfg->flags & LB_HAS_NAT4 ? &cfg->nat4 : NULL;
+	return cfg->flags & LB_HAS_NAT6 ? &cfg->nat6 : NULL;
+}
+
+/* The backend a tracked flow uses, or NULL when its entry no longer holds:
+ * expired, a new TCP connection on a closed one's 4-tuple, or its backend
+ * slot reused for another VIP. */
+static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct lb_pkt *p, const struct lb_vip *vip,
+						     const struct lb_config *cfg, __u64 now)
+{
+	struct lb_backend *be;
+	__u32 id = c->backend;
+
+	if (lb_conn_expired(c, p->flow.proto, cfg, now))
+		return NULL;
+	if (p->th && p->th->syn && !p->th->ack && c->state)
+		return NULL;
+	be = bpf_map_lookup_elem(&lb_backends, &id);
+	if (!be || !(be->flags & LB_BACKEND_IN_USE) || be->vip_id != vip->id)
+		return NULL;
+	return be;
+}
+
+static __always_inline __u32 lb_maglev_pick(const struct lb_vip *vip, const struct lb_flow *flow)
+{
+	__u32 vip_id = vip->id;
+	void *table = bpf_map_lookup_elem(&lb_maglev, &vip_id);
+	__u32 index, *id;
+
+	if (!table || !vip->table_size)
+		return LB_NO_BACKEND;
+	index = lb_flow_hash(flow, LB_SEED_MAGLEV) % vip->table_size;
+	id = bpf_map_lookup_elem(table, &index);
+	return id ? *id : LB_NO_BACKEND;
+}
+
+/* client -> VIP  becomes  NAT source:port -> backend. */
+static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_vip *vip,
+				      const struct lb_config *cfg)
+{
+	struct lb_counters *vc = lb_stats(&lb_vip_stats, vip->id), *bc;
+	const struct lb_addr *nat = lb_nat_addr(cfg, p->flow.family);
+	/* Coarse time (a tick's resolution) is plenty for idle timeouts, and
+	 * cheaper than a precise clock read on every packet. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct lb_backend *be = NULL;
+	struct lb_tuple from, to;
+	struct lb_conn *c;
+	__u32 backend = 0;
+	__be16 nport = 0;
+	int created = 0;
+
+	if (!vc)
+		return XDP_ABORTED;
+	vc->packets++;
+	vc->bytes += p->bytes;
+	if (!nat) {
+		vc->no_backend++;
+		return XDP_DROP;
+	}
+	c = bpf_map_lookup_elem(&lb_conns, &p->flow);
+	if (c) {
+		be = lb_tracked(c, p, vip, cfg, now);
+		backend = c->backend;
+		nport = c->nat_port;
+	}
+	if (be) {
+		lb_conn_touch(c, p->th, LB_FIN_CLIENT, now);
+	} else {
+		struct lb_conn fresh = { .last_seen = now };
+
+		if (p->th && !p->th->syn)
+			vc->conn_misses++;
+		backend = lb_maglev_pick(vip, &p->flow);
+		be = bpf_map_lookup_elem(&lb_backends, &backend);
+		if (!be || !(be->flags & LB_BACKEND_IN_USE) || (be->flags & LB_BACKEND_REMOVED)) {
+			vc->no_backend++;
+			return XDP_DROP;
+		}
+		nport = lb_nat_alloc(&p->flow, be, backend, vip->id, nat, cfg, now);
+		if (!nport) {
+			vc->nat_exhausted++;
+			return XDP_DROP;
+		}
+		fresh.backend = backend;
+		fresh.nat_port = nport;
+		if (p->th && p->th->fin)
+			fresh.state = LB_FIN_CLIENT;
+		bpf_map_update_elem(&lb_conns, &p->flow, &fresh, BPF_ANY);
+		vc->new_conns++;
+		created = 1;
+	}
+	bc = lb_stats(&lb_be_stats, backend);
+	if (bc) {
+		bc->packets++;
+		bc->bytes += p->bytes;
+		bc->new_conns += created;
+	}
+	if (p->th && p->th->rst) {
+		struct lb_nat_key key = { .backend = be->addr, .bport = be->port, .nport = nport,
+					  .proto = p->flow.proto, .family = p->flow.family };
+		lb_conn_forget(&p->flow, &key);
+	}
+
+	from = (struct lb_tuple){ .src = p->flow.src, .dst = p->flow.dst, .sport = p->flow.sport, .dport = p->flow.dport };
+	to = (struct lb_tuple){ .src = *nat, .dst = be->addr, .sport = nport, .dport = be->port };
+	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
+	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len,
+		       (be->flags & LB_BACKEND_MAC) ? be : NULL, bpf_map_lookup_elem(&lb_l2_cache, &backend), now, vc);
+}
+
+/* backend -> NAT source:port  becomes  VIP -> client. */
+static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg)
+{
+	struct lb_nat_key key = { .backend = p->flow.src, .bport = p->flow.sport, .nport = p->flow.dport,
+				  .proto = p->flow.proto, .family = p->flow.family };
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct lb_counters *vc, *bc;
+	struct lb_tuple from, to;
+	struct lb_conn *c;
+	struct lb_nat *n;
+
+	n = bpf_map_lookup_elem(&lb_nat, &key);
+	if (!n)
+		return XDP_PASS;
+	vc = lb_stats(&lb_vip_stats, n->vip);
+	if (vc) {
+		vc->reply_packets++;
+		vc->reply_bytes += p->bytes;
+	}
+	bc = lb_stats(&lb_be_stats, n->backend);
+	if (bc) {
+		bc->reply_packets++;
+		bc->reply_bytes += p->bytes;
+	}
+	from = (struct lb_tuple){ .src = p->flow.src, .dst = p->flow.dst, .sport = p->flow.sport, .dport = p->flow.dport };
+	to = (struct lb_tuple){ .src = n->flow.dst, .dst = n->flow.src, .sport = n->flow.dport, .dport = n->flow.sport };
+	c = bpf_map_lookup_elem(&lb_conns, &n->flow);
+	if (c && c->nat_port == key.nport)
+		lb_conn_touch(c, p->th, LB_FIN_BACKEND, now);
+	if (p->th && p->th->rst)
+		lb_conn_forget(&n->flow, &key);
+	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
+	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, &n->l2, now, vc);
+}
+
+static __always_inline int lb_process(struct xdp_md *ctx)
+{
+	struct lb_pkt p = {};
+	struct lb_vip_key vk = {};
+	const struct lb_addr *nat;
+	struct lb_config *cfg;
+	struct lb_vip *vip;
+	__u32 zero = 0;
+	__u16 port;
+
+	if (lb_parse(ctx, &p) < 0)
+		return XDP_PASS;
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	vk.addr = p.flow.dst;
+	vk.port = p.flow.dport;
+	vk.proto = p.flow.proto;
+	vk.family = p.flow.family;
+	vip = bpf_map_lookup_elem(&lb_vips, &vk);
+	if (vip)
+		return lb_forward(ctx, &p, vip, cfg);
+	nat = lb_nat_addr(cfg, p.flow.family);
+	port = bpf_ntohs(p.flow.dport);
+	if (nat && port >= cfg->port_min && port <= cfg->port_max &&
+	    lb_addr_eq(nat, &p.flow.dst))
+		return lb_reply(ctx, &p, cfg);
+	return XDP_PASS;
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	return xdplb_return(ctx, lb_process(ctx));
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,145 @@
+// Maps made from userspace, filled in batches, and walked key by key (the
+// load balancer's Maglev tables and its VIP and backend maps).
+import { c, address, errno, view } from './ffi.js';
+import { BpfError } from './errors.js';
+import { UPDATE_ANY, mapLookup, mapUpdate } from './fd.js';
+
+export const MAP_TYPE_ARRAY = 2;
+/** An array userspace can mmap. */
+export const MAP_F_MMAPABLE = 1 << 10;
+/** Inner arrays of a map-in-map may differ in max_entries. */
+export const MAP_F_INNER_MAP = 1 << 12;
+
+/** Create a map; returns its fd (the caller closes it). */
+export function mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number, flags = 0): number {
+  const opts = Buffer.alloc(48); // struct bpf_map_create_opts
+  opts.writeBigUInt64LE(48n, 0);
+  opts.writeUInt32LE(flags, 28);
+  const fd = c.bpf_map_create(type, name, keySize, valueSize, maxEntries, opts);
+  if (fd < 0) throw new BpfError('bpf_map_create', -fd, `cannot create map ${name} (${maxEntries} entries)`);
+  return fd;
+}
+
+let batchMissing = false;
+
+/** Write `count` consecutive keys and values (packed) in one call where the
+ *  kernel has batch operations for the map type, element by element
+ *  otherwise. */
+export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number): void {
+  if (!count) return;
+  if (!batchMissing) {
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(count);
+    const opts = Buffer.alloc(24); // struct bpf_map_batch_opts
+    opts.writeBigUInt64LE(24n, 0);
+    const r = c.bpf_map_update_batch(fd, keys, values, n, opts);
+    if (r === 0) return;
+    if (-r !== 22 /* EINVAL */ && -r !== 95 /* EOPNOTSUPP */ && -r !== 524 /* ENOTSUPP */) {
+      throw new BpfError('bpf_map_update_batch', -r, `cannot fill map fd ${fd} (${count} entries)`);
+    }
+    batchMissing = true;
+  }
+  const k = keys.length / count;
+  const v = values.length / count;
+  for (let i = 0; i < count; i++) mapUpdate(fd, keys.subarray(i * k, (i + 1) * k), values.subarray(i * v, (i + 1) * v), UPDATE_ANY);
+}
+
+/** Every value of an array map (`count` entries from index 0), packed: one
+ *  batch call where the kernel has it, element by element otherwise. */
+export function arrayValues(fd: number, valueSize: number, count: number): Buffer {
+  const values = Buffer.alloc(valueSize * count);
+  if (!batchMissing) {
+    const keys = Buffer.alloc(4 * count);
+    const out = Buffer.alloc(4);
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(count);
+    const opts = Buffer.alloc(24);
+    opts.writeBigUInt64LE(24n, 0);
+    const r = c.bpf_map_lookup_batch(fd, null, out, keys, values, n, opts);
+    // ENOENT: the whole map was read in this one call.
+    if ((r === 0 || r === -2) && n.readUInt32LE(0) === count) return values;
+    if (r !== 0 && r !== -2 && -r !== 22 && -r !== 95 && -r !== 524) {
+      throw new BpfError('bpf_map_lookup_batch', -r, `cannot read map fd ${fd} (${count} entries)`);
+    }
+  }
+  const key = Buffer.alloc(4);
+  for (let i = 0; i < count; i++) {
+    key.writeUInt32LE(i);
+    const v = mapLookup(fd, key, valueSize);
+    if (v) v.copy(values, i * valueSize);
+  }
+  return values;
+}
+
+/** How many elements a hash map holds: read in batches of `chunk` (one
+ *  call per chunk instead of one per key), by walking keys where the kernel
+ *  has no batch lookup. */
+export function mapCount(fd: number, keySize: number, valueSize: number, chunk = 4096): number {
+  if (!batchMissing) {
+    const keys = Buffer.alloc(keySize * chunk);
+    const values = Buffer.alloc(valueSize * chunk);
+    const token = Buffer.alloc(Math.max(keySize, 8));
+    const opts = Buffer.alloc(24);
+    opts.writeBigUInt64LE(24n, 0);
+    let total = 0;
+    let first = true;
+    for (;;) {
+      const n = Buffer.alloc(4);
+      n.writeUInt32LE(chunk);
+      const r = c.bpf_map_lookup_batch(fd, first ? null : Buffer.from(token), token, keys, values, n, opts);
+      first = false;
+      if (r === 0 || r === -2) total += n.readUInt32LE(0);
+      if (r === -2) return total; // ENOENT: the walk is done
+      if (r === 0) continue;
+      if (-r === 28 /* ENOSPC: a bucket larger than a chunk */) return mapCount(fd, keySize, valueSize, chunk * 4);
+      if (-r !== 22 && -r !== 95 && -r !== 524) throw new BpfError('bpf_map_lookup_batch', -r, `cannot count map fd ${fd}`);
+      batchMissing = true;
+      break;
+    }
+  }
+  let count = 0;
+  const next = Buffer.alloc(keySize);
+  let prev: Buffer | null = null;
+  while (c.bpf_map_get_next_key(fd, prev, next) === 0) {
+    count++;
+    prev = Buffer.from(next);
+  }
+  return count;
+}
+
+/** A map by id (e.g. the inner map a map-in-map holds); null when gone. */
+export function mapFdById(id: number): number | null {
+  const fd = c.bpf_map_get_fd_by_id(id);
+  if (fd === -2) return null;
+  if (fd < 0) throw new BpfError('bpf_map_get_fd_by_id', -fd, `cannot open map id ${id}`);
+  return fd;
+}
+
+const PAGE = 4096;
+const PROT_READ_WRITE = 3;
+const MAP_SHARED = 1;
+
+/** Write `count` packed values of `valueSize` bytes over the start of an
+ *  mmapable array map: one copy into the kernel's memory instead of an
+ *  update per element. The kernel lays elements out 8-byte aligned. */
+export function arrayWriteMapped(fd: number, values: Buffer, valueSize: number, count: number): void {
+  const stride = Math.ceil(valueSize / 8) * 8;
+  const length = Math.ceil((stride * count) / PAGE) * PAGE;
+  const ptr = c.mmap(null, length, PROT_READ_WRITE, MAP_SHARED, fd, 0n);
+  if (!ptr || address(ptr) === 0xffffffffffffffffn) throw new BpfError('mmap', errno(), `cannot map the values of map fd ${fd}`);
+  try {
+    const mem = view(ptr, stride * count);
+    if (stride === valueSize) {
+      mem.set(values.subarray(0, valueSize * count));
+    } else if (valueSize === 4 && values.byteOffset % 4 === 0) {
+      const from = new Uint32Array(values.buffer, values.byteOffset, count);
+      const to = new Uint32Array(count * 2);
+      for (let i = 0; i < count; i++) to[i * 2] = from[i];
+      mem.set(new Uint8Array(to.buffer));
+    } else {
+      for (let i = 0; i < count; i++) values.copy(mem, i * stride, i * valueSize, (i + 1) * valueSize);
+    }
+  } finally {
+    c.munmap(ptr, length);
+  }
+}

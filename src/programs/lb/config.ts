@@ -1,0 +1,178 @@
+// The declarative config of the load balancer: parsed, checked as a whole
+// and normalized (defaults filled, addresses in canonical form) before
+// anything touches the kernel. Every error names the key path and what was
+// expected, e.g. `vips[0].backends[1].port: expected a whole number from 1
+// to 65535, got 0`.
+import { isIP } from 'node:net';
+import { UsageError } from '../../errors.js';
+import { DEFAULT_TABLE_SIZE, isPrime } from './maglev.js';
+import {
+  LB_MAX_BACKENDS, LB_MAX_VIPS, PROTO, addrBytes, addrText, familyOf,
+  type NatConfig, type Protocol, type Timeouts,
+} from './layout.js';
+
+export interface BackendConfig {
+  address: string;
+  port: number;
+  weight: number;
+  /** Next hop MAC; without it the kernel's FIB and neighbour tables decide. */
+  mac?: string;
+}
+
+export interface VipConfig {
+  address: string;
+  port: number;
+  protocol: Protocol;
+  table_size: number;
+  backends: BackendConfig[];
+}
+
+export interface LbConfig {
+  nat: NatConfig;
+  timeouts: Timeouts;
+  vips: VipConfig[];
+}
+
+/** NAT source ports stay below Linux's ephemeral range (32768-60999), so
+ *  the balancer host's own connections do not compete for them. */
+export const DEFAULT_NAT = { port_min: 1024, port_max: 32767 } as const;
+export const DEFAULT_TIMEOUTS: Timeouts = { tcp_idle_s: 300, udp_idle_s: 60, time_wait_s: 60 };
+export const MAX_TABLE_SIZE = 1048573;
+export const MAX_WEIGHT = 65535;
+
+export class ConfigError extends UsageError {}
+
+const fail = (path: string, what: string): never => {
+  throw new ConfigError(`${path || 'config'}: ${what}`);
+};
+const shown = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
+
+function object(v: unknown, path: string, keys: string[]): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, `expected an object, got ${shown(v)}`);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) fail(`${path ? `${path}.` : ''}${k}`, `unknown key: expected one of ${keys.join(', ')}`);
+  }
+  return o;
+}
+
+function integer(v: unknown, path: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    fail(path, `expected a whole number from ${min} to ${max}, got ${shown(v)}`);
+  }
+  return v as number;
+}
+
+export function port(v: unknown, path: string): number {
+  return integer(v, path, 1, 65535);
+}
+
+/** A canonical address of the given family (any, when omitted). */
+export function address(v: unknown, path: string, family?: 4 | 6): string {
+  const kind = family === 4 ? 'an IPv4 address' : family === 6 ? 'an IPv6 address' : 'an IPv4 or IPv6 address';
+  if (typeof v !== 'string' || !isIP(v) || (family && isIP(v) !== family)) fail(path, `expected ${kind}, got ${shown(v)}`);
+  const s = v as string;
+  // isIP() accepts IPv4 only in its canonical dotted form; IPv6 has many.
+  return isIP(s) === 4 ? s : addrText(addrBytes(s), 6);
+}
+
+export function protocol(v: unknown, path: string): Protocol {
+  if (typeof v !== 'string' || !(v in PROTO)) fail(path, `expected "tcp" or "udp", got ${shown(v)}`);
+  return v as Protocol;
+}
+
+export function weight(v: unknown, path: string): number {
+  return integer(v, path, 0, MAX_WEIGHT);
+}
+
+function mac(v: unknown, path: string): string {
+  if (typeof v !== 'string' || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(v)) fail(path, `expected a MAC address like 02:00:00:00:00:01, got ${shown(v)}`);
+  return (v as string).toLowerCase();
+}
+
+export const vipName = (v: { address: string; port: number; protocol: string }) =>
+  `${v.protocol}:${v.address.includes(':') ? `[${v.address}]` : v.address}:${v.port}`;
+
+export function backend(v: unknown, path: string, vip: { port: number; family: 4 | 6 }): BackendConfig {
+  const o = object(v, path, ['address', 'port', 'weight', 'mac']);
+  const b: BackendConfig = {
+    address: address(o.address, `${path}.address`, vip.family),
+    port: o.port === undefined ? vip.port : port(o.port, `${path}.port`),
+    weight: o.weight === undefined ? 1 : weight(o.weight, `${path}.weight`),
+  };
+  if (o.mac !== undefined) b.mac = mac(o.mac, `${path}.mac`);
+  return b;
+}
+
+export function vip(v: unknown, path: string): VipConfig {
+  const o = object(v, path, ['address', 'port', 'protocol', 'table_size', 'backends']);
+  const addr = address(o.address, `${path}.address`);
+  const family = familyOf(addr);
+  const p = port(o.port, `${path}.port`);
+  const size = o.table_size === undefined ? DEFAULT_TABLE_SIZE : integer(o.table_size, `${path}.table_size`, 7, MAX_TABLE_SIZE);
+  if (!isPrime(size)) fail(`${path}.table_size`, `expected a prime number (such as 65537), got ${size}`);
+  if (!Array.isArray(o.backends) || o.backends.length === 0) {
+    fail(`${path}.backends`, `expected a non-empty list of backends, got ${shown(o.backends)}`);
+  }
+  const backends = (o.backends as unknown[]).map((b, i) => backend(b, `${path}.backends[${i}]`, { port: p, family }));
+  const seen = new Map<string, number>();
+  backends.forEach((b, i) => {
+    const key = `${b.address}|${b.port}`;
+    if (seen.has(key)) fail(`${path}.backends[${i}]`, `duplicate backend ${b.address} port ${b.port} (also backends[${seen.get(key)}])`);
+    seen.set(key, i);
+  });
+  return { address: addr, port: p, protocol: protocol(o.protocol ?? 'tcp', `${path}.protocol`), table_size: size, backends };
+}
+
+/** Check and normalize a whole config. */
+export function validateConfig(v: unknown): LbConfig {
+  const o = object(v, '', ['nat', 'timeouts', 'vips']);
+  const n = object(o.nat ?? {}, 'nat', ['source_ipv4', 'source_ipv6', 'port_min', 'port_max']);
+  const nat: NatConfig = {
+    port_min: n.port_min === undefined ? DEFAULT_NAT.port_min : integer(n.port_min, 'nat.port_min', 1, 65535),
+    port_max: n.port_max === undefined ? DEFAULT_NAT.port_max : integer(n.port_max, 'nat.port_max', 1, 65535),
+  };
+  if (nat.port_max < nat.port_min) fail('nat.port_max', `expected at least nat.port_min (${nat.port_min}), got ${nat.port_max}`);
+  if (n.source_ipv4 !== undefined) nat.source_ipv4 = address(n.source_ipv4, 'nat.source_ipv4', 4);
+  if (n.source_ipv6 !== undefined) nat.source_ipv6 = address(n.source_ipv6, 'nat.source_ipv6', 6);
+  const t = object(o.timeouts ?? {}, 'timeouts', Object.keys(DEFAULT_TIMEOUTS));
+  const timeouts = Object.fromEntries(
+    Object.entries(DEFAULT_TIMEOUTS).map(([k, d]) => [k, t[k] === undefined ? d : integer(t[k], `timeouts.${k}`, 0, 86400)]),
+  ) as unknown as Timeouts;
+  if (o.vips !== undefined && !Array.isArray(o.vips)) fail('vips', `expected a list of VIPs, got ${shown(o.vips)}`);
+  const vips = ((o.vips as unknown[] | undefined) ?? []).map((x, i) => vip(x, `vips[${i}]`));
+  if (vips.length > LB_MAX_VIPS) fail('vips', `expected at most ${LB_MAX_VIPS} VIPs, got ${vips.length}`);
+  const total = vips.reduce((a, x) => a + x.backends.length, 0);
+  if (total > LB_MAX_BACKENDS) fail('vips', `expected at most ${LB_MAX_BACKENDS} backends in all, got ${total}`);
+  const seen = new Map<string, number>();
+  vips.forEach((x, i) => {
+    const key = vipName(x);
+    if (seen.has(key)) fail(`vips[${i}]`, `duplicate VIP ${key} (also vips[${seen.get(key)}])`);
+    seen.set(key, i);
+    const fam = familyOf(x.address);
+    if (fam === 4 && !nat.source_ipv4) fail(`vips[${i}].address`, `an IPv4 VIP needs nat.source_ipv4`);
+    if (fam === 6 && !nat.source_ipv6) fail(`vips[${i}].address`, `an IPv6 VIP needs nat.source_ipv6`);
+  });
+  return { nat, timeouts, vips };
+}
+
+/** JSON text to a checked config; malformed JSON is named with its line and column. */
+export function parseConfig(text: string, file: string): LbConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    const message = (err as Error).message;
+    const at = /at position (\d+)/.exec(message);
+    const pos = at ? Number(at[1]) : text.length;
+    const before = text.slice(0, pos).split('\n');
+    const reason = message.replace(/\s*in JSON at position \d+.*$/, '').replace(/ \(line \d+ column \d+\)$/, '');
+    throw new ConfigError(`${file}: malformed JSON at line ${before.length} column ${before[before.length - 1].length + 1}: ${reason}`);
+  }
+  try {
+    return validateConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`);
+    throw err;
+  }
+}

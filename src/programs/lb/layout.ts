@@ -1,0 +1,251 @@
+// The load balancer's map structs, byte for byte (bpf/include/xdplb/lb_maps.h);
+// test/kernel/lb-layout.test.ts checks every offset against the object's BTF.
+// Addresses and ports are kept in network order, as the data plane reads them.
+import { isIP } from 'node:net';
+
+export const LB_MAX_VIPS = 512;
+export const LB_MAX_BACKENDS = 16384;
+export const NO_BACKEND = 0xffffffff;
+
+export const FAMILY = { ipv4: 4, ipv6: 6 } as const;
+export const PROTO = { tcp: 6, udp: 17 } as const;
+export type Protocol = keyof typeof PROTO;
+
+export const BACKEND_FLAGS = { inUse: 1, mac: 2, removed: 4 } as const;
+export const CONFIG_FLAGS = { nat4: 1, nat6: 2 } as const;
+
+export const LAYOUT = {
+  lb_addr: { size: 16 },
+  lb_vip_key: { size: 20, addr: 0, port: 16, proto: 18, family: 19 },
+  lb_vip: { size: 8, id: 0, table_size: 4 },
+  lb_backend: { size: 36, addr: 0, port: 16, family: 18, flags: 19, vip_id: 20, weight: 24, mac: 28 },
+  lb_config: {
+    size: 56, nat4: 0, nat6: 16, port_min: 32, port_max: 34, flags: 36, tcp_idle_s: 40, udp_idle_s: 44, time_wait_s: 48,
+  },
+  lb_flow: { size: 40, src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37 },
+  lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, state: 14 },
+  lb_nat_key: { size: 24, backend: 0, bport: 16, nport: 18, proto: 20, family: 21 },
+  lb_nat: { size: 88, flow: 0, backend: 40, vip: 44, l2: 48 },
+  lb_l2: { size: 40, dst: 0, expires: 16, ifindex: 24, smac: 28, dmac: 34 },
+  lb_counters: {
+    size: 80, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
+    no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72,
+  },
+} as const;
+
+/** Key and value size of each map, as this version's object declares them
+ *  (a pinned map from another version is refused, not reused). */
+export const MAP_SIZES = {
+  lb_vips: [LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size],
+  lb_maglev: [4, 4],
+  lb_backends: [4, LAYOUT.lb_backend.size],
+  lb_config: [4, LAYOUT.lb_config.size],
+  lb_conns: [LAYOUT.lb_flow.size, LAYOUT.lb_conn.size],
+  lb_nat: [LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size],
+  lb_l2_cache: [4, LAYOUT.lb_l2.size],
+  lb_vip_stats: [4, LAYOUT.lb_counters.size],
+  lb_be_stats: [4, LAYOUT.lb_counters.size],
+} as const;
+
+export const COUNTER_NAMES = [
+  'packets', 'bytes', 'reply_packets', 'reply_bytes', 'new_conns', 'conn_misses',
+  'no_backend', 'nat_exhausted', 'fib_no_neigh', 'fib_failures',
+] as const;
+export type LbCounters = Record<(typeof COUNTER_NAMES)[number], bigint>;
+
+// ---- addresses ----
+
+/** 16 bytes as the data plane keeps them: IPv4 in the first 4, IPv6 whole. */
+export function addrBytes(text: string): Buffer {
+  const out = Buffer.alloc(16);
+  if (isIP(text) === 4) {
+    text.split('.').forEach((b, i) => (out[i] = Number(b)));
+    return out;
+  }
+  if (isIP(text) !== 6) throw new Error(`not an IP address: ${text}`);
+  let s = text;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (v4) {
+    const b = v4[1].split('.').map(Number);
+    s = s.slice(0, -v4[1].length) + `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`;
+  }
+  const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
+}
+
+export function addrText(bytes: Buffer, family: number): string {
+  if (family === FAMILY.ipv4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2).toString(16));
+  // RFC 5952: the longest run (of two or more) of zero groups becomes '::'.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+export function familyOf(address: string): 4 | 6 {
+  return isIP(address) === 4 ? 4 : 6;
+}
+
+export function macBytes(text: string): Buffer {
+  return Buffer.from(text.split(':').map((b) => parseInt(b, 16)));
+}
+
+export function macText(bytes: Buffer): string {
+  return Array.from(bytes.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+// ---- encoders ----
+
+export function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+}
+
+export interface VipKey {
+  address: string;
+  port: number;
+  protocol: Protocol;
+}
+
+export function encodeVipKey(k: VipKey): Buffer {
+  const L = LAYOUT.lb_vip_key;
+  const b = Buffer.alloc(L.size);
+  addrBytes(k.address).copy(b, L.addr);
+  b.writeUInt16BE(k.port, L.port);
+  b[L.proto] = PROTO[k.protocol];
+  b[L.family] = familyOf(k.address);
+  return b;
+}
+
+export function decodeVipKey(b: Buffer): VipKey {
+  const L = LAYOUT.lb_vip_key;
+  const protocol = b[L.proto] === PROTO.tcp ? 'tcp' : 'udp';
+  return { address: addrText(b.subarray(L.addr, L.addr + 16), b[L.family]), port: b.readUInt16BE(L.port), protocol };
+}
+
+export function encodeVip(id: number, tableSize: number): Buffer {
+  const b = Buffer.alloc(LAYOUT.lb_vip.size);
+  b.writeUInt32LE(id, LAYOUT.lb_vip.id);
+  b.writeUInt32LE(tableSize, LAYOUT.lb_vip.table_size);
+  return b;
+}
+
+export function decodeVip(b: Buffer): { id: number; tableSize: number } {
+  return { id: b.readUInt32LE(LAYOUT.lb_vip.id), tableSize: b.readUInt32LE(LAYOUT.lb_vip.table_size) };
+}
+
+export interface BackendEntry {
+  address: string;
+  port: number;
+  vipId: number;
+  weight: number;
+  mac?: string;
+  removed: boolean;
+}
+
+export function encodeBackend(e: BackendEntry): Buffer {
+  const L = LAYOUT.lb_backend;
+  const b = Buffer.alloc(L.size);
+  addrBytes(e.address).copy(b, L.addr);
+  b.writeUInt16BE(e.port, L.port);
+  b[L.family] = familyOf(e.address);
+  b[L.flags] = BACKEND_FLAGS.inUse | (e.mac ? BACKEND_FLAGS.mac : 0) | (e.removed ? BACKEND_FLAGS.removed : 0);
+  b.writeUInt32LE(e.vipId, L.vip_id);
+  b.writeUInt32LE(e.weight, L.weight);
+  if (e.mac) macBytes(e.mac).copy(b, L.mac);
+  return b;
+}
+
+/** null for a free slot of the backend array. */
+export function decodeBackend(b: Buffer): BackendEntry | null {
+  const L = LAYOUT.lb_backend;
+  const flags = b[L.flags];
+  if (!(flags & BACKEND_FLAGS.inUse)) return null;
+  return {
+    address: addrText(b.subarray(L.addr, L.addr + 16), b[L.family]),
+    port: b.readUInt16BE(L.port),
+    vipId: b.readUInt32LE(L.vip_id),
+    weight: b.readUInt32LE(L.weight),
+    ...(flags & BACKEND_FLAGS.mac ? { mac: macText(b.subarray(L.mac, L.mac + 6)) } : {}),
+    removed: !!(flags & BACKEND_FLAGS.removed),
+  };
+}
+
+export interface NatConfig {
+  source_ipv4?: string;
+  source_ipv6?: string;
+  port_min: number;
+  port_max: number;
+}
+
+export interface Timeouts {
+  tcp_idle_s: number;
+  udp_idle_s: number;
+  time_wait_s: number;
+}
+
+export function encodeConfig(nat: NatConfig, t: Timeouts): Buffer {
+  const L = LAYOUT.lb_config;
+  const b = Buffer.alloc(L.size);
+  let flags = 0;
+  if (nat.source_ipv4) {
+    addrBytes(nat.source_ipv4).copy(b, L.nat4);
+    flags |= CONFIG_FLAGS.nat4;
+  }
+  if (nat.source_ipv6) {
+    addrBytes(nat.source_ipv6).copy(b, L.nat6);
+    flags |= CONFIG_FLAGS.nat6;
+  }
+  b.writeUInt16LE(nat.port_min, L.port_min);
+  b.writeUInt16LE(nat.port_max, L.port_max);
+  b.writeUInt32LE(flags, L.flags);
+  b.writeUInt32LE(t.tcp_idle_s, L.tcp_idle_s);
+  b.writeUInt32LE(t.udp_idle_s, L.udp_idle_s);
+  b.writeUInt32LE(t.time_wait_s, L.time_wait_s);
+  return b;
+}
+
+export function decodeConfig(b: Buffer): { nat: NatConfig; timeouts: Timeouts } | null {
+  const L = LAYOUT.lb_config;
+  const flags = b.readUInt32LE(L.flags);
+  const portMin = b.readUInt16LE(L.port_min);
+  if (!portMin) return null; // never written
+  return {
+    nat: {
+      ...(flags & CONFIG_FLAGS.nat4 ? { source_ipv4: addrText(b.subarray(L.nat4, L.nat4 + 16), 4) } : {}),
+      ...(flags & CONFIG_FLAGS.nat6 ? { source_ipv6: addrText(b.subarray(L.nat6, L.nat6 + 16), 6) } : {}),
+      port_min: portMin,
+      port_max: b.readUInt16LE(L.port_max),
+    },
+    timeouts: {
+      tcp_idle_s: b.readUInt32LE(L.tcp_idle_s),
+      udp_idle_s: b.readUInt32LE(L.udp_idle_s),
+      time_wait_s: b.readUInt32LE(L.time_wait_s),
+    },
+  };
+}
+
+export function decodeCounters(cpus: Buffer[]): LbCounters {
+  const out = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0n])) as LbCounters;
+  for (const cpu of cpus) for (const n of COUNTER_NAMES) out[n] += cpu.readBigUInt64LE(LAYOUT.lb_counters[n]);
+  return out;
+}

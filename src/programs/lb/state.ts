@@ -1,0 +1,322 @@
+// The load balancer's state in the kernel: read back whole from its maps (the
+// kernel is the source of truth) and changed by applying a config, writing
+// only the difference. A Maglev table is never written in place: a new inner
+// map is filled and swapped in by one update of lb_maglev.
+import {
+  MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapKeys, mapLookup,
+  mapLookupPerCpu, mapUpdate, mapUpdateBatch, mapCount, possibleCpus, mapInfo, mapFdById, arrayValues,
+} from '../../libbpf/index.js';
+import { XdplbError } from '../../errors.js';
+import { maglevTable } from './maglev.js';
+import {
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeCounters, decodeVip, decodeVipKey,
+  encodeBackend, encodeConfig, encodeVip, encodeVipKey, u32, type BackendEntry, type LbCounters,
+} from './layout.js';
+import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type LbConfig, type VipConfig } from './config.js';
+import type { LbMapName } from './spec.js';
+
+export type LbFds = Record<LbMapName, number>;
+
+export interface LbState {
+  config: LbConfig;
+  /** VIP key (vipName) -> id and table size. */
+  vips: Map<string, { id: number; tableSize: number; key: Buffer }>;
+  /** Backend id -> entry, for every slot in use (removed ones included). */
+  backends: Map<number, BackendEntry>;
+  /** lb_config as the kernel holds it, null before the first apply. */
+  configRaw: Buffer | null;
+}
+
+const ZERO = u32(0);
+/** As struct lb_table's in lb_maps.h: the outer map takes only inner maps
+ *  with the template's flags. */
+const TABLE_FLAGS = MAP_F_INNER_MAP | MAP_F_MMAPABLE;
+
+export function readState(fds: LbFds): LbState {
+  const cfgRaw = mapLookup(fds.lb_config, ZERO, LAYOUT.lb_config.size);
+  const cfg = cfgRaw ? decodeConfig(cfgRaw) : null;
+  const vips = new Map<string, { id: number; tableSize: number; key: Buffer }>();
+  for (const key of mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)) {
+    const v = mapLookup(fds.lb_vips, key, LAYOUT.lb_vip.size);
+    if (!v) continue;
+    const { id, tableSize } = decodeVip(v);
+    vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
+  }
+  const backends = new Map<number, BackendEntry>();
+  const raw = arrayValues(fds.lb_backends, LAYOUT.lb_backend.size, LB_MAX_BACKENDS);
+  for (let id = 0; id < LB_MAX_BACKENDS; id++) {
+    const e = decodeBackend(raw.subarray(id * LAYOUT.lb_backend.size, (id + 1) * LAYOUT.lb_backend.size));
+    if (e) backends.set(id, e);
+  }
+  const live = new Map<number, VipConfig['backends']>();
+  for (const b of backends.values()) {
+    if (b.removed) continue;
+    if (!live.has(b.vipId)) live.set(b.vipId, []);
+    live.get(b.vipId)!.push({ address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}) });
+  }
+  const list: VipConfig[] = [...vips.values()]
+    .sort((a, b) => a.id - b.id)
+    .map((v) => ({ ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [] }));
+  return {
+    config: {
+      nat: cfg?.nat ?? { ...DEFAULT_NAT },
+      timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS },
+      vips: list,
+    },
+    vips,
+    backends,
+    configRaw: cfgRaw,
+  };
+}
+
+/** One write the apply made, and how to undo it. */
+interface Undo {
+  fd: number;
+  key: Buffer;
+  old: Buffer | null;
+}
+
+export interface ApplyResult {
+  vips_added: number;
+  vips_removed: number;
+  vips_changed: number;
+  tables_written: number;
+  backends_written: number;
+}
+
+const backendKey = (vipId: number, address: string, port: number) => `${vipId}|${address}|${port}`;
+
+/**
+ * Make the kernel hold `want`, writing only what differs. Order matters for
+ * packets in flight: backends first, then each changed VIP's new table (one
+ * swap), then the VIP entries, and removals last. A kernel error part way
+ * undoes the writes made so far.
+ */
+export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readState(fds)): ApplyResult {
+  const result: ApplyResult = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
+
+  // Plan ids before writing anything, so running out of room changes nothing.
+  const wanted = new Set(want.vips.map(vipName));
+  const freedVipIds = new Set([...have.vips.entries()].filter(([n]) => !wanted.has(n)).map(([, v]) => v.id));
+  const byVip = new Map<number, Array<[number, BackendEntry]>>();
+  for (const [id, b] of have.backends) {
+    if (!byVip.has(b.vipId)) byVip.set(b.vipId, []);
+    byVip.get(b.vipId)!.push([id, b]);
+  }
+  const byKey = new Map([...have.backends.entries()].map(([id, b]) => [backendKey(b.vipId, b.address, b.port), id]));
+  const usedVipIds = new Set([...have.vips.values()].map((v) => v.id));
+  const nextFree = (used: (i: number) => boolean, max: number) => {
+    let i = 0;
+    return () => {
+      while (i < max && used(i)) i++;
+      return i < max ? i++ : undefined;
+    };
+  };
+  const freeVip = nextFree((i) => usedVipIds.has(i), LB_MAX_VIPS);
+  const freeBackend = nextFree((i) => have.backends.has(i), LB_MAX_BACKENDS);
+  const plan = want.vips.map((v) => {
+    const current = have.vips.get(vipName(v));
+    const id = current?.id ?? freeVip();
+    if (id === undefined) throw new XdplbError(`no room for VIP ${vipName(v)}: at most ${LB_MAX_VIPS} VIPs`);
+    const backends = v.backends.map((b) => {
+      const known = current ? byKey.get(backendKey(id, b.address, b.port)) : undefined;
+      const bid = known ?? freeBackend();
+      if (bid === undefined) {
+        throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
+      }
+      return { id: bid, entry: { address: b.address, port: b.port, vipId: id, weight: b.weight, mac: b.mac, removed: false } as BackendEntry };
+    });
+    // Backends dropped from a kept VIP stay as tombstones: established flows
+    // still reach them; new flows do not (they are out of the table).
+    const kept = new Set(backends.map((b) => b.id));
+    const tombstones = (current ? byVip.get(id) ?? [] : [])
+      .filter(([bid]) => !kept.has(bid))
+      .map(([bid, b]) => ({ id: bid, entry: { ...b, removed: true } }));
+    const before = (byVip.get(id) ?? []).filter(([, b]) => !b.removed);
+    return { vip: v, id, current, backends, tombstones, sameTable: !!current && sameTableInput(current.tableSize, before, v.table_size, backends) };
+  });
+
+  const undo: Undo[] = [];
+  /** Write unless the kernel holds it already; `old` is what readState saw. */
+  const write = (fd: number, key: Buffer, value: Buffer, old: Buffer | null) => {
+    if (old && old.equals(value)) return false;
+    mapUpdate(fd, key, value);
+    undo.push({ fd, key, old });
+    return true;
+  };
+  const remove = (fd: number, key: Buffer, size: number) => {
+    const old = mapLookup(fd, key, size);
+    if (!old) return;
+    mapDelete(fd, key);
+    undo.push({ fd, key, old });
+  };
+  const swapped: Array<{ key: Buffer; oldFd: number | null }> = [];
+  const built: Array<{ id: number; fd: number }> = [];
+  try {
+    write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts), have.configRaw);
+    // Changed backend entries in one batch, and zeroed counters for new ids.
+    const changed = plan.flatMap((p) => [...p.backends, ...p.tombstones]).filter((b) => !sameBackend(have.backends.get(b.id), b.entry));
+    const fresh = changed.filter((b) => !have.backends.has(b.id)).map((b) => b.id);
+    for (const b of changed) {
+      const old = have.backends.get(b.id);
+      undo.push({ fd: fds.lb_backends, key: u32(b.id), old: old ? encodeBackend(old) : Buffer.alloc(LAYOUT.lb_backend.size) });
+    }
+    writeArray(fds.lb_backends, changed.map((b) => b.id), changed.map((b) => encodeBackend(b.entry)));
+    writeArray(fds.lb_be_stats, fresh, fresh.map(() => Buffer.alloc(countersSize())));
+    result.backends_written = changed.length;
+    for (const p of plan) {
+      const key = u32(p.id);
+      if (!p.current) writeArray(fds.lb_vip_stats, [p.id], [Buffer.alloc(countersSize())]);
+      if (p.sameTable) continue;
+      // A VIP's entry holds its table size; packets index with the size they
+      // read. Growing, the old size fits the new table: swap, then resize.
+      // Shrinking, resize first so that no index runs past the new table.
+      if (p.current && p.vip.table_size < p.current.tableSize) {
+        write(fds.lb_vips, encodeVipKey(p.vip), encodeVip(p.id, p.vip.table_size), encodeVip(p.id, p.current.tableSize));
+      }
+      swapped.push({ key, oldFd: innerFd(fds.lb_maglev, key) });
+      const table = maglevTable(p.backends.map((b) => ({ id: b.id, key: `${b.entry.address}:${b.entry.port}`, weight: b.entry.weight })), p.vip.table_size);
+      built.push({ id: p.id, fd: buildTable(table) });
+      result.tables_written++;
+      if (p.current) result.vips_changed++;
+    }
+    // Every new table in one batch update of the outer map: the kernel waits
+    // for running programs to let go of the old tables (an RCU grace period)
+    // once per update call, not once per table.
+    writeArray(fds.lb_maglev, built.map((t) => t.id), built.map((t) => u32(t.fd)));
+    for (const p of plan) {
+      const vipKey = encodeVipKey(p.vip);
+      const old = p.current ? encodeVip(p.current.id, Math.min(p.current.tableSize, p.vip.table_size)) : null;
+      if (write(fds.lb_vips, vipKey, encodeVip(p.id, p.vip.table_size), old) && !p.current) result.vips_added++;
+    }
+    for (const [name, v] of have.vips) {
+      if (wanted.has(name)) continue;
+      remove(fds.lb_vips, v.key, LAYOUT.lb_vip.size);
+      swapped.push({ key: u32(v.id), oldFd: innerFd(fds.lb_maglev, u32(v.id)) });
+      mapDelete(fds.lb_maglev, u32(v.id));
+      result.vips_removed++;
+    }
+    for (const [id, b] of have.backends) {
+      if (freedVipIds.has(b.vipId)) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(b));
+    }
+  } catch (err) {
+    // Best effort: the error that stopped the apply is the one to report.
+    const attempt = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch {
+        // keep undoing the rest
+      }
+    };
+    for (const u of undo.reverse()) attempt(() => (u.old ? mapUpdate(u.fd, u.key, u.old) : mapDelete(u.fd, u.key)));
+    for (const s of swapped.reverse()) {
+      attempt(() => (s.oldFd !== null ? mapUpdate(fds.lb_maglev, s.key, u32(s.oldFd)) : mapDelete(fds.lb_maglev, s.key)));
+    }
+    throw err;
+  } finally {
+    for (const s of swapped) closeFd(s.oldFd ?? -1);
+    for (const t of built) closeFd(t.fd);
+  }
+  return result;
+}
+
+/** One per-CPU counters value, for every CPU (each rounded to 8 bytes). */
+const countersSize = () => Math.ceil(LAYOUT.lb_counters.size / 8) * 8 * possibleCpus();
+
+/** Write array entries `ids` in one batch call. */
+function writeArray(fd: number, ids: number[], values: Buffer[]): void {
+  if (!ids.length) return;
+  const keys = Buffer.alloc(ids.length * 4);
+  ids.forEach((id, i) => keys.writeUInt32LE(id, i * 4));
+  mapUpdateBatch(fd, keys, Buffer.concat(values), ids.length);
+}
+
+function sameBackend(a: BackendEntry | undefined, b: BackendEntry): boolean {
+  return !!a && a.address === b.address && a.port === b.port && a.vipId === b.vipId && a.weight === b.weight &&
+    (a.mac ?? '') === (b.mac ?? '') && a.removed === b.removed;
+}
+
+/** An fd for the table now at `key` of the outer map, null when none. */
+function innerFd(outer: number, key: Buffer): number | null {
+  const id = mapLookup(outer, key, 4);
+  return id ? mapFdById(id.readUInt32LE(0)) : null;
+}
+
+/** The table is a function of its size and of each backend's id, identity
+ *  and weight (maglev.ts is deterministic): when none of these changed, the
+ *  table in place is the one we would build, and is left alone. */
+function sameTableInput(
+  sizeBefore: number, before: Array<[number, BackendEntry]>, sizeAfter: number, after: Array<{ id: number; entry: BackendEntry }>,
+): boolean {
+  if (sizeBefore !== sizeAfter || before.length !== after.length) return false;
+  const was = new Map(before);
+  return after.every(({ id, entry }) => {
+    const b = was.get(id);
+    return !!b && b.address === entry.address && b.port === entry.port && b.weight === entry.weight;
+  });
+}
+
+/** A new inner map holding `table`, filled through a memory mapping (one
+ *  copy, not an update per entry); the caller swaps it in and closes it. */
+function buildTable(table: Uint32Array): number {
+  const fd = mapCreate(MAP_TYPE_ARRAY, 'lb_table', 4, 4, table.length, TABLE_FLAGS);
+  try {
+    arrayWriteMapped(fd, Buffer.from(table.buffer, table.byteOffset, table.byteLength), 4, table.length);
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
+  return fd;
+}
+
+export interface BackendStatus {
+  id: number;
+  address: string;
+  port: number;
+  weight: number;
+  mac?: string;
+  /** Out of the table, still serving its established flows. */
+  removed: boolean;
+  counters: LbCounters;
+}
+
+export interface VipStatus {
+  id: number;
+  address: string;
+  port: number;
+  protocol: string;
+  table_size: number;
+  counters: LbCounters;
+  backends: BackendStatus[];
+}
+
+function counters(fd: number, id: number): LbCounters {
+  return decodeCounters(mapLookupPerCpu(fd, u32(id), LAYOUT.lb_counters.size) ?? []);
+}
+
+export function vipStatus(fds: LbFds, state = readState(fds)): VipStatus[] {
+  return [...state.vips.values()]
+    .sort((a, b) => a.id - b.id)
+    .map((v) => ({
+      id: v.id,
+      ...decodeVipKey(v.key),
+      table_size: v.tableSize,
+      counters: counters(fds.lb_vip_stats, v.id),
+      backends: [...state.backends.entries()]
+        .filter(([, b]) => b.vipId === v.id)
+        .map(([id, b]) => ({
+          id, address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}),
+          removed: b.removed, counters: counters(fds.lb_be_stats, id),
+        })),
+    }));
+}
+
+/** How full the connection and NAT tables are: entries walked, of capacity. */
+export function tableFill(fds: LbFds): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
+  return {
+    connections: mapCount(fds.lb_conns, LAYOUT.lb_flow.size, LAYOUT.lb_conn.size),
+    connections_max: mapInfo(fds.lb_conns).maxEntries,
+    nat_ports: mapCount(fds.lb_nat, LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size),
+    nat_ports_max: mapInfo(fds.lb_nat).maxEntries,
+  };
+}

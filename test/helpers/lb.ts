@@ -1,0 +1,161 @@
+// Load balancer test helpers: frames of any family and protocol with every
+// checksum computed here from scratch, a network namespace to run programs
+// (and their FIB lookups) in, and the balancer's maps of a loaded program.
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { closeFd, mapFdById, mapInfo, progInfo, setNetns } from '../../src/libbpf/index.js';
+import { LB_MAPS, type LbMapName } from '../../src/programs/lb/spec.js';
+import type { LbFds } from '../../src/programs/lb/state.js';
+import { addrBytes, familyOf } from '../../src/programs/lb/layout.js';
+import { inetChecksum, mac } from './packets.js';
+
+export interface L4Frame {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  proto: 'tcp' | 'udp';
+  srcMac?: string;
+  dstMac?: string;
+  /** TCP flags byte (SYN 0x02, ACK 0x10, FIN 0x01, RST 0x04). */
+  flags?: number;
+  seq?: number;
+  payload?: Buffer;
+  /** UDP over IPv4 without a checksum (0). */
+  noUdpChecksum?: boolean;
+  ipId?: number;
+  ttl?: number;
+}
+
+export const TCP = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
+
+function ipBytes(text: string): Buffer {
+  return familyOf(text) === 4 ? addrBytes(text).subarray(0, 4) : addrBytes(text);
+}
+
+/** Ethernet + IPv4/IPv6 + TCP/UDP with valid checksums. */
+export function frame(f: L4Frame): Buffer {
+  const v4 = familyOf(f.src) === 4;
+  const payload = f.payload ?? Buffer.from('xdplb lb payload');
+  let l4: Buffer;
+  const protoNum = f.proto === 'tcp' ? 6 : 17;
+  if (f.proto === 'tcp') {
+    l4 = Buffer.alloc(20);
+    l4.writeUInt16BE(f.sport, 0);
+    l4.writeUInt16BE(f.dport, 2);
+    l4.writeUInt32BE(f.seq ?? 1000, 4);
+    l4[12] = 5 << 4;
+    l4[13] = f.flags ?? TCP.SYN;
+    l4.writeUInt16BE(65535, 14);
+    l4 = Buffer.concat([l4, payload]);
+  } else {
+    l4 = Buffer.alloc(8);
+    l4.writeUInt16BE(f.sport, 0);
+    l4.writeUInt16BE(f.dport, 2);
+    l4.writeUInt16BE(8 + payload.length, 4);
+    l4 = Buffer.concat([l4, payload]);
+  }
+  const src = ipBytes(f.src);
+  const dst = ipBytes(f.dst);
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(l4.length);
+  const pseudo = v4
+    ? Buffer.concat([src, dst, Buffer.from([0, protoNum]), len.subarray(2)])
+    : Buffer.concat([src, dst, len, Buffer.from([0, 0, 0, protoNum])]);
+  const csumAt = f.proto === 'tcp' ? 16 : 6;
+  if (!(f.proto === 'udp' && v4 && f.noUdpChecksum)) {
+    const sum = inetChecksum(Buffer.concat([pseudo, l4]));
+    l4.writeUInt16BE(f.proto === 'udp' && sum === 0 ? 0xffff : sum, csumAt);
+  }
+  let ip: Buffer;
+  if (v4) {
+    ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(20 + l4.length, 2);
+    ip.writeUInt16BE(f.ipId ?? 0x4242, 4);
+    ip[6] = 0x40; // DF
+    ip[8] = f.ttl ?? 64;
+    ip[9] = protoNum;
+    src.copy(ip, 12);
+    dst.copy(ip, 16);
+    ip.writeUInt16BE(inetChecksum(ip), 10);
+  } else {
+    ip = Buffer.alloc(40);
+    ip[0] = 0x60;
+    ip.writeUInt16BE(l4.length, 4);
+    ip[6] = protoNum;
+    ip[7] = f.ttl ?? 64;
+    src.copy(ip, 8);
+    dst.copy(ip, 24);
+  }
+  const eth = Buffer.concat([
+    mac(f.dstMac ?? '02:00:00:00:00:10'), mac(f.srcMac ?? '02:00:00:00:00:01'), Buffer.from(v4 ? [0x08, 0x00] : [0x86, 0xdd]),
+  ]);
+  return Buffer.concat([eth, ip, l4]);
+}
+
+/** The fields of a frame made by frame() (or rewritten by the balancer). */
+export function parseFrame(b: Buffer): { dstMac: string; srcMac: string; src: string; dst: string; sport: number; dport: number; flags: number } {
+  const hex = (x: Buffer) => Array.from(x, (v) => v.toString(16).padStart(2, '0')).join(':');
+  const v4 = b.readUInt16BE(12) === 0x0800;
+  const l4 = v4 ? 34 : 54;
+  const text = (x: Buffer) => (v4 ? Array.from(x).join('.') : Array.from({ length: 8 }, (_, i) => x.readUInt16BE(i * 2).toString(16)).join(':'));
+  return {
+    dstMac: hex(b.subarray(0, 6)),
+    srcMac: hex(b.subarray(6, 12)),
+    src: text(v4 ? b.subarray(26, 30) : b.subarray(22, 38)),
+    dst: text(v4 ? b.subarray(30, 34) : b.subarray(38, 54)),
+    sport: b.readUInt16BE(l4),
+    dport: b.readUInt16BE(l4 + 2),
+    flags: b[l4 + 13],
+  };
+}
+
+/** The balancer's maps, found through a loaded program's map ids. */
+export function lbFdsOf(progFd: number): LbFds {
+  const fds: Partial<LbFds> = {};
+  for (const id of progInfo(progFd).mapIds) {
+    const fd = mapFdById(id)!;
+    const name = mapInfo(fd).name as LbMapName;
+    if ((LB_MAPS as readonly string[]).includes(name)) fds[name] = fd;
+    else closeFd(fd);
+  }
+  for (const name of LB_MAPS) if (fds[name] === undefined) throw new Error(`program has no map ${name}`);
+  return fds as LbFds;
+}
+
+export function closeFds(fds: LbFds): void {
+  Object.values(fds).forEach(closeFd);
+}
+
+/** Make a namespace with `setup` (ip commands run inside it) and switch this
+ *  thread into it; the returned function switches back and deletes it. */
+export function enterLabNamespace(name: string, setup: string[][]): () => void {
+  execFileSync('ip', ['netns', 'add', name]);
+  const back = openSync('/proc/self/ns/net', 'r');
+  try {
+    for (const args of setup) execFileSync('ip', ['-n', name, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const ns = openSync(`/run/netns/${name}`, 'r');
+    try {
+      setNetns(ns);
+    } finally {
+      closeSync(ns);
+    }
+  } catch (err) {
+    closeSync(back);
+    execFileSync('ip', ['netns', 'del', name]);
+    throw err;
+  }
+  return () => {
+    try {
+      setNetns(back);
+    } finally {
+      closeSync(back);
+      execFileSync('ip', ['netns', 'del', name]);
+    }
+  };
+}
+
+export function sysctlIn(ns: string, key: string, value: string): void {
+  execFileSync('nsenter', [`--net=/run/netns/${ns}`, 'sysctl', '-q', '-w', `${key}=${value}`], { stdio: 'ignore' });
+}

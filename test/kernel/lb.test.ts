@@ -1,0 +1,328 @@
+// The load balancer under BPF_PROG_TEST_RUN, through a real root array, in a
+// network namespace of its own whose routes and (permanent) neighbours feed
+// bpf_fib_lookup. Every expected frame is built here from scratch, with its
+// checksums computed independently, and compared byte for byte.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { arrayValues, closeFd, ifNameToIndex, mapFdById, mapInfo, mapKeys, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { maglevTable } from '../../src/programs/lb/maglev.js';
+import { RootArray } from '../../src/root/array.js';
+import { loadSlotProgram } from '../../src/root/slot.js';
+import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
+import { LAYOUT, addrText, u32 } from '../../src/programs/lb/layout.js';
+import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
+import { BPF } from '../helpers/cli.js';
+import { uniqueTag } from '../helpers/netns.js';
+import { TCP, closeFds, enterLabNamespace, frame, lbFdsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
+
+const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
+const SLOT = 7;
+const LB_MAC = '02:00:00:00:00:10';
+const MAC = { client: '02:00:00:00:00:01', b2: '02:00:00:00:00:02', b3: '02:00:00:00:00:03', far: '02:00:00:00:01:02' };
+
+let leave: () => void;
+let ifA = 0;
+
+beforeAll(() => {
+  const ns = `xlk-${uniqueTag()}`;
+  leave = enterLabNamespace(ns, [
+    ['link', 'add', 'lbA', 'address', LB_MAC, 'type', 'veth', 'peer', 'name', 'lbAp'],
+    ['link', 'add', 'lbB', 'address', '02:00:00:00:01:10', 'type', 'veth', 'peer', 'name', 'lbBp'],
+    ...['lbA', 'lbAp', 'lbB', 'lbBp', 'lo'].map((d) => ['link', 'set', d, 'up']),
+    ['addr', 'add', '10.0.0.10/24', 'dev', 'lbA'],
+    ['addr', 'add', 'fd00::10/64', 'dev', 'lbA', 'nodad'],
+    ['addr', 'add', '10.1.0.10/24', 'dev', 'lbB'],
+    ['neigh', 'replace', '10.0.0.1', 'lladdr', MAC.client, 'dev', 'lbA', 'nud', 'permanent'],
+    ['neigh', 'replace', '10.0.0.2', 'lladdr', MAC.b2, 'dev', 'lbA', 'nud', 'permanent'],
+    ['neigh', 'replace', '10.0.0.3', 'lladdr', MAC.b3, 'dev', 'lbA', 'nud', 'permanent'],
+    ['neigh', 'replace', 'fd00::1', 'lladdr', MAC.client, 'dev', 'lbA', 'nud', 'permanent'],
+    ['neigh', 'replace', 'fd00::2', 'lladdr', MAC.b2, 'dev', 'lbA', 'nud', 'permanent'],
+    ['neigh', 'replace', '10.1.0.2', 'lladdr', MAC.far, 'dev', 'lbB', 'nud', 'permanent'],
+  ]);
+  sysctlIn(ns, 'net.ipv4.conf.all.forwarding', '1');
+  sysctlIn(ns, 'net.ipv6.conf.all.forwarding', '1');
+  ifA = ifNameToIndex('lbA');
+  expect(ifA).toBeGreaterThan(0);
+});
+afterAll(() => leave?.());
+
+let root: RootArray;
+let fds: LbFds;
+
+beforeEach(() => {
+  root = RootArray.load();
+  const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
+  try {
+    root.setSlot(SLOT, fd);
+    fds = lbFdsOf(fd);
+  } finally {
+    closeFd(fd);
+  }
+});
+afterEach(() => {
+  if (fds) closeFds(fds);
+  root?.close();
+});
+
+const BASE = {
+  nat: { source_ipv4: '10.0.0.10', source_ipv6: 'fd00::10' },
+  vips: [
+    { address: '10.0.0.10', port: 8000, protocol: 'tcp', backends: [{ address: '10.0.0.2' }, { address: '10.0.0.3' }] },
+  ],
+};
+
+function apply(config: unknown): LbConfig {
+  const c = validateConfig(config);
+  applyConfig(fds, c);
+  return c;
+}
+
+const run = (pkt: Buffer) => testRun(root.rootFd, pkt, 1, ifA);
+
+/** What a client's packet to the VIP should become, given the NAT port and
+ *  backend the balancer chose. */
+function forwarded(f: L4Frame, backend: string, natPort: number, backendPort: number, nat = '10.0.0.10'): Buffer {
+  const macs: Record<string, string> = { '10.0.0.2': MAC.b2, '10.0.0.3': MAC.b3, 'fd00::2': MAC.b2 };
+  return frame({ ...f, src: nat, sport: natPort, dst: backend, dport: backendPort, srcMac: LB_MAC, dstMac: macs[backend] });
+}
+
+const syn = (sport: number, extra: Partial<L4Frame> = {}): L4Frame => ({
+  src: '10.0.0.1', dst: '10.0.0.10', sport, dport: 8000, proto: 'tcp', flags: TCP.SYN, dstMac: LB_MAC, srcMac: MAC.client, ...extra,
+});
+
+describe('load balancer data plane', () => {
+  it('rewrites a SYN to the VIP exactly: NAT source and port, backend, MACs, checksums; XDP_TX', () => {
+    apply(BASE);
+    const f = syn(40001);
+    const r = run(frame(f));
+    expect(r.retval).toBe(XDP.TX);
+    const out = parseFrame(r.data);
+    expect(['10.0.0.2', '10.0.0.3']).toContain(out.dst);
+    expect(out.sport).toBeGreaterThanOrEqual(1024);
+    expect(out.sport).toBeLessThanOrEqual(32767);
+    expect(r.data.toString('hex')).toBe(forwarded(f, out.dst, out.sport, 8000).toString('hex'));
+    const [vip] = vipStatus(fds);
+    expect(vip.counters).toMatchObject({ packets: 1n, bytes: BigInt(r.data.length), new_conns: 1n, conn_misses: 0n });
+    const chosen = vip.backends.find((b) => b.address === out.dst)!;
+    expect(chosen.counters).toMatchObject({ packets: 1n, new_conns: 1n });
+    expect(root.counters(SLOT).packets.XDP_TX).toBe(1n);
+  });
+
+  it('rewrites the backend\'s reply back to VIP -> client', () => {
+    apply(BASE);
+    const out = parseFrame(run(frame(syn(40002))).data);
+    const reply: L4Frame = {
+      src: out.dst, dst: '10.0.0.10', sport: 8000, dport: out.sport, proto: 'tcp', flags: TCP.SYN | TCP.ACK,
+      srcMac: out.dst === '10.0.0.2' ? MAC.b2 : MAC.b3, dstMac: LB_MAC, payload: Buffer.alloc(0),
+    };
+    const r = run(frame(reply));
+    expect(r.retval).toBe(XDP.TX);
+    const expected = frame({ ...reply, src: '10.0.0.10', sport: 8000, dst: '10.0.0.1', dport: 40002, srcMac: LB_MAC, dstMac: MAC.client });
+    expect(r.data.toString('hex')).toBe(expected.toString('hex'));
+    expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 1n, reply_packets: 1n });
+  });
+
+  it('keeps an established flow on its backend across a backend-set change; new flows follow the table', () => {
+    apply(BASE);
+    const firsts = new Map<number, string>();
+    for (let p = 41000; p < 41040; p++) firsts.set(p, parseFrame(run(frame(syn(p))).data).dst);
+    // Replace 10.0.0.3 by three new backends: many flows would now hash elsewhere.
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2' }, { address: '10.0.0.4' }, { address: '10.0.0.5' }, { address: '10.0.0.6' }] }] });
+    for (const [p, dst] of firsts) {
+      const ack = run(frame(syn(p, { flags: TCP.ACK })));
+      expect([p, parseFrame(ack.data).dst]).toEqual([p, dst]);
+    }
+    // A new flow never goes to the removed backend.
+    const fresh = new Set<string>();
+    for (let p = 42000; p < 42100; p++) fresh.add(parseFrame(run(frame(syn(p))).data).dst);
+    expect(fresh.has('10.0.0.3')).toBe(false);
+    expect(fresh.size).toBeGreaterThan(1);
+    const removed = vipStatus(fds)[0].backends.find((b) => b.address === '10.0.0.3')!;
+    expect(removed.removed).toBe(true);
+  });
+
+  it('weight 0 drains: no new flows, established ones stay', () => {
+    apply(BASE);
+    let onB3 = 0;
+    for (let p = 43000; p < 43100 && !onB3; p++) if (parseFrame(run(frame(syn(p))).data).dst === '10.0.0.3') onB3 = p;
+    expect(onB3).toBeGreaterThan(0);
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2' }, { address: '10.0.0.3', weight: 0 }] }] });
+    for (let p = 44000; p < 44200; p++) expect(parseFrame(run(frame(syn(p))).data).dst).toBe('10.0.0.2');
+    expect(parseFrame(run(frame(syn(onB3, { flags: TCP.ACK }))).data).dst).toBe('10.0.0.3');
+  });
+
+  it('drops new flows when every backend is drained, and counts them', () => {
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2', weight: 0 }] }] });
+    expect(run(frame(syn(45000))).retval).toBe(XDP.DROP);
+    expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 1n, no_backend: 1n, new_conns: 0n });
+  });
+
+  it('balances UDP, with and without an IPv4 UDP checksum', () => {
+    apply({ ...BASE, vips: [{ address: '10.0.0.10', port: 53, protocol: 'udp', backends: [{ address: '10.0.0.2', port: 5353 }] }] });
+    for (const noUdpChecksum of [false, true]) {
+      const f: L4Frame = { src: '10.0.0.1', dst: '10.0.0.10', sport: 46000 + Number(noUdpChecksum), dport: 53, proto: 'udp', dstMac: LB_MAC, srcMac: MAC.client, noUdpChecksum };
+      const r = run(frame(f));
+      expect(r.retval).toBe(XDP.TX);
+      const out = parseFrame(r.data);
+      expect(r.data.toString('hex')).toBe(forwarded(f, '10.0.0.2', out.sport, 5353).toString('hex'));
+      expect(r.data.readUInt16BE(14 + 20 + 6) === 0).toBe(noUdpChecksum);
+      const back = frame({ src: '10.0.0.2', dst: '10.0.0.10', sport: 5353, dport: out.sport, proto: 'udp', srcMac: MAC.b2, dstMac: LB_MAC, noUdpChecksum });
+      const rr = run(back);
+      expect(rr.retval).toBe(XDP.TX);
+      expect(rr.data.toString('hex')).toBe(
+        frame({ src: '10.0.0.10', dst: '10.0.0.1', sport: 53, dport: f.sport, proto: 'udp', srcMac: LB_MAC, dstMac: MAC.client, noUdpChecksum }).toString('hex'),
+      );
+    }
+  });
+
+  for (const proto of ['tcp', 'udp'] as const) {
+    it(`balances IPv6 ${proto} and rewrites the reply back`, () => {
+      apply({ ...BASE, vips: [{ address: 'fd00::10', port: 8000, protocol: proto, backends: [{ address: 'fd00::2' }] }] });
+      const f: L4Frame = { src: 'fd00::1', dst: 'fd00::10', sport: 47000, dport: 8000, proto, flags: TCP.SYN, dstMac: LB_MAC, srcMac: MAC.client };
+      const r = run(frame(f));
+      expect(r.retval).toBe(XDP.TX);
+      const natPort = r.data.readUInt16BE(54);
+      expect(r.data.toString('hex')).toBe(forwarded(f, 'fd00::2', natPort, 8000, 'fd00::10').toString('hex'));
+      const reply: L4Frame = { src: 'fd00::2', dst: 'fd00::10', sport: 8000, dport: natPort, proto, flags: TCP.SYN | TCP.ACK, srcMac: MAC.b2, dstMac: LB_MAC };
+      const rr = run(frame(reply));
+      expect(rr.retval).toBe(XDP.TX);
+      expect(rr.data.toString('hex')).toBe(frame({ ...reply, src: 'fd00::10', sport: 8000, dst: 'fd00::1', dport: 47000, srcMac: LB_MAC, dstMac: MAC.client }).toString('hex'));
+    });
+  }
+
+  it('leaves traffic that is not for a VIP untouched (and passes it on)', () => {
+    apply(BASE);
+    const others = [
+      frame(syn(48000, { dport: 8001 })), // other port
+      frame(syn(48000, { dst: '10.0.0.11' })), // other address
+      frame({ ...syn(48000), proto: 'udp' }), // other protocol
+      frame({ src: '10.0.0.2', dst: '10.0.0.10', sport: 8000, dport: 5000, proto: 'tcp', flags: TCP.ACK }), // untracked "reply"
+      frame({ src: 'fd00::1', dst: 'fd00::10', sport: 1, dport: 8000, proto: 'tcp' }), // no IPv6 VIP
+    ];
+    for (const pkt of others) {
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP.PASS);
+      expect(r.data.equals(pkt)).toBe(true);
+    }
+    expect(root.counters(SLOT).packets.XDP_PASS).toBe(BigInt(others.length));
+    expect(vipStatus(fds)[0].counters.packets).toBe(0n);
+  });
+
+  it('redirects to another interface when the FIB says so', () => {
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.1.0.2' }] }] });
+    const f = syn(49000);
+    const r = run(frame(f));
+    expect(r.retval).toBe(XDP.REDIRECT);
+    const out = parseFrame(r.data);
+    expect(out).toMatchObject({ dst: '10.1.0.2', srcMac: '02:00:00:00:01:10', dstMac: MAC.far });
+  });
+
+  it('passes the rewritten packet up to the kernel when the neighbour is not resolved yet', () => {
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.99' }] }] });
+    const f = syn(49100);
+    const r = run(frame(f));
+    expect(r.retval).toBe(XDP.PASS);
+    const out = parseFrame(r.data);
+    expect(out).toMatchObject({ dst: '10.0.0.99', src: '10.0.0.10' });
+    expect(r.data.subarray(12).toString('hex')).toBe(frame({ ...f, src: '10.0.0.10', sport: out.sport, dst: '10.0.0.99' }).subarray(12).toString('hex'));
+    expect(vipStatus(fds)[0].counters).toMatchObject({ fib_no_neigh: 1n, fib_failures: 0n });
+  });
+
+  it('uses an explicitly configured backend MAC without a FIB lookup', () => {
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.77', mac: '02:aa:bb:cc:dd:ee' }] }] });
+    const r = run(frame(syn(49200)));
+    expect(r.retval).toBe(XDP.TX);
+    expect(parseFrame(r.data)).toMatchObject({ dst: '10.0.0.77', srcMac: LB_MAC, dstMac: '02:aa:bb:cc:dd:ee' });
+  });
+
+  it('gives thousands of flows unique NAT ports per backend', () => {
+    apply(BASE);
+    const seen = new Map<string, Set<number>>();
+    const N = 4000;
+    for (let i = 0; i < N; i++) {
+      const client = `10.0.${100 + (i % 50)}.${1 + Math.floor(i / 50)}`;
+      const out = parseFrame(run(frame(syn(50000 + (i % 7), { src: client }))).data);
+      if (!seen.has(out.dst)) seen.set(out.dst, new Set());
+      const ports = seen.get(out.dst)!;
+      expect(ports.has(out.sport)).toBe(false);
+      ports.add(out.sport);
+    }
+    expect([...seen.values()].reduce((a, s) => a + s.size, 0)).toBe(N);
+    expect(mapKeys(fds.lb_nat, LAYOUT.lb_nat_key.size)).toHaveLength(N);
+    expect(mapKeys(fds.lb_conns, LAYOUT.lb_flow.size)).toHaveLength(N);
+    expect(tableFill(fds)).toEqual({ connections: N, connections_max: 262144, nat_ports: N, nat_ports_max: 262144 });
+    expect(vipStatus(fds)[0].counters).toMatchObject({ new_conns: BigInt(N), nat_exhausted: 0n });
+  });
+
+  it('releases a NAT port on RST, and counts exhaustion when the range is full', () => {
+    apply({ ...BASE, nat: { ...BASE.nat, port_min: 20000, port_max: 20000 }, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2' }] }] });
+    expect(parseFrame(run(frame(syn(51000))).data).sport).toBe(20000);
+    expect(run(frame(syn(51001))).retval).toBe(XDP.DROP); // the only port is taken
+    expect(vipStatus(fds)[0].counters.nat_exhausted).toBe(1n);
+    const rst = run(frame(syn(51000, { flags: TCP.RST | TCP.ACK })));
+    expect(rst.retval).toBe(XDP.TX); // the RST itself still reaches the backend
+    expect(mapKeys(fds.lb_nat, LAYOUT.lb_nat_key.size)).toHaveLength(0);
+    expect(mapKeys(fds.lb_conns, LAYOUT.lb_flow.size)).toHaveLength(0);
+    const again = run(frame(syn(51001)));
+    expect(again.retval).toBe(XDP.TX);
+    expect(parseFrame(again.data).sport).toBe(20000);
+  });
+
+  it('frees a closed flow\'s NAT port after time_wait_s (0 here): FIN both ways', () => {
+    apply({ ...BASE, nat: { ...BASE.nat, port_min: 20000, port_max: 20000 }, timeouts: { time_wait_s: 0 },
+      vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2' }] }] });
+    const out = parseFrame(run(frame(syn(52000))).data);
+    expect(out.sport).toBe(20000);
+    expect(run(frame(syn(52001))).retval).toBe(XDP.DROP); // the only port is taken
+    run(frame(syn(52000, { flags: TCP.FIN | TCP.ACK })));
+    run(frame({ src: '10.0.0.2', dst: '10.0.0.10', sport: 8000, dport: 20000, proto: 'tcp', flags: TCP.FIN | TCP.ACK }));
+    const again = run(frame(syn(52001)));
+    expect(again.retval).toBe(XDP.TX);
+    expect(parseFrame(again.data).sport).toBe(20000);
+  });
+
+  it('reads back the config it applied, and writes nothing when applied again', () => {
+    const c = apply(BASE);
+    expect(readState(fds).config).toEqual(c);
+    expect(applyConfig(fds, c)).toEqual({ vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 });
+    const vipKey = mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)[0];
+    expect(addrText(vipKey.subarray(0, 16), 4)).toBe('10.0.0.10');
+    expect(mapLookup(fds.lb_maglev, u32(0), 4)).not.toBeNull();
+  });
+  it('holds in the kernel exactly the Maglev table computed in TypeScript, swapped whole on a change', () => {
+    const c = apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2', weight: 2 }, { address: '10.0.0.3' }, { address: '10.0.0.4' }] }] });
+    const kernelTable = () => {
+      const inner = mapFdById(mapLookup(fds.lb_maglev, u32(0), 4)!.readUInt32LE(0))!;
+      try {
+        expect(mapInfo(inner).maxEntries).toBe(65537);
+        const raw = arrayValues(inner, 4, 65537);
+        return { id: mapInfo(inner).id, table: Uint32Array.from({ length: 65537 }, (_, i) => raw.readUInt32LE(i * 4)) };
+      } finally {
+        closeFd(inner);
+      }
+    };
+    const ids = new Map([...readState(fds).backends.entries()].map(([id, b]) => [b.address, id]));
+    const expected = maglevTable(c.vips[0].backends.map((b) => ({ id: ids.get(b.address)!, key: `${b.address}:${b.port}`, weight: b.weight })));
+    const before = kernelTable();
+    expect(before.table).toEqual(expected);
+    apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2', weight: 2 }, { address: '10.0.0.3' }] }] });
+    const after = kernelTable();
+    expect(after.id).not.toBe(before.id); // a new map, not the old one written over
+    expect(after.table).toEqual(maglevTable([{ id: ids.get('10.0.0.2')!, key: '10.0.0.2:8000', weight: 2 }, { id: ids.get('10.0.0.3')!, key: '10.0.0.3:8000', weight: 1 }]));
+  });
+
+  it('changes a VIP\'s table size both ways, and forgets a removed VIP', () => {
+    apply(BASE);
+    for (const table_size of [7, 131071, 65537]) {
+      apply({ ...BASE, vips: [{ ...BASE.vips[0], table_size }] });
+      expect(vipStatus(fds)[0].table_size).toBe(table_size);
+      expect(run(frame(syn(53000 + table_size % 1000))).retval).toBe(XDP.TX);
+    }
+    expect(applyConfig(fds, validateConfig({ ...BASE, vips: [] }))).toMatchObject({ vips_removed: 1 });
+    expect(readState(fds).backends.size).toBe(0);
+    expect(mapLookup(fds.lb_maglev, u32(0), 4)).toBeNull();
+    const pkt = frame(syn(53999));
+    const r = run(pkt);
+    expect(r.retval).toBe(XDP.PASS);
+    expect(r.data.equals(pkt)).toBe(true);
+  });
+});
