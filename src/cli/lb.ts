@@ -1,5 +1,8 @@
 // xdp-lb: the L4 load balancer in a slot of the root array: attach it, apply
 // a config (whole file or small edits), show VIPs, backends and counters.
+import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
+import { runSectionService } from '../service/section-service.js';
+import { LB_SERVICE } from '../programs/lb/service.js';
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { UsageError } from '../errors.js';
@@ -59,6 +62,8 @@ export function parser(args: string[]) {
       slot: { alias: 's', type: 'string', describe: `Slot number, 0..7 (default ${LB_SPEC.defaultSlot})` },
       json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
     })
+    .options(RUN_OPTION)
+    .command('run', RUN_DESCRIPTION)
     .strict()
     .version(false)
     .help('help')
@@ -188,6 +193,11 @@ function describeApply(r: ApplyResult): string {
 
 export async function main(args: string[]): Promise<number> {
   const argv = await parser(args).parse();
+  const config = runRequest(COMMAND, argv, ACTIONS);
+  if (config !== null) {
+    requirePrivileges();
+    return runSectionService(LB_SERVICE, COMMAND, config);
+  }
   const req = validate(argv);
   requirePrivileges();
   const print = (text: string) => process.stdout.write(`${text}\n`);

@@ -83,6 +83,26 @@ describe('subprogram services', () => {
     expect(rootStatus().root_loaded).toBe(true);
   });
 
+  it('runs the load balancer in its slot with the section\'s VIPs, and takes it out on SIGTERM', async () => {
+    writeFileSync(config, JSON.stringify({
+      interfaces: [lab.serverIf], mode: 'native',
+      lb: {
+        enabled: true,
+        nat: { source_ipv4: lab.serverIp },
+        vips: [{ address: '10.201.0.100', port: 8000, protocol: 'tcp', backends: [{ address: lab.clientIp, port: 8000 }] }],
+      },
+    }));
+    await start('xdp-root');
+    const lb = await start('xdp-lb');
+    expect(await lb.n.waitFor(/^STATUS=/)).toMatch(new RegExp(`^STATUS=${lab.serverIf}: 1 VIPs, 1 backends, 0/\\d+ connections$`));
+    expect(rootStatus().subprograms[7].name).toBe('xdp_lb');
+    const s = JSON.parse(ok(run(BIN('xdp-lb'), ['--status', '--json'], { netns: lab.server })));
+    expect(s.vips.map((v: { address: string; port: number }) => `${v.address}:${v.port}`)).toEqual(['10.201.0.100:8000']);
+    lb.d.proc.kill('SIGTERM');
+    expect(await lb.d.exited).toBe(0);
+    expect(rootStatus().subprograms[7].prog_loaded).toBe(false);
+  });
+
   it('refuses to run a section that is not enabled, with one line', async () => {
     writeConfig({ enabled: false });
     await start('xdp-root');

@@ -86,7 +86,7 @@ describe('the xdplb package on Debian 13 with systemd', () => {
   });
 
   it('systemd-analyze verify prints nothing for the units', () => {
-    const units = ['root', 'filter', 'sampler'].map((u) => `/usr/lib/systemd/system/xdplb-${u}.service`);
+    const units = ['root', 'filter', 'sampler', 'lb'].map((u) => `/usr/lib/systemd/system/xdplb-${u}.service`);
     expect(inBox('systemd-analyze', 'verify', ...units)).toEqual({ code: 0, out: '' });
   });
 
