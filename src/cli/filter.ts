@@ -13,7 +13,7 @@ import { FILTER, STATS } from '../programs/filter/layout.js';
 import { formatPrefix, parsePrefix, type Prefix } from '../programs/filter/prefix.js';
 import { filterStatus, type FilterStatus } from '../programs/filter/status.js';
 import { formatTime, table, toJson } from './format.js';
-import { EXIT_OK, requirePrivileges } from './main.js';
+import { EXIT_OK, finishParser, requirePrivileges } from './main.js';
 
 export const COMMAND = 'xdp-filter';
 const ACTIONS = ['attach', 'detach', 'drop', 'no-drop', 'clear', 'clear-status', 'status'] as const;
@@ -31,52 +31,47 @@ const EXTRA: Record<ActionName, string[]> = {
 };
 
 export function parser(args: string[]) {
-  return yargs(args)
-    .scriptName(COMMAND)
-    .parserConfiguration({ 'boolean-negation': false })
-    .usage(
-      [
-        'Usage:',
-        '  xdp-filter --attach --interface eth0[,eth1] [--slot 2] [--frags-drop|--no-frags-drop] [--ptb-max-pps N]',
-        '  xdp-filter --detach --interface eth0[,eth1]',
-        '  xdp-filter --drop --ips 192.0.2.0/24,2001:db8::/32 [--tags TAG[,TAG...]] --interface eth0[,eth1]',
-        '  xdp-filter --no-drop --ips PREFIX[,PREFIX...] --interface eth0[,eth1]',
-        '  xdp-filter --clear --interface eth0[,eth1]',
-        '  xdp-filter --clear-status --interface eth0[,eth1]',
-        '  xdp-filter --status [--interface eth0[,eth1]] [--json]',
-        '',
-        'Drops malformed frames, packets from listed source prefixes and, with',
-        '--frags-drop, fragments (answering first fragments with Packet Too Big,',
-        'at most --ptb-max-pps per second). Needs xdp-root --attach first.',
-      ].join('\n'),
-    )
-    .options({
-      attach: { type: 'boolean', describe: 'Put the filter in a slot, or change its configuration' },
-      detach: { type: 'boolean', describe: 'Take the filter out and remove its maps' },
-      drop: { type: 'boolean', describe: 'Add source prefixes to the drop lists' },
-      'no-drop': { type: 'boolean', describe: 'Remove source prefixes from the drop lists' },
-      clear: { type: 'boolean', describe: 'Empty the drop lists' },
-      'clear-status': { type: 'boolean', describe: 'Zero the counters and the per-prefix hits' },
-      status: { type: 'boolean', describe: 'Show configuration, drop lists and counters' },
-      interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
-      slot: { alias: 's', type: 'string', describe: `Slot of the root array, 0..7 (default ${FILTER.defaultSlot})` },
-      'frags-drop': { type: 'boolean', describe: 'Drop IPv4 fragments and IPv6 packets with a Fragment header' },
-      'no-frags-drop': { type: 'boolean', describe: 'Let fragments through' },
-      'ptb-max-pps': { type: 'string', describe: 'Packet Too Big replies per second, all CPUs together; 0: none' },
-      ips: { type: 'string', describe: 'Prefixes: IPv4 or IPv6, comma separated (a bare address is one host)' },
-      tags: { type: 'string', describe: 'One tag for all prefixes, or one per prefix, comma separated (63 bytes each)' },
-      json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
-    })
-    .options(RUN_OPTION)
-    .command('run', RUN_DESCRIPTION)
-    .strict()
-    .version(false)
-    .help('help')
-    .alias('help', 'h')
-    .wrap(Math.min(100, process.stdout.columns || 100))
-    .fail((msg, err) => {
-      throw err ?? new UsageError(`${msg} (see xdp-filter --help)`);
-    });
+  return finishParser(
+    yargs(args)
+      .scriptName(COMMAND)
+      .parserConfiguration({ 'boolean-negation': false })
+      .usage(
+        [
+          'Usage:',
+          '  xdp-filter --attach --interface eth0[,eth1] [--slot 2] [--frags-drop|--no-frags-drop] [--ptb-max-pps N]',
+          '  xdp-filter --detach --interface eth0[,eth1]',
+          '  xdp-filter --drop --ips 192.0.2.0/24,2001:db8::/32 [--tags TAG[,TAG...]] --interface eth0[,eth1]',
+          '  xdp-filter --no-drop --ips PREFIX[,PREFIX...] --interface eth0[,eth1]',
+          '  xdp-filter --clear --interface eth0[,eth1]',
+          '  xdp-filter --clear-status --interface eth0[,eth1]',
+          '  xdp-filter --status [--interface eth0[,eth1]] [--json]',
+          '',
+          'Drops malformed frames, packets from listed source prefixes and, with',
+          '--frags-drop, fragments (answering first fragments with Packet Too Big,',
+          'at most --ptb-max-pps per second). Needs xdp-root --attach first.',
+        ].join('\n'),
+      )
+      .options({
+        attach: { type: 'boolean', describe: 'Put the filter in a slot, or change its configuration' },
+        detach: { type: 'boolean', describe: 'Take the filter out and remove its maps' },
+        drop: { type: 'boolean', describe: 'Add source prefixes to the drop lists' },
+        'no-drop': { type: 'boolean', describe: 'Remove source prefixes from the drop lists' },
+        clear: { type: 'boolean', describe: 'Empty the drop lists' },
+        'clear-status': { type: 'boolean', describe: 'Zero the counters and the per-prefix hits' },
+        status: { type: 'boolean', describe: 'Show configuration, drop lists and counters' },
+        interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
+        slot: { alias: 's', type: 'string', describe: `Slot of the root array, 0..7 (default ${FILTER.defaultSlot})` },
+        'frags-drop': { type: 'boolean', describe: 'Drop IPv4 fragments and IPv6 packets with a Fragment header' },
+        'no-frags-drop': { type: 'boolean', describe: 'Let fragments through' },
+        'ptb-max-pps': { type: 'string', describe: 'Packet Too Big replies per second, all CPUs together; 0: none' },
+        ips: { type: 'string', describe: 'Prefixes: IPv4 or IPv6, comma separated (a bare address is one host)' },
+        tags: { type: 'string', describe: 'One tag for all prefixes, or one per prefix, comma separated (63 bytes each)' },
+        json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
+      })
+      .options(RUN_OPTION)
+      .command('run', RUN_DESCRIPTION),
+    COMMAND,
+  );
 }
 
 type Args = Awaited<ReturnType<ReturnType<typeof parser>['parse']>>;

@@ -17,61 +17,56 @@ import { checkPinnedLayout, closeLbMaps, requireLbMaps } from '../programs/lb/pi
 import { lbStatus, type LbStatus } from '../programs/lb/status.js';
 import { isPrime } from '../programs/lb/maglev.js';
 import { table, toJson } from './format.js';
-import { EXIT_OK, requirePrivileges } from './main.js';
+import { EXIT_OK, finishParser, requirePrivileges } from './main.js';
 
 export const COMMAND = 'xdp-lb';
 const EDITS = ['vip-add', 'vip-del', 'backend-add', 'backend-del'] as const;
 const ACTIONS = ['attach', 'detach', 'apply', 'status', ...EDITS] as const;
 
 export function parser(args: string[]) {
-  return yargs(args)
-    .scriptName(COMMAND)
-    .usage(
-      [
-        'Usage:',
-        '  xdp-lb --attach --interface eth0[,eth1] [--slot 7]',
-        '  xdp-lb --detach --interface eth0[,eth1]',
-        '  xdp-lb --apply FILE',
-        '  xdp-lb --status [--interface eth0] [--json]',
-        '  xdp-lb --vip-add tcp:10.0.0.10:8000 --backend 10.0.0.2,10.0.0.3:8080 [--weight N] [--nat-source 10.0.0.10] [--table-size P]',
-        '  xdp-lb --vip-del tcp:10.0.0.10:8000',
-        '  xdp-lb --backend-add tcp:10.0.0.10:8000 --backend 10.0.0.4 [--weight N]',
-        '  xdp-lb --backend-del tcp:10.0.0.10:8000 --backend 10.0.0.4',
-        '  xdp-lb --weight N --vip tcp:10.0.0.10:8000 --backend 10.0.0.4',
-        '',
-        'VIPs (address, port, tcp or udp) go to weighted backends chosen by Maglev',
-        'hashing, with connection tracking and NAT. The config is shared by every',
-        'interface the balancer is attached to; see README.md for the JSON format.',
-      ].join('\n'),
-    )
-    .options({
-      attach: { type: 'boolean', describe: 'Put the balancer into a slot of the interfaces\' root arrays' },
-      detach: { type: 'boolean', describe: 'Take it out (its config goes with the last interface)' },
-      apply: { type: 'string', describe: 'Apply a whole JSON config: checked first, only the difference written' },
-      status: { type: 'boolean', describe: 'Show VIPs, backends, counters and table fill' },
-      'vip-add': { type: 'string', describe: 'Add a VIP (with --backend)' },
-      'vip-del': { type: 'string', describe: 'Remove a VIP' },
-      'backend-add': { type: 'string', describe: 'Add backends (--backend) to a VIP' },
-      'backend-del': { type: 'string', describe: 'Remove backends (--backend) from a VIP; their flows finish' },
-      weight: { type: 'string', describe: 'Weight of the backends (0 drains); alone with --vip and --backend, change it' },
-      vip: { type: 'string', describe: 'The VIP whose backends --weight changes' },
-      backend: { alias: 'b', type: 'string', describe: 'Backend(s), ADDRESS[:PORT], comma separated' },
-      'nat-source': { type: 'string', describe: 'With --vip-add: the NAT source address of the VIP\'s family' },
-      'table-size': { type: 'string', describe: 'With --vip-add: Maglev table size, a prime (default 65537)' },
-      interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
-      slot: { alias: 's', type: 'string', describe: `Slot number, 0..7 (default ${LB_SPEC.defaultSlot})` },
-      json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
-    })
-    .options(RUN_OPTION)
-    .command('run', RUN_DESCRIPTION)
-    .strict()
-    .version(false)
-    .help('help')
-    .alias('help', 'h')
-    .wrap(Math.min(110, process.stdout.columns || 110))
-    .fail((msg, err) => {
-      throw err ?? new UsageError(`${msg} (see xdp-lb --help)`);
-    });
+  return finishParser(
+    yargs(args)
+      .scriptName(COMMAND)
+      .usage(
+        [
+          'Usage:',
+          '  xdp-lb --attach --interface eth0[,eth1] [--slot 7]',
+          '  xdp-lb --detach --interface eth0[,eth1]',
+          '  xdp-lb --apply FILE',
+          '  xdp-lb --status [--interface eth0] [--json]',
+          '  xdp-lb --vip-add tcp:10.0.0.10:8000 --backend 10.0.0.2,10.0.0.3:8080 [--weight N] [--nat-source 10.0.0.10] [--table-size P]',
+          '  xdp-lb --vip-del tcp:10.0.0.10:8000',
+          '  xdp-lb --backend-add tcp:10.0.0.10:8000 --backend 10.0.0.4 [--weight N]',
+          '  xdp-lb --backend-del tcp:10.0.0.10:8000 --backend 10.0.0.4',
+          '  xdp-lb --weight N --vip tcp:10.0.0.10:8000 --backend 10.0.0.4',
+          '',
+          'VIPs (address, port, tcp or udp) go to weighted backends chosen by Maglev',
+          'hashing, with connection tracking and NAT. The config is shared by every',
+          'interface the balancer is attached to; see README.md for the JSON format.',
+        ].join('\n'),
+      )
+      .options({
+        attach: { type: 'boolean', describe: 'Put the balancer into a slot of the interfaces\' root arrays' },
+        detach: { type: 'boolean', describe: 'Take it out (its config goes with the last interface)' },
+        apply: { type: 'string', describe: 'Apply a whole JSON config: checked first, only the difference written' },
+        status: { type: 'boolean', describe: 'Show VIPs, backends, counters and table fill' },
+        'vip-add': { type: 'string', describe: 'Add a VIP (with --backend)' },
+        'vip-del': { type: 'string', describe: 'Remove a VIP' },
+        'backend-add': { type: 'string', describe: 'Add backends (--backend) to a VIP' },
+        'backend-del': { type: 'string', describe: 'Remove backends (--backend) from a VIP; their flows finish' },
+        weight: { type: 'string', describe: 'Weight of the backends (0 drains); alone with --vip and --backend, change it' },
+        vip: { type: 'string', describe: 'The VIP whose backends --weight changes' },
+        backend: { alias: 'b', type: 'string', describe: 'Backend(s), ADDRESS[:PORT], comma separated' },
+        'nat-source': { type: 'string', describe: 'With --vip-add: the NAT source address of the VIP\'s family' },
+        'table-size': { type: 'string', describe: 'With --vip-add: Maglev table size, a prime (default 65537)' },
+        interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
+        slot: { alias: 's', type: 'string', describe: `Slot number, 0..7 (default ${LB_SPEC.defaultSlot})` },
+        json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
+      })
+      .options(RUN_OPTION)
+      .command('run', RUN_DESCRIPTION),
+    COMMAND,
+  );
 }
 
 type Args = Awaited<ReturnType<ReturnType<typeof parser>['parse']>>;

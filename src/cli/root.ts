@@ -10,56 +10,51 @@ import { ACTIONS } from '../root/stats.js';
 import { DEFAULT_CONFIG } from '../service/config.js';
 import { runRootService } from '../service/root-service.js';
 import { formatTime, table, toJson } from './format.js';
-import { EXIT_OK, requirePrivileges } from './main.js';
+import { EXIT_OK, finishParser, requirePrivileges } from './main.js';
 
 export const COMMAND = 'xdp-root';
 const ACTION_FLAGS = ['attach', 'detach', 'load', 'unload', 'status', 'clear'] as const;
 
 export function parser(args: string[]) {
-  return yargs(args)
-    .scriptName(COMMAND)
-    .usage(
-      [
-        'Usage:',
-        '  xdp-root --attach --interface eth0[,eth1] [--mode auto|native|skb] [--force]',
-        '  xdp-root --detach --interface eth0[,eth1]',
-        '  xdp-root --load --interface eth0 --slot N --object FILE --program NAME [--replace] [--force]',
-        '  xdp-root --unload --interface eth0 --slot N',
-        '  xdp-root --status [--interface eth0[,eth1]] [--json] [--clear]',
-        '  xdp-root --clear [--interface eth0[,eth1]]',
-        '  xdp-root run [--config /etc/xdplb/xdplb.json] [--dry-run]',
-        '',
-        'The root XDP program tail-calls slots 0..7 in order; each slot holds a',
-        'program that follows the slot protocol. State lives in /sys/fs/bpf/xdplb.',
-      ].join('\n'),
-    )
-    .options({
-      attach: { type: 'boolean', describe: 'Attach the root array to the interfaces' },
-      detach: { type: 'boolean', describe: 'Detach the root array and remove its pins' },
-      load: { type: 'boolean', describe: 'Load a program into a slot (one atomic update)' },
-      unload: { type: 'boolean', describe: 'Empty a slot' },
-      status: { type: 'boolean', describe: 'Show slots and per-slot XDP action counters' },
-      clear: { type: 'boolean', describe: 'Zero the counters (after printing, with --status)' },
-      interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
-      mode: { alias: 'm', type: 'string', default: 'auto', describe: 'XDP mode: native, skb (generic) or auto (native, else skb)' },
-      force: { type: 'boolean', describe: 'Attach over a foreign XDP program / load a program that ignores the slot protocol' },
-      slot: { alias: 's', type: 'string', describe: 'Slot number, 0..7' },
-      object: { alias: 'o', type: 'string', describe: 'BPF object file (ELF)' },
-      program: { alias: 'p', type: 'string', describe: 'Program name in the object' },
-      replace: { type: 'boolean', describe: 'Replace the program already in the slot' },
-      json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
-      config: { alias: 'c', type: 'string', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
-      'dry-run': { type: 'boolean', describe: 'With run: print which interfaces would be attached and why, change nothing' },
-    })
-    .command('run', 'Run as a service (systemd Type=notify): attach per the config, reload on SIGHUP, detach on SIGTERM')
-    .strict()
-    .version(false)
-    .help('help')
-    .alias('help', 'h')
-    .wrap(Math.min(100, process.stdout.columns || 100))
-    .fail((msg, err) => {
-      throw err ?? new UsageError(`${msg} (see xdp-root --help)`);
-    });
+  return finishParser(
+    yargs(args)
+      .scriptName(COMMAND)
+      .usage(
+        [
+          'Usage:',
+          '  xdp-root --attach --interface eth0[,eth1] [--mode auto|native|skb] [--force]',
+          '  xdp-root --detach --interface eth0[,eth1]',
+          '  xdp-root --load --interface eth0 --slot N --object FILE --program NAME [--replace] [--force]',
+          '  xdp-root --unload --interface eth0 --slot N',
+          '  xdp-root --status [--interface eth0[,eth1]] [--json] [--clear]',
+          '  xdp-root --clear [--interface eth0[,eth1]]',
+          '  xdp-root run [--config /etc/xdplb/xdplb.json] [--dry-run]',
+          '',
+          'The root XDP program tail-calls slots 0..7 in order; each slot holds a',
+          'program that follows the slot protocol. State lives in /sys/fs/bpf/xdplb.',
+        ].join('\n'),
+      )
+      .options({
+        attach: { type: 'boolean', describe: 'Attach the root array to the interfaces' },
+        detach: { type: 'boolean', describe: 'Detach the root array and remove its pins' },
+        load: { type: 'boolean', describe: 'Load a program into a slot (one atomic update)' },
+        unload: { type: 'boolean', describe: 'Empty a slot' },
+        status: { type: 'boolean', describe: 'Show slots and per-slot XDP action counters' },
+        clear: { type: 'boolean', describe: 'Zero the counters (after printing, with --status)' },
+        interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
+        mode: { alias: 'm', type: 'string', default: 'auto', describe: 'XDP mode: native, skb (generic) or auto (native, else skb)' },
+        force: { type: 'boolean', describe: 'Attach over a foreign XDP program / load a program that ignores the slot protocol' },
+        slot: { alias: 's', type: 'string', describe: 'Slot number, 0..7' },
+        object: { alias: 'o', type: 'string', describe: 'BPF object file (ELF)' },
+        program: { alias: 'p', type: 'string', describe: 'Program name in the object' },
+        replace: { type: 'boolean', describe: 'Replace the program already in the slot' },
+        json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
+        config: { alias: 'c', type: 'string', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
+        'dry-run': { type: 'boolean', describe: 'With run: print which interfaces would be attached and why, change nothing' },
+      })
+      .command('run', 'Run as a service (systemd Type=notify): attach per the config, reload on SIGHUP, detach on SIGTERM'),
+    COMMAND,
+  );
 }
 
 type Args = Awaited<ReturnType<ReturnType<typeof parser>['parse']>>;

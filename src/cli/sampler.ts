@@ -14,7 +14,7 @@ import { Capture } from '../programs/sampler/capture.js';
 import { FORMATS, type Format } from '../programs/sampler/pcap.js';
 import { attachSampler, detachSampler, setRate, status, type SamplerStatus } from '../programs/sampler/sampler.js';
 import { table, toJson } from './format.js';
-import { EXIT_OK, requirePrivileges } from './main.js';
+import { EXIT_OK, finishParser, requirePrivileges } from './main.js';
 
 export const COMMAND = 'xdp-sampler';
 const ACTION_FLAGS = ['attach', 'detach', 'set-rate', 'status', 'capture'] as const;
@@ -41,50 +41,45 @@ function bindStdout(args: string[]): string[] {
 }
 
 export function parser(args: string[]) {
-  return yargs(bindStdout(args))
-    .scriptName(COMMAND)
-    .usage(
-      [
-        'Usage:',
-        '  xdp-sampler --attach --interface eth0[,eth1] [--slot 1] [--rate 1000] [--verdict-rate 100] [--snaplen 256]',
-        '  xdp-sampler --set-rate N --interface eth0[,eth1] [--verdict-rate N] [--snaplen BYTES]',
-        '  xdp-sampler --detach --interface eth0[,eth1]',
-        '  xdp-sampler --capture --interface eth0[,eth1] --output FILE|- [--format pcapng|pcap] [--count N] [--duration S]',
-        '  xdp-sampler --status [--interface eth0[,eth1]] [--json]',
-        '',
-        'The sampler copies 1 in N packets (at random; 0 is off) into the interface\'s',
-        'ring buffer and passes every packet on. Final verdicts other than XDP_PASS of',
-        'every slot are sampled into the same ring buffer at the verdict rate.',
-        '--capture writes both to a capture file; `-o -` streams it to stdout.',
-      ].join('\n'),
-    )
-    .options({
-      attach: { type: 'boolean', describe: 'Put the sampler into a slot of the interfaces\' root arrays' },
-      detach: { type: 'boolean', describe: 'Take the sampler out and turn verdict samples off' },
-      'set-rate': { type: 'string', describe: 'Sample 1 in N packets (0: off), without reloading' },
-      status: { type: 'boolean', describe: 'Show rates, snaplen and sample counters' },
-      capture: { type: 'boolean', describe: 'Write samples to a capture file as they arrive' },
-      interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
-      slot: { alias: 's', type: 'string', describe: `Slot for the sampler, 0..7 (default: where it is, else ${SAMPLER.defaultSlot})` },
-      rate: { alias: 'r', type: 'string', describe: 'Sample 1 in N packets; 0 is off (default 1000)' },
-      'verdict-rate': { type: 'string', describe: 'Sample 1 in N final non-PASS verdicts of every slot; 0 is off (default 0)' },
-      snaplen: { type: 'string', describe: 'Bytes of each packet to capture, 1..65535 (default 256)' },
-      output: { alias: 'o', type: 'string', describe: 'Capture file, or - for stdout' },
-      format: { alias: 'f', type: 'string', default: 'pcapng', describe: 'pcapng or pcap' },
-      count: { alias: 'c', type: 'string', describe: 'Stop after N samples' },
-      duration: { alias: 'd', type: 'string', describe: 'Stop after S seconds' },
-      json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
-    })
-    .options(RUN_OPTION)
-    .command('run', RUN_DESCRIPTION)
-    .strict()
-    .version(false)
-    .help('help')
-    .alias('help', 'h')
-    .wrap(Math.min(100, process.stdout.columns || 100))
-    .fail((msg, err) => {
-      throw err ?? new UsageError(`${msg} (see xdp-sampler --help)`);
-    });
+  return finishParser(
+    yargs(bindStdout(args))
+      .scriptName(COMMAND)
+      .usage(
+        [
+          'Usage:',
+          '  xdp-sampler --attach --interface eth0[,eth1] [--slot 1] [--rate 1000] [--verdict-rate 100] [--snaplen 256]',
+          '  xdp-sampler --set-rate N --interface eth0[,eth1] [--verdict-rate N] [--snaplen BYTES]',
+          '  xdp-sampler --detach --interface eth0[,eth1]',
+          '  xdp-sampler --capture --interface eth0[,eth1] --output FILE|- [--format pcapng|pcap] [--count N] [--duration S]',
+          '  xdp-sampler --status [--interface eth0[,eth1]] [--json]',
+          '',
+          'The sampler copies 1 in N packets (at random; 0 is off) into the interface\'s',
+          'ring buffer and passes every packet on. Final verdicts other than XDP_PASS of',
+          'every slot are sampled into the same ring buffer at the verdict rate.',
+          '--capture writes both to a capture file; `-o -` streams it to stdout.',
+        ].join('\n'),
+      )
+      .options({
+        attach: { type: 'boolean', describe: 'Put the sampler into a slot of the interfaces\' root arrays' },
+        detach: { type: 'boolean', describe: 'Take the sampler out and turn verdict samples off' },
+        'set-rate': { type: 'string', describe: 'Sample 1 in N packets (0: off), without reloading' },
+        status: { type: 'boolean', describe: 'Show rates, snaplen and sample counters' },
+        capture: { type: 'boolean', describe: 'Write samples to a capture file as they arrive' },
+        interface: { alias: 'i', type: 'string', describe: 'Interface name(s), comma separated' },
+        slot: { alias: 's', type: 'string', describe: `Slot for the sampler, 0..7 (default: where it is, else ${SAMPLER.defaultSlot})` },
+        rate: { alias: 'r', type: 'string', describe: 'Sample 1 in N packets; 0 is off (default 1000)' },
+        'verdict-rate': { type: 'string', describe: 'Sample 1 in N final non-PASS verdicts of every slot; 0 is off (default 0)' },
+        snaplen: { type: 'string', describe: 'Bytes of each packet to capture, 1..65535 (default 256)' },
+        output: { alias: 'o', type: 'string', describe: 'Capture file, or - for stdout' },
+        format: { alias: 'f', type: 'string', default: 'pcapng', describe: 'pcapng or pcap' },
+        count: { alias: 'c', type: 'string', describe: 'Stop after N samples' },
+        duration: { alias: 'd', type: 'string', describe: 'Stop after S seconds' },
+        json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
+      })
+      .options(RUN_OPTION)
+      .command('run', RUN_DESCRIPTION),
+    COMMAND,
+  );
 }
 
 type Args = Awaited<ReturnType<ReturnType<typeof parser>['parse']>>;
