@@ -1,8 +1,6 @@
 // xdp-filter: the filter in a slot of the root array, its configuration, its
 // source drop lists and its counters (ecbpf xdp_filter's flags and status).
 import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
-import { runSectionService } from '../service/section-service.js';
-import { FILTER_SERVICE } from '../programs/filter/service.js';
 import yargs from 'yargs';
 import { UsageError } from '../errors.js';
 import { parseInterfaceList } from '../net/interface.js';
@@ -182,6 +180,10 @@ export async function main(args: string[]): Promise<number> {
   const config = runRequest(COMMAND, argv, ACTIONS);
   if (config !== null) {
     requirePrivileges();
+    // Loaded only for run: the other actions need not pay for the config parser.
+    const [{ runSectionService }, { FILTER_SERVICE }] = await Promise.all([
+      import('../service/section-service.js'), import('../programs/filter/service.js'),
+    ]);
     return runSectionService(FILTER_SERVICE, COMMAND, config);
   }
   const req = validate(argv);

@@ -1,8 +1,6 @@
 // xdp-lb: the L4 load balancer in a slot of the root array: attach it, apply
 // a config (whole file or small edits), show VIPs, backends and counters.
 import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
-import { runSectionService } from '../service/section-service.js';
-import { LB_SERVICE } from '../programs/lb/service.js';
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { UsageError } from '../errors.js';
@@ -191,6 +189,10 @@ export async function main(args: string[]): Promise<number> {
   const config = runRequest(COMMAND, argv, ACTIONS);
   if (config !== null) {
     requirePrivileges();
+    // Loaded only for run: the other actions need not pay for the config parser.
+    const [{ runSectionService }, { LB_SERVICE }] = await Promise.all([
+      import('../service/section-service.js'), import('../programs/lb/service.js'),
+    ]);
     return runSectionService(LB_SERVICE, COMMAND, config);
   }
   const req = validate(argv);

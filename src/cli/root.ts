@@ -7,8 +7,7 @@ import { attach, detach, parseMode } from '../root/attach.js';
 import { loadIntoSlot, parseSlot, unloadSlot } from '../root/slot.js';
 import { clearCounters, status, type InterfaceStatus } from '../root/status.js';
 import { ACTIONS } from '../root/stats.js';
-import { DEFAULT_CONFIG } from '../service/config.js';
-import { runRootService } from '../service/root-service.js';
+import { DEFAULT_CONFIG } from '../service/defaults.js';
 import { formatTime, table, toJson } from './format.js';
 import { EXIT_OK, finishParser, requirePrivileges } from './main.js';
 
@@ -177,8 +176,12 @@ export async function main(args: string[]): Promise<number> {
       if (argv.clear) clearCounters(req.ifaces);
       return EXIT_OK;
     }
-    case 'run':
+    case 'run': {
+      // Loaded only here: the config parser and every subprogram's settings
+      // rules are start-up cost the other actions need not pay.
+      const { runRootService } = await import('../service/root-service.js');
       return runRootService({ config: req.config, dryRun: req.dryRun });
+    }
     case 'clear': {
       const cleared = clearCounters(req.ifaces);
       if (argv.json) print(toJson({ cleared }));

@@ -1,7 +1,7 @@
 // The `run` verb of the subprogram commands: their long-running form under
 // systemd (xdplb-<name>.service), configured by the service config file.
 import { UsageError } from '../errors.js';
-import { DEFAULT_CONFIG } from '../service/config.js';
+import { DEFAULT_CONFIG } from '../service/defaults.js';
 
 export const RUN_OPTION = {
   config: { type: 'string', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },

@@ -1,8 +1,6 @@
 // xdp-sampler: a packet sampler in a slot of the root array, verdict samples
 // from every slot, and captures of both to pcapng or pcap.
 import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
-import { runSectionService } from '../service/section-service.js';
-import { SAMPLER_SERVICE } from '../programs/sampler/service.js';
 import { accessSync, closeSync, constants, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import yargs from 'yargs';
@@ -229,6 +227,10 @@ export async function main(args: string[]): Promise<number> {
   const config = runRequest(COMMAND, argv, ACTION_FLAGS);
   if (config !== null) {
     requirePrivileges();
+    // Loaded only for run: the other actions need not pay for the config parser.
+    const [{ runSectionService }, { SAMPLER_SERVICE }] = await Promise.all([
+      import('../service/section-service.js'), import('../programs/sampler/service.js'),
+    ]);
     return runSectionService(SAMPLER_SERVICE, COMMAND, config);
   }
   const req = validate(argv);

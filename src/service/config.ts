@@ -7,7 +7,9 @@ import { MODES, type Mode } from '../root/attach.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS } from '../root/layout.js';
 
-export const DEFAULT_CONFIG = '/etc/xdplb/xdplb.json';
+import { DEFAULT_CONFIG } from './defaults.js';
+
+export { DEFAULT_CONFIG };
 
 /** Settings common to every subprogram section, and the subprogram's own
  *  (checked and normalised by its module: see SectionSettings). */

@@ -100,22 +100,30 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     expect(ping()).toMatch(/3 received/);
   });
 
-  it('the filter and sampler units run in their slots and follow a reload', async () => {
+  it('the filter, sampler and load balancer units run in their slots and follow a reload', async () => {
+    const lb = {
+      enabled: true,
+      nat: { source_ipv4: '10.203.0.2' },
+      vips: [{ address: '10.203.0.100', port: 8000, protocol: 'tcp', backends: [{ address: '10.203.0.1' }] }],
+    };
     const config = JSON.stringify({
       interfaces: 'auto',
       filter: { enabled: true, drop: [{ prefix: '10.203.0.1/32', tag: 'client' }] },
       sampler: { enabled: true, rate: 1 },
+      lb,
     });
     box.exec(['sh', '-c', `cat > /etc/xdplb/xdplb.json`], { input: config });
-    expect(systemctl('start', 'xdplb-filter', 'xdplb-sampler').code).toBe(0);
+    expect(systemctl('start', 'xdplb-filter', 'xdplb-sampler', 'xdplb-lb').code).toBe(0);
     expect(systemctl('show', '-P', 'StatusText', 'xdplb-filter').out.trim()).toBe(`${dev}: frags_drop off, ptb_max_pps 0, 1 prefixes dropped`);
     expect(systemctl('show', '-P', 'StatusText', 'xdplb-sampler').out.trim()).toBe(`${dev}: packets 1 in 1, verdicts off, snaplen 256`);
+    expect(systemctl('show', '-P', 'StatusText', 'xdplb-lb').out.trim()).toMatch(new RegExp(`^${dev}: 1 VIPs, 1 backends, 0/\\d+ connections$`));
     const s = hostStatus();
-    expect(s.subprograms[1].name).toBe('xdp_sampler');
-    expect(s.subprograms[2].name).toBe('xdp_filter');
+    expect([1, 2, 7].map((slot) => s.subprograms[slot].name)).toEqual(['xdp_sampler', 'xdp_filter', 'xdp_lb']);
     expect(ping()).toMatch(/ 0 received/);
 
-    box.exec(['sh', '-c', `cat > /etc/xdplb/xdplb.json`], { input: JSON.stringify({ interfaces: 'auto', filter: { enabled: true }, sampler: { enabled: true, rate: 1 } }) });
+    box.exec(['sh', '-c', `cat > /etc/xdplb/xdplb.json`], {
+      input: JSON.stringify({ interfaces: 'auto', filter: { enabled: true }, sampler: { enabled: true, rate: 1 }, lb }),
+    });
     expect(systemctl('reload', 'xdplb-filter').code).toBe(0);
     await until('the filter to reload', () => /0 prefixes dropped/.test(systemctl('show', '-P', 'StatusText', 'xdplb-filter').out));
     expect(ping()).toMatch(/3 received/);
@@ -140,20 +148,19 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     await until('active again', () => systemctl('is-active', 'xdplb-root').out.trim() === 'active');
     expect(hostStatus().root_id).toBe(before.root_id);
     // The subprograms' units were not stopped: their programs never left.
-    expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler').out.trim().split('\n')).toEqual(['active', 'active']);
+    expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler', 'xdplb-lb').out.trim().split('\n')).toEqual(['active', 'active', 'active']);
     expect(hostStatus().subprograms[2].id).toBe(before.subprograms[2].id);
   });
 
   it('systemctl stop detaches everything, stops the subprogram units and leaves no pins', () => {
-    systemctl('start', 'xdplb-filter', 'xdplb-sampler');
     expect(systemctl('is-active', 'xdplb-filter').out.trim()).toBe('active');
     expect(systemctl('stop', 'xdplb-root').code).toBe(0);
-    expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler').out.trim().split('\n')).toEqual(['inactive', 'inactive']);
+    expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler', 'xdplb-lb').out.trim().split('\n')).toEqual(['inactive', 'inactive', 'inactive']);
     expect(attachedProg()).toBeNull();
     expect(pinned()).toBe(false);
   });
 
-  it('a bad config fails the unit with one readable line and attaches nothing', async () => {
+  it('a bad config, a missing one, invalid JSON or a foreign XDP program fails the unit with one readable line and attaches nothing', async () => {
     inBox('cp', '/etc/xdplb/xdplb.json', '/root/xdplb.json.good');
     box.exec(['sh', '-c', 'printf \'{"interfaces": ["nosuch0"]}\' > /etc/xdplb/xdplb.json']);
     expect(systemctl('start', 'xdplb-root').code).not.toBe(0);
@@ -171,7 +178,28 @@ describe('the xdplb package on Debian 13 with systemd', () => {
       'xdp-root: /etc/xdplb/xdplb.json:1: mode: expected "native", "skb" or "auto", got "fast"',
     );
     expect(pinned()).toBe(false);
+    const failsWith = (line: string) => {
+      systemctl('reset-failed', 'xdplb-root');
+      expect(systemctl('start', 'xdplb-root').code).not.toBe(0);
+      expect(systemctl('status', 'xdplb-root', '--no-pager', '--full').out).toContain(line);
+      expect(systemctl('show', '-P', 'NRestarts', 'xdplb-root').out.trim()).toBe('0');
+      expect(attachedProg()).toBeNull();
+      expect(pinned()).toBe(false);
+    };
+    inBox('rm', '/etc/xdplb/xdplb.json');
+    failsWith('xdp-root: cannot read config /etc/xdplb/xdplb.json: no such file');
+    box.exec(['sh', '-c', 'printf \'{"interfaces": \' > /etc/xdplb/xdplb.json']);
+    failsWith('xdp-root: /etc/xdplb/xdplb.json:1: invalid JSON: ValueExpected');
+
     inBox('cp', '/root/xdplb.json.good', '/etc/xdplb/xdplb.json');
+    execFileSync('ip', ['-n', netns, 'link', 'set', 'dev', dev, 'xdpgeneric', 'object', `${ROOT_DIR}/build/bpf/xdp_plain.o`, 'program', 'xdp_plain_pass']);
+    systemctl('reset-failed', 'xdplb-root');
+    expect(systemctl('start', 'xdplb-root').code).not.toBe(0);
+    expect(systemctl('status', 'xdplb-root', '--no-pager', '--full').out).toMatch(
+      new RegExp(`xdp-root: ${dev} already has XDP program 'xdp_plain_pass' \\(id \\d+, skb mode\\) attached: pass --force to replace it`),
+    );
+    expect(pinned()).toBe(false);
+    execFileSync('ip', ['-n', netns, 'link', 'set', 'dev', dev, 'xdpgeneric', 'off']);
     systemctl('reset-failed', 'xdplb-root');
   });
 
