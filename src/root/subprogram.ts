@@ -1,8 +1,8 @@
 // A subprogram that ships with xdplb (filter, load balancer, sampler) as one
 // instance per interface: which slot it is in, its maps pinned per interface
 // and, for state every interface shares, once under the shared directory.
-import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { closeFd, openPinned, progFullName } from '../libbpf/index.js';
 import { XdplbError } from '../errors.js';
 import { bpfObject, sharedDir, subprogramDir, interfaceDir } from './layout.js';
@@ -99,6 +99,12 @@ export function detachSubprogram(ifname: string, spec: SubprogramSpec): boolean 
   rmSync(subprogramDir(ifname, spec.name), { recursive: true, force: true });
   if (spec.sharedMaps?.length && !pinnedInterfaces().some((i) => runsOn(i, spec))) {
     rmSync(sharedDir(spec.name), { recursive: true, force: true });
+    // The parent goes too once no subprogram keeps shared state in it.
+    try {
+      rmdirSync(dirname(sharedDir(spec.name)));
+    } catch {
+      // not empty, or already gone
+    }
   }
   return !!found;
 }
