@@ -1,6 +1,6 @@
 // xdp-filter: the filter in a slot of the root array, its configuration, its
 // source drop lists and its counters (ecbpf xdp_filter's flags and status).
-import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
+import { RUN_DESCRIPTION, RUN_OPTION, runRequest, runSection } from './run.js';
 import yargs from 'yargs';
 import { UsageError } from '../errors.js';
 import { parseInterfaceList } from '../net/interface.js';
@@ -178,14 +178,7 @@ const list = (ps: Prefix[]) => ps.map(formatPrefix).join(', ');
 export async function main(args: string[]): Promise<number> {
   const argv = await parser(args).parse();
   const config = runRequest(COMMAND, argv, ACTIONS);
-  if (config !== null) {
-    requirePrivileges();
-    // Loaded only for run: the other actions need not pay for the config parser.
-    const [{ runSectionService }, { FILTER_SERVICE }] = await Promise.all([
-      import('../service/section-service.js'), import('../programs/filter/service.js'),
-    ]);
-    return runSectionService(FILTER_SERVICE, COMMAND, config);
-  }
+  if (config !== null) return runSection(COMMAND, config, async () => (await import('../programs/filter/service.js')).FILTER_SERVICE);
   const req = validate(argv);
   requirePrivileges();
   const print = (text: string) => process.stdout.write(`${text}\n`);

@@ -1,6 +1,6 @@
 // xdp-lb: the L4 load balancer in a slot of the root array: attach it, apply
 // a config (whole file or small edits), show VIPs, backends and counters.
-import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
+import { RUN_DESCRIPTION, RUN_OPTION, runRequest, runSection } from './run.js';
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { UsageError } from '../errors.js';
@@ -187,14 +187,7 @@ function describeApply(r: ApplyResult): string {
 export async function main(args: string[]): Promise<number> {
   const argv = await parser(args).parse();
   const config = runRequest(COMMAND, argv, ACTIONS);
-  if (config !== null) {
-    requirePrivileges();
-    // Loaded only for run: the other actions need not pay for the config parser.
-    const [{ runSectionService }, { LB_SERVICE }] = await Promise.all([
-      import('../service/section-service.js'), import('../programs/lb/service.js'),
-    ]);
-    return runSectionService(LB_SERVICE, COMMAND, config);
-  }
+  if (config !== null) return runSection(COMMAND, config, async () => (await import('../programs/lb/service.js')).LB_SERVICE);
   const req = validate(argv);
   requirePrivileges();
   const print = (text: string) => process.stdout.write(`${text}\n`);

@@ -2,6 +2,8 @@
 // systemd (xdplb-<name>.service), configured by the service config file.
 import { UsageError } from '../errors.js';
 import { DEFAULT_CONFIG } from '../service/defaults.js';
+import type { SectionHandler } from '../service/section-service.js';
+import { requirePrivileges } from './main.js';
 
 export const RUN_OPTION = {
   config: { type: 'string', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
@@ -24,4 +26,14 @@ export function runRequest(
   if (stray) throw new UsageError(`run takes no --${stray}: it reads what to do from --config`);
   if (Array.isArray(argv.config)) throw new UsageError('--config given more than once: expected one value');
   return (argv.config as string | undefined) ?? DEFAULT_CONFIG;
+}
+
+/** `<command> run`: the subprogram's service. Its code is loaded only here,
+ *  so the other actions do not pay for the config parser at start-up. */
+export async function runSection<T>(
+  command: string, config: string, handler: () => Promise<SectionHandler<T>>,
+): Promise<number> {
+  requirePrivileges();
+  const [{ runSectionService }, h] = await Promise.all([import('../service/section-service.js'), handler()]);
+  return runSectionService(h, command, config);
 }

@@ -1,6 +1,6 @@
 // xdp-sampler: a packet sampler in a slot of the root array, verdict samples
 // from every slot, and captures of both to pcapng or pcap.
-import { RUN_DESCRIPTION, RUN_OPTION, runRequest } from './run.js';
+import { RUN_DESCRIPTION, RUN_OPTION, runRequest, runSection } from './run.js';
 import { accessSync, closeSync, constants, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import yargs from 'yargs';
@@ -225,14 +225,7 @@ async function capture(req: Extract<ReturnType<typeof validate>, { action: 'capt
 export async function main(args: string[]): Promise<number> {
   const argv = await parser(args).parse();
   const config = runRequest(COMMAND, argv, ACTION_FLAGS);
-  if (config !== null) {
-    requirePrivileges();
-    // Loaded only for run: the other actions need not pay for the config parser.
-    const [{ runSectionService }, { SAMPLER_SERVICE }] = await Promise.all([
-      import('../service/section-service.js'), import('../programs/sampler/service.js'),
-    ]);
-    return runSectionService(SAMPLER_SERVICE, COMMAND, config);
-  }
+  if (config !== null) return runSection(COMMAND, config, async () => (await import('../programs/sampler/service.js')).SAMPLER_SERVICE);
   const req = validate(argv);
   requirePrivileges();
   const print = (text: string) => process.stdout.write(`${text}\n`);

@@ -3,7 +3,7 @@
 // and, for state every interface shares, once under the shared directory.
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { closeFd, openPinned, progFullName } from '../libbpf/index.js';
+import { closeFd, openPinned, progFullName, progInfo } from '../libbpf/index.js';
 import { XdplbError } from '../errors.js';
 import { bpfObject, sharedDir, subprogramDir, interfaceDir } from './layout.js';
 import { RootArray, describeProg } from './array.js';
@@ -42,6 +42,30 @@ export interface SubprogramAttach {
   changed: boolean;
 }
 
+/** Where the subprogram is on this root array, once it is clear it can be
+ *  placed in `slot`: refused when it sits in another slot, or when another
+ *  program holds `slot` (unless `replace`). */
+export function checkPlacement(
+  root: RootArray, ifname: string, spec: SubprogramSpec, slot: number, replace = false,
+): { slot: number; id: number } | null {
+  const current = findSubprogram(root, spec);
+  if (current && current.slot !== slot) {
+    throw new XdplbError(
+      `${spec.program} is already in slot ${current.slot} of ${ifname}, not ${slot}: ` +
+        `run xdp-${spec.name} --detach --interface ${ifname} first to move it`,
+    );
+  }
+  const occupant = root.slotIds()[slot];
+  if (!current && occupant && !replace) {
+    const info = describeProg(occupant);
+    throw new XdplbError(
+      `slot ${slot} of ${ifname} already holds '${info ? progFullName(info) : '?'}' (id ${occupant}): ` +
+        'choose another --slot or empty it with xdp-root --unload',
+    );
+  }
+  return current;
+}
+
 /** Put the subprogram into a slot of the interface's root array. Idempotent
  *  when it is already in that slot; its pinned maps are reused, so its
  *  configuration survives being attached again. */
@@ -50,33 +74,18 @@ export function attachSubprogram(
 ): SubprogramAttach {
   const root = requireRoot(ifname);
   try {
-    const current = findSubprogram(root, spec);
-    if (current && current.slot === slot) return { ifname, slot, id: current.id, changed: false };
-    if (current) {
-      throw new XdplbError(
-        `${spec.program} is already in slot ${current.slot} of ${ifname}, not ${slot}: ` +
-          `run xdp-${spec.name} --detach --interface ${ifname} first to move it`,
-      );
-    }
-    const occupant = root.slotIds()[slot];
-    if (occupant && !opts.replace) {
-      const info = describeProg(occupant);
-      throw new XdplbError(
-        `slot ${slot} of ${ifname} already holds '${info ? progFullName(info) : '?'}' (id ${occupant}): ` +
-          'choose another --slot or unload it with xdp-root --unload',
-      );
-    }
+    const current = checkPlacement(root, ifname, spec, slot, opts.replace);
+    if (current) return { ifname, slot, id: current.id, changed: false };
     const pins = [{ dir: subprogramDir(ifname, spec.name), maps: spec.interfaceMaps }];
     if (spec.sharedMaps?.length) pins.push({ dir: sharedDir(spec.name), maps: spec.sharedMaps });
     const fd = loadSlotProgram(root, { object: bpfObject(spec.object), program: spec.program, slot, pins });
     try {
       root.clearCounters(slot);
       root.setSlot(slot, fd);
+      return { ifname, slot, id: progInfo(fd).id, changed: true };
     } finally {
       closeFd(fd);
     }
-    const placed = findSubprogram(root, spec)!;
-    return { ifname, slot, id: placed.id, changed: true };
   } finally {
     root.close();
   }

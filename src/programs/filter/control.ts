@@ -4,11 +4,9 @@
 import { existsSync } from 'node:fs';
 import { XdplbError } from '../../errors.js';
 import { interfaceIndex } from '../../net/interface.js';
-import { describeProg } from '../../root/array.js';
 import { requireRoot, unloadSlot } from '../../root/slot.js';
 import { subprogramDir } from '../../root/layout.js';
-import { attachSubprogram, detachSubprogram, findSubprogram } from '../../root/subprogram.js';
-import { progFullName } from '../../libbpf/index.js';
+import { attachSubprogram, checkPlacement, detachSubprogram, findSubprogram } from '../../root/subprogram.js';
 import type { FilterConfig } from './config.js';
 import { FILTER } from './layout.js';
 import { FilterMaps } from './maps.js';
@@ -38,27 +36,12 @@ function inspect(ifname: string): { slot: number; id: number } | null {
  *  that already runs it keeps its program, lists and counters. */
 export function attachFilter(ifnames: string[], slot: number, changes: Partial<FilterConfig>): AttachResult[] {
   for (const ifname of ifnames) {
-    const current = inspect(ifname);
-    if (current && current.slot !== slot) {
-      throw new XdplbError(
-        `xdp_filter is already in slot ${current.slot} of ${ifname}, not ${slot}: ` +
-          `run xdp-filter --detach --interface ${ifname} first to move it`,
-      );
-    }
-    if (!current) {
-      const root = requireRoot(ifname);
-      try {
-        const occupant = root.slotIds()[slot];
-        if (occupant) {
-          const info = describeProg(occupant);
-          throw new XdplbError(
-            `slot ${slot} of ${ifname} already holds '${info ? progFullName(info) : '?'}' (id ${occupant}): ` +
-              'choose another --slot or empty it with xdp-root --unload',
-          );
-        }
-      } finally {
-        root.close();
-      }
+    interfaceIndex(ifname);
+    const root = requireRoot(ifname);
+    try {
+      checkPlacement(root, ifname, FILTER, slot);
+    } finally {
+      root.close();
     }
   }
   // Undoing an attach that reused maps pinned from before (the slot was
