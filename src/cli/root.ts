@@ -73,7 +73,6 @@ function single(list: string[], action: string): string {
 /** Check the whole request before anything touches the kernel. */
 export function validate(argv: Args) {
   if (argv._[0] === 'run') {
-    if (argv._.length > 1) throw new UsageError(`unexpected argument '${argv._[1]}' after run (see xdp-root --help)`);
     const stray = ACTION_FLAGS.filter((a) => argv[a]);
     if (stray.length) throw new UsageError(`run takes no --${stray[0]}: it reads what to do from --config`);
     return { action: 'run' as const, config: argv.config ?? DEFAULT_CONFIG, dryRun: !!argv['dry-run'] };

@@ -21,7 +21,6 @@ export function runRequest(
     if (argv.config !== undefined) throw new UsageError(`--config goes with run (see ${command} --help)`);
     return null;
   }
-  if (argv._.length > 1) throw new UsageError(`unexpected argument '${argv._[1]}' after run (see ${command} --help)`);
   const stray = actions.find((a) => flags[a] !== undefined && flags[a] !== false);
   if (stray) throw new UsageError(`run takes no --${stray}: it reads what to do from --config`);
   if (Array.isArray(argv.config)) throw new UsageError('--config given more than once: expected one value');

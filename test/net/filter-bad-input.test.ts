@@ -65,6 +65,17 @@ describe('xdp-filter rejects bad input and changes nothing', () => {
     () => `xdp-filter is not attached to ${bare}: run xdp-filter --attach --interface ${bare} first`));
   it('moving the filter to another slot', rejects(() => ['--attach', '--interface', lab.serverIf, '--slot', '4'], 1,
     () => `xdp_filter is already in slot 2 of ${lab.serverIf}, not 4: run xdp-filter --detach --interface ${lab.serverIf} first to move it`));
+  it('a slot another program holds', () => {
+    ok(xdpRoot(['--load', '--interface', bare, '--slot', '2', '--object', `${ROOT_DIR}/build/bpf/xdp_fixtures.o`, '--program', 'xdp_pass_test'], { netns: lab.server }));
+    const rootStatus = () => ok(xdpRoot(['--status', '--interface', bare, '--json'], { netns: lab.server }));
+    const before = rootStatus();
+    const id = JSON.parse(before)[bare].subprograms[2].id;
+    const r = filter(['--attach', '--interface', bare]);
+    expect(r.stderr).toBe(`xdp-filter: slot 2 of ${bare} already holds 'xdp_pass_test' (id ${id}): choose another --slot or empty it with xdp-root --unload\n`);
+    expect(r.code).toBe(1);
+    expect(rootStatus()).toBe(before);
+    ok(xdpRoot(['--unload', '--interface', bare, '--slot', '2'], { netns: lab.server }));
+  });
   it('slot out of range', rejects(() => ['--attach', '--interface', lab.serverIf, '--slot', '9'], 2,
     () => "invalid slot '9': expected a whole number from 0 to 7"));
   it('flag that does not go with the action', rejects(() => ['--clear', '--interface', lab.serverIf, '--ips', '1.2.3.4'], 2,

@@ -101,6 +101,8 @@ describe('subprogram services', () => {
     lb.d.proc.kill('SIGTERM');
     expect(await lb.d.exited).toBe(0);
     expect(rootStatus().subprograms[7].prog_loaded).toBe(false);
+    // The last balancer gone, its shared state and the directory holding it go too.
+    expect(existsSync('/sys/fs/bpf/xdplb/program-shared-state')).toBe(false);
   });
 
   it('refuses to run a section that is not enabled, with one line', async () => {

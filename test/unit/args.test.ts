@@ -60,6 +60,14 @@ describe('xdp-root arguments', () => {
     await expect(req('--load', '-i', 'eth0', '-s', '1', '-s', '2', '-o', 'x.o', '-p', 'p')).rejects.toThrow('--slot given more than once: expected one value');
   });
 
+  it('takes run with --config and --dry-run, and those only with run', async () => {
+    expect(await req('run')).toEqual({ action: 'run', config: '/etc/xdplb/xdplb.json', dryRun: false });
+    expect(await req('run', '--config', '/tmp/x.json', '--dry-run')).toEqual({ action: 'run', config: '/tmp/x.json', dryRun: true });
+    await expect(req('run', '--attach')).rejects.toThrow('run takes no --attach: it reads what to do from --config');
+    await expect(req('run', 'now')).rejects.toThrow('Unknown argument: now (see xdp-root --help)');
+    await expect(req('--status', '--config', '/tmp/x.json')).rejects.toThrow('--config and --dry-run go with run (see xdp-root --help)');
+  });
+
   it('every usage error exits 2', async () => {
     await expect(req('--attach')).rejects.toBeInstanceOf(UsageError);
     await expect(req('--bogus')).rejects.toBeInstanceOf(UsageError);
