@@ -81,6 +81,7 @@ function writeLoop(fds: LbFds, a: string, b: string, nat: string): void {
   const track = (vip: string, sport: number, natPort: number, backendAddr: string) => {
     const flow = flowKey(nat, vip, sport, 8000);
     const conn = Buffer.alloc(LAYOUT.lb_conn.size);
+    // Not in the past on either clock of lb_now(): the first packet sets it.
     conn.writeBigUInt64LE(now, LAYOUT.lb_conn.last_seen);
     conn.writeUInt32LE(backendOf(vip), LAYOUT.lb_conn.backend);
     conn.writeUInt16BE(natPort, LAYOUT.lb_conn.nat_port);

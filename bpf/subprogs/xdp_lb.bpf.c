@@ -99,11 +99,13 @@ static __always_inline const struct lb_addr *lb_nat_addr(const struct lb_config 
 }
 
 /* The backend a tracked flow uses, or NULL when its entry no longer holds:
- * expired, a new TCP connection on a closed one's 4-tuple, or its backend
- * slot reused for another VIP. */
-static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct lb_pkt *p, const struct lb_vip *vip,
+ * expired, a new TCP connection on a closed one's 4-tuple, its backend slot
+ * reused, or its VIP gone (the VIP is found by id, from the backend, and
+ * must still be the packet's destination). */
+static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct lb_pkt *p,
 						     const struct lb_config *cfg, __u64 now)
 {
+	struct lb_vip_key *key;
 	struct lb_backend *be;
 	__u32 id = c->backend;
 
@@ -112,7 +114,12 @@ static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct l
 	if (p->th && p->th->syn && !p->th->ack && c->state)
 		return NULL;
 	be = bpf_map_lookup_elem(&lb_backends, &id);
-	if (!be || !(be->flags & LB_BACKEND_IN_USE) || be->vip_id != vip->id)
+	if (!be || !(be->flags & LB_BACKEND_IN_USE))
+		return NULL;
+	id = be->vip_id;
+	key = bpf_map_lookup_elem(&lb_vip_ids, &id);
+	if (!key || !lb_addr_eq(&key->addr, &p->flow.dst) || key->port != p->flow.dport ||
+	    key->proto != p->flow.proto || key->family != p->flow.family)
 		return NULL;
 	return be;
 }
@@ -130,63 +137,26 @@ static __always_inline __u32 lb_maglev_pick(const struct lb_vip *vip, const stru
 	return id ? *id : LB_NO_BACKEND;
 }
 
-/* client -> VIP  becomes  NAT source:port -> backend. */
-static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_vip *vip,
-				      const struct lb_config *cfg)
+/* Count a client packet on its VIP; NULL when the VIP's row is missing. */
+static __always_inline struct lb_counters *lb_vip_count(__u32 vip_id, const struct lb_pkt *p)
 {
-	struct lb_counters *vc = lb_stats(&lb_vip_stats, vip->id), *bc;
-	const struct lb_addr *nat = lb_nat_addr(cfg, p->flow.family);
-	/* Coarse time (a tick's resolution) is plenty for idle timeouts, and
-	 * cheaper than a precise clock read on every packet. */
-	__u64 now = bpf_ktime_get_coarse_ns();
-	struct lb_backend *be = NULL;
+	struct lb_counters *vc = lb_stats(&lb_vip_stats, vip_id);
+
+	if (vc) {
+		vc->packets++;
+		vc->bytes += p->bytes;
+	}
+	return vc;
+}
+
+/* client -> VIP  becomes  NAT source:port -> backend `be` (id `backend`). */
+static __always_inline int lb_send(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
+				   const struct lb_addr *nat, struct lb_counters *vc, const struct lb_backend *be,
+				   __u32 backend, __be16 nport, int created, __u64 now)
+{
+	struct lb_counters *bc = lb_stats(&lb_be_stats, backend);
 	struct lb_tuple from, to;
-	struct lb_conn *c;
-	__u32 backend = 0;
-	__be16 nport = 0;
-	int created = 0;
 
-	if (!vc)
-		return XDP_ABORTED;
-	vc->packets++;
-	vc->bytes += p->bytes;
-	if (!nat) {
-		vc->no_backend++;
-		return XDP_DROP;
-	}
-	c = bpf_map_lookup_elem(&lb_conns, &p->flow);
-	if (c) {
-		be = lb_tracked(c, p, vip, cfg, now);
-		backend = c->backend;
-		nport = c->nat_port;
-	}
-	if (be) {
-		lb_conn_touch(c, p->th, LB_FIN_CLIENT, now);
-	} else {
-		struct lb_conn fresh = { .last_seen = now };
-
-		if (p->th && !p->th->syn)
-			vc->conn_misses++;
-		backend = lb_maglev_pick(vip, &p->flow);
-		be = bpf_map_lookup_elem(&lb_backends, &backend);
-		if (!be || !(be->flags & LB_BACKEND_IN_USE) || (be->flags & LB_BACKEND_REMOVED)) {
-			vc->no_backend++;
-			return XDP_DROP;
-		}
-		nport = lb_nat_alloc(&p->flow, be, backend, vip->id, nat, cfg, now);
-		if (!nport) {
-			vc->nat_exhausted++;
-			return XDP_DROP;
-		}
-		fresh.backend = backend;
-		fresh.nat_port = nport;
-		if (p->th && p->th->fin)
-			fresh.state = LB_FIN_CLIENT;
-		bpf_map_update_elem(&lb_conns, &p->flow, &fresh, BPF_ANY);
-		vc->new_conns++;
-		created = 1;
-	}
-	bc = lb_stats(&lb_be_stats, backend);
 	if (bc) {
 		bc->packets++;
 		bc->bytes += p->bytes;
@@ -202,7 +172,66 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, cons
 	to = (struct lb_tuple){ .src = *nat, .dst = be->addr, .sport = nport, .dport = be->port };
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
 	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len,
-		       (be->flags & LB_BACKEND_MAC) ? be : NULL, bpf_map_lookup_elem(&lb_l2_cache, &backend), now, vc);
+		       (be->flags & LB_BACKEND_MAC) ? be : NULL, bpf_map_lookup_elem(&lb_l2_cache, &backend), cfg, now,
+		       vc);
+}
+
+/* A packet of a tracked flow: the fast path, no hash lookup but the
+ * connection table's. */
+static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
+				      struct lb_conn *c, const struct lb_backend *be, __u64 now)
+{
+	const struct lb_addr *nat = lb_nat_addr(cfg, p->flow.family);
+	struct lb_counters *vc = lb_vip_count(be->vip_id, p);
+
+	if (!vc)
+		return XDP_ABORTED;
+	if (!nat) {
+		vc->no_backend++;
+		return XDP_DROP;
+	}
+	lb_conn_touch(c, p->th, LB_FIN_CLIENT, now);
+	return lb_send(ctx, p, cfg, nat, vc, be, c->backend, c->nat_port, 0, now);
+}
+
+/* A packet to `vip` of no tracked flow: a backend by Maglev, a NAT port,
+ * and a new connection entry (over a stale one for the same 5-tuple). */
+static __always_inline int lb_new_flow(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_vip *vip,
+				       const struct lb_config *cfg, __u64 now)
+{
+	const struct lb_addr *nat = lb_nat_addr(cfg, p->flow.family);
+	struct lb_counters *vc = lb_vip_count(vip->id, p);
+	struct lb_conn fresh = { .last_seen = now };
+	struct lb_backend *be;
+	__u32 backend;
+	__be16 nport;
+
+	if (!vc)
+		return XDP_ABORTED;
+	if (!nat) {
+		vc->no_backend++;
+		return XDP_DROP;
+	}
+	if (p->th && !p->th->syn)
+		vc->conn_misses++;
+	backend = lb_maglev_pick(vip, &p->flow);
+	be = bpf_map_lookup_elem(&lb_backends, &backend);
+	if (!be || !(be->flags & LB_BACKEND_IN_USE) || (be->flags & LB_BACKEND_REMOVED)) {
+		vc->no_backend++;
+		return XDP_DROP;
+	}
+	nport = lb_nat_alloc(&p->flow, be, backend, vip->id, nat, cfg, now);
+	if (!nport) {
+		vc->nat_exhausted++;
+		return XDP_DROP;
+	}
+	fresh.backend = backend;
+	fresh.nat_port = nport;
+	if (p->th && p->th->fin)
+		fresh.state = LB_FIN_CLIENT;
+	bpf_map_update_elem(&lb_conns, &p->flow, &fresh, BPF_ANY);
+	vc->new_conns++;
+	return lb_send(ctx, p, cfg, nat, vc, be, backend, nport, 1, now);
 }
 
 /* backend -> NAT source:port  becomes  VIP -> client. */
@@ -210,7 +239,7 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 {
 	struct lb_nat_key key = { .backend = p->flow.src, .bport = p->flow.sport, .nport = p->flow.dport,
 				  .proto = p->flow.proto, .family = p->flow.family };
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = lb_now(cfg);
 	struct lb_counters *vc, *bc;
 	struct lb_tuple from, to;
 	struct lb_conn *c;
@@ -237,16 +266,14 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	if (p->th && p->th->rst)
 		lb_conn_forget(&n->flow, &key);
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
-	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, &n->l2, now, vc);
+	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, &n->l2, cfg, now, vc);
 }
 
 static __always_inline int lb_process(struct xdp_md *ctx)
 {
 	struct lb_pkt p = {};
-	struct lb_vip_key vk = {};
 	const struct lb_addr *nat;
 	struct lb_config *cfg;
-	struct lb_vip *vip;
 	__u32 zero = 0;
 	__u16 port;
 
@@ -255,13 +282,24 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return XDP_PASS;
-	vk.addr = p.flow.dst;
-	vk.port = p.flow.dport;
-	vk.proto = p.flow.proto;
-	vk.family = p.flow.family;
-	vip = bpf_map_lookup_elem(&lb_vips, &vk);
-	if (vip)
-		return lb_forward(ctx, &p, vip, cfg);
+	if (lb_vip_maybe(&p.flow)) {
+		struct lb_vip_key vk = { .addr = p.flow.dst, .port = p.flow.dport, .proto = p.flow.proto,
+					 .family = p.flow.family };
+		__u64 now = lb_now(cfg);
+		struct lb_backend *be;
+		struct lb_conn *c;
+		struct lb_vip *vip;
+
+		c = bpf_map_lookup_elem(&lb_conns, &p.flow);
+		if (c) {
+			be = lb_tracked(c, &p, cfg, now);
+			if (be)
+				return lb_forward(ctx, &p, cfg, c, be, now);
+		}
+		vip = bpf_map_lookup_elem(&lb_vips, &vk);
+		if (vip)
+			return lb_new_flow(ctx, &p, vip, cfg, now);
+	}
 	nat = lb_nat_addr(cfg, p.flow.family);
 	port = bpf_ntohs(p.flow.dport);
 	if (nat && port >= cfg->port_min && port <= cfg->port_max &&

@@ -8,7 +8,9 @@ import { maglevTable } from '../../src/programs/lb/maglev.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
-import { LAYOUT, addrText, u32 } from '../../src/programs/lb/layout.js';
+import { LAYOUT, addrText, encodeVipKey, u32 } from '../../src/programs/lb/layout.js';
+import { VIP_BITS_WORDS, vipBits } from '../../src/programs/lb/vipbits.js';
+import { kernelHz } from '../../src/programs/lb/clock.js';
 import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
 import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
@@ -308,6 +310,42 @@ describe('load balancer data plane', () => {
     const after = kernelTable();
     expect(after.id).not.toBe(before.id); // a new map, not the old one written over
     expect(after.table).toEqual(maglevTable([{ id: ids.get('10.0.0.2')!, key: '10.0.0.2:8000', weight: 2 }, { id: ids.get('10.0.0.3')!, key: '10.0.0.3:8000', weight: 1 }]));
+  });
+
+  it('finds every VIP by the bit TypeScript sets for it, and by its id; both cleared with the VIP', () => {
+    const vips = Array.from({ length: 200 }, (_, i) => i % 2
+      ? { address: `fd09::${i.toString(16)}`, port: 1000 + i, protocol: i % 4 === 1 ? 'udp' : 'tcp', backends: [{ address: 'fd00::2' }] }
+      : { address: `10.9.${i >> 8}.${i & 255}`, port: 1000 + i, protocol: i % 4 === 0 ? 'udp' : 'tcp', backends: [{ address: '10.0.0.2' }] });
+    const c = apply({ ...BASE, vips });
+    const keys = c.vips.map(encodeVipKey);
+    expect(arrayValues(fds.lb_vip_bits, 8, VIP_BITS_WORDS).equals(vipBits(keys))).toBe(true);
+    const ids = arrayValues(fds.lb_vip_ids, LAYOUT.lb_vip_key.size, 512);
+    for (const [, v] of readState(fds).vips) {
+      expect(ids.subarray(v.id * LAYOUT.lb_vip_key.size, (v.id + 1) * LAYOUT.lb_vip_key.size).equals(v.key)).toBe(true);
+    }
+    c.vips.forEach((v, i) => {
+      const six = v.address.includes(':');
+      const r = run(frame({ src: six ? 'fd00::1' : '10.0.0.1', dst: v.address, sport: 30000 + i, dport: v.port, proto: v.protocol,
+        flags: TCP.SYN, dstMac: LB_MAC, srcMac: MAC.client, payload: Buffer.alloc(0) }));
+      expect([v.address, v.port, v.protocol, r.retval]).toEqual([v.address, v.port, v.protocol, XDP.TX]);
+      expect(parseFrame(r.data).dst).toBe(six ? 'fd00:0:0:0:0:0:0:2' : '10.0.0.2');
+    });
+    apply({ ...BASE, vips: [] });
+    expect(arrayValues(fds.lb_vip_bits, 8, VIP_BITS_WORDS).equals(Buffer.alloc(VIP_BITS_WORDS * 8))).toBe(true);
+    expect(arrayValues(fds.lb_vip_ids, LAYOUT.lb_vip_key.size, 512).equals(Buffer.alloc(512 * LAYOUT.lb_vip_key.size))).toBe(true);
+  });
+
+  it('lets a tracked flow idle out after tcp_idle_s on the kernel\'s jiffies', () => {
+    expect(kernelHz()).toBeGreaterThan(0); // this kernel's config says CONFIG_HZ
+    apply({ ...BASE, timeouts: { tcp_idle_s: 1 } });
+    expect(mapLookup(fds.lb_config, u32(0), LAYOUT.lb_config.size)!.readUInt32LE(LAYOUT.lb_config.hz)).toBe(kernelHz());
+    const ack = () => run(frame(syn(54000, { flags: TCP.ACK })));
+    expect(run(frame(syn(54000))).retval).toBe(XDP.TX);
+    expect(ack().retval).toBe(XDP.TX);
+    expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 2n, new_conns: 1n, conn_misses: 0n });
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1300);
+    expect(ack().retval).toBe(XDP.TX); // still served, as a flow it no longer knows
+    expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 3n, new_conns: 2n, conn_misses: 1n });
   });
 
   it('changes a VIP\'s table size both ways, and forgets a removed VIP', () => {

@@ -15,6 +15,17 @@
 
 #define LB_NS 1000000000ULL
 
+/* The time of a packet, in ticks of cfg->hz (see struct lb_config). */
+static __always_inline __u64 lb_now(const struct lb_config *cfg)
+{
+	return cfg->hz ? bpf_jiffies64() : bpf_ktime_get_coarse_ns();
+}
+
+static __always_inline __u64 lb_ticks(const struct lb_config *cfg, __u32 seconds)
+{
+	return (__u64)seconds * (cfg->hz ? cfg->hz : LB_NS);
+}
+
 static __always_inline int lb_conn_expired(const struct lb_conn *c, __u8 proto,
 					   const struct lb_config *cfg, __u64 now)
 {
@@ -27,7 +38,7 @@ static __always_inline int lb_conn_expired(const struct lb_conn *c, __u8 proto,
 		limit = cfg->time_wait_s;
 	else
 		limit = cfg->tcp_idle_s;
-	return idle >= limit * LB_NS;
+	return idle >= lb_ticks(cfg, limit);
 }
 
 /* A NAT entry is stale, and its port free, when the flow it belonged to is
@@ -46,8 +57,8 @@ static __always_inline int lb_nat_stale(const struct lb_nat *n, const struct lb_
 /* Note a packet of the flow: time, and FIN from the given side. */
 static __always_inline void lb_conn_touch(struct lb_conn *c, const struct tcphdr *th, __u8 fin_bit, __u64 now)
 {
-	/* The coarse clock moves once a tick: most packets need not write (and
-	 * take from other CPUs) the entry's cache line. */
+	/* The clock moves once a tick: most packets need not write (and take
+	 * from other CPUs) the entry's cache line. */
 	if (c->last_seen != now)
 		c->last_seen = now;
 	if (th && th->fin)

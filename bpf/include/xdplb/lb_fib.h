@@ -8,7 +8,7 @@
  * flow is not lost; that needs forwarding on (as the FIB lookup itself does)
  * and, because the NAT source is the balancer's own address, accept_local.
  *
- * The answer is kept for LB_L2_CACHE_NS (a FIB and neighbour lookup was
+ * The answer is kept for LB_L2_CACHE_S (a FIB and neighbour lookup was
  * half of an established flow's cost): toward a backend per CPU, toward a
  * client in the flow's NAT entry. A changed route or neighbour MAC takes
  * effect within that time; an unresolved neighbour is never kept.
@@ -18,6 +18,7 @@
 
 #include <linux/if_ether.h>
 #include "lb_maps.h"
+#include "lb_conntrack.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -26,7 +27,7 @@
 #define AF_INET6 10
 #endif
 
-#define LB_L2_CACHE_NS 1000000000ULL
+#define LB_L2_CACHE_S 1
 
 static __always_inline int lb_l2_out(struct xdp_md *ctx, struct ethhdr *eth, const __u8 *smac, const __u8 *dmac,
 				     __u32 ifindex)
@@ -46,8 +47,8 @@ static __always_inline int lb_addr_eq(const struct lb_addr *a, const struct lb_a
 /* `l2` is where the answer for `dst` is kept (NULL: nowhere). */
 static __always_inline int lb_xmit(struct xdp_md *ctx, struct ethhdr *eth, __u8 family, __u8 proto,
 				   const struct lb_addr *src, const struct lb_addr *dst, __u16 tot_len,
-				   const struct lb_backend *explicit_mac, struct lb_l2 *l2, __u64 now,
-				   struct lb_counters *vc)
+				   const struct lb_backend *explicit_mac, struct lb_l2 *l2,
+				   const struct lb_config *cfg, __u64 now, struct lb_counters *vc)
 {
 	struct bpf_fib_lookup p = {};
 	int rc;
@@ -75,7 +76,7 @@ static __always_inline int lb_xmit(struct xdp_md *ctx, struct ethhdr *eth, __u8 
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		if (l2) {
 			l2->dst = *dst;
-			l2->expires = now + LB_L2_CACHE_NS;
+			l2->expires = now + lb_ticks(cfg, LB_L2_CACHE_S);
 			l2->ifindex = p.ifindex;
 			__builtin_memcpy(l2->smac, p.smac, ETH_ALEN);
 			__builtin_memcpy(l2->dmac, p.dmac, ETH_ALEN);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* The flow hash: the 5-tuple mixed word by word (multiply-xorshift), then
  * MurmurHash3's finalizer. It picks the Maglev entry and the first NAT port
- * to try; balancers running this object agree on it. */
+ * to try; balancers running this object agree on it. The VIP hash is the
+ * same mix over the words of a struct lb_vip_key. */
 #ifndef XDPLB_LB_HASH_H
 #define XDPLB_LB_HASH_H
 
@@ -9,11 +10,21 @@
 
 #define LB_SEED_MAGLEV 0x5bd1e995
 #define LB_SEED_NAT 0x27d4eb2f
+#define LB_SEED_VIP 0x165667b1
 
 static __always_inline __u32 lb_mix(__u32 h, __u32 w)
 {
 	h ^= w;
 	h *= 0x9e3779b1;
+	return h ^ (h >> 16);
+}
+
+static __always_inline __u32 lb_final(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
 	return h ^ (h >> 16);
 }
 
@@ -28,11 +39,25 @@ static __always_inline __u32 lb_flow_hash(const struct lb_flow *f, __u32 seed)
 	}
 	h = lb_mix(h, ((__u32)f->sport << 16) | f->dport);
 	h = lb_mix(h, f->proto);
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	return h ^ (h >> 16);
+	return lb_final(h);
+}
+
+/* May the flow's destination be a VIP? False means certainly not (its bit
+ * in lb_vip_bits is clear); the words mixed are those of its lb_vip_key,
+ * little-endian, as src/programs/lb/vipbits.ts mixes them. */
+static __always_inline int lb_vip_maybe(const struct lb_flow *f)
+{
+	__u32 h = LB_SEED_VIP, word;
+	__u64 *bits;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h = lb_mix(h, f->dst.w[i]);
+	h = lb_mix(h, (__u32)f->dport | (__u32)f->proto << 16 | (__u32)f->family << 24);
+	h = lb_final(h) & (LB_VIP_BITS_WORDS * 64 - 1);
+	word = h >> 6;
+	bits = bpf_map_lookup_elem(&lb_vip_bits, &word);
+	return bits && (*bits >> (h & 63)) & 1;
 }
 
 #endif

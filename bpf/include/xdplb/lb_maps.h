@@ -68,7 +68,10 @@ struct lb_config {
 	__u32 tcp_idle_s;
 	__u32 udp_idle_s;
 	__u32 time_wait_s; /* after FIN both ways, before the NAT port is reused */
-	__u32 pad;
+	/* Ticks per second of lb_now(): the kernel's HZ, read inline through
+	 * bpf_jiffies64(); 0 when userspace could not learn it, and then the
+	 * coarse clock's nanoseconds (a helper call, tens of ns dearer). */
+	__u32 hz;
 };
 
 /* A client's flow as it arrives: client -> VIP. */
@@ -86,19 +89,19 @@ struct lb_flow {
 #define LB_FIN_BACKEND 2
 
 struct lb_conn {
-	__u64 last_seen; /* bpf_ktime_get_coarse_ns() */
+	__u64 last_seen; /* lb_now() */
 	__u32 backend;
 	__be16 nat_port;
 	__u8 state; /* LB_FIN_* */
 	__u8 pad;
 };
 
-/* A FIB answer kept for LB_L2_CACHE_NS: per backend and CPU toward
+/* A FIB answer kept for LB_L2_CACHE_S: per backend and CPU toward
  * backends (lb_l2_cache), in the NAT entry toward a flow's client. `dst`
  * tells a reused backend id from the one the answer was for. */
 struct lb_l2 {
 	struct lb_addr dst;
-	__u64 expires;
+	__u64 expires; /* lb_now() ticks */
 	__u32 ifindex;
 	__u8 smac[6];
 	__u8 dmac[6];
@@ -142,6 +145,28 @@ struct {
 	__type(key, struct lb_vip_key);
 	__type(value, struct lb_vip);
 } lb_vips SEC(".maps");
+
+/* A bit per hash of (address, port, protocol, family), set for every VIP
+ * (lb_vip_hash, mirrored in src/programs/lb/vipbits.ts). A clear bit says
+ * "no VIP" with an inline array read, so traffic that is not for a VIP pays
+ * no hash-map lookup; a set bit may be a collision, lb_vips decides. */
+#define LB_VIP_BITS_WORDS 1024
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_VIP_BITS_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} lb_vip_bits SEC(".maps");
+
+/* VIP id -> its key (all zero when the id is free). A tracked flow finds
+ * its VIP through its backend's vip_id and this inline array read, not
+ * through lb_vips: an established packet makes one hash lookup only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct lb_vip_key);
+} lb_vip_ids SEC(".maps");
 
 /* Userspace fills a new table through mmap (BPF_F_MMAPABLE): one copy
  * instead of an update per entry. */

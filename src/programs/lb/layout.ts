@@ -20,7 +20,7 @@ export const LAYOUT = {
   lb_vip: { size: 8, id: 0, table_size: 4 },
   lb_backend: { size: 36, addr: 0, port: 16, family: 18, flags: 19, vip_id: 20, weight: 24, mac: 28 },
   lb_config: {
-    size: 56, nat4: 0, nat6: 16, port_min: 32, port_max: 34, flags: 36, tcp_idle_s: 40, udp_idle_s: 44, time_wait_s: 48,
+    size: 56, nat4: 0, nat6: 16, port_min: 32, port_max: 34, flags: 36, tcp_idle_s: 40, udp_idle_s: 44, time_wait_s: 48, hz: 52,
   },
   lb_flow: { size: 40, src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37 },
   lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, state: 14 },
@@ -37,6 +37,8 @@ export const LAYOUT = {
  *  (a pinned map from another version is refused, not reused). */
 export const MAP_SIZES = {
   lb_vips: [LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size],
+  lb_vip_bits: [4, 8],
+  lb_vip_ids: [4, LAYOUT.lb_vip_key.size],
   lb_maglev: [4, 4],
   lb_backends: [4, LAYOUT.lb_backend.size],
   lb_config: [4, LAYOUT.lb_config.size],
@@ -203,7 +205,8 @@ export interface Timeouts {
   time_wait_s: number;
 }
 
-export function encodeConfig(nat: NatConfig, t: Timeouts): Buffer {
+/** `hz`: the data plane's clock ticks per second (clock.ts). */
+export function encodeConfig(nat: NatConfig, t: Timeouts, hz: number): Buffer {
   const L = LAYOUT.lb_config;
   const b = Buffer.alloc(L.size);
   let flags = 0;
@@ -221,6 +224,7 @@ export function encodeConfig(nat: NatConfig, t: Timeouts): Buffer {
   b.writeUInt32LE(t.tcp_idle_s, L.tcp_idle_s);
   b.writeUInt32LE(t.udp_idle_s, L.udp_idle_s);
   b.writeUInt32LE(t.time_wait_s, L.time_wait_s);
+  b.writeUInt32LE(hz, L.hz);
   return b;
 }
 

@@ -8,6 +8,8 @@ import {
 } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { maglevTable } from './maglev.js';
+import { kernelHz } from './clock.js';
+import { VIP_BITS_WORDS, vipBits } from './vipbits.js';
 import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeCounters, decodeVip, decodeVipKey,
   encodeBackend, encodeConfig, encodeVip, encodeVipKey, u32, type BackendEntry, type LbCounters,
@@ -150,10 +152,22 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     mapDelete(fd, key);
     undo.push({ fd, key, old });
   };
+  /** Write the entries of an array map where `next` differs from `prev`
+   *  (both the whole array), in one batch. */
+  const writeChanged = (fd: number, prev: Buffer, next: Buffer, size: number) => {
+    const ids: number[] = [];
+    for (let i = 0; i * size < next.length; i++) {
+      const a = prev.subarray(i * size, (i + 1) * size);
+      if (a.equals(next.subarray(i * size, (i + 1) * size))) continue;
+      ids.push(i);
+      undo.push({ fd, key: u32(i), old: Buffer.from(a) });
+    }
+    writeArray(fd, ids, ids.map((i) => next.subarray(i * size, (i + 1) * size)));
+  };
   const swapped: Array<{ key: Buffer; oldFd: number | null }> = [];
   const built: Array<{ id: number; fd: number }> = [];
   try {
-    write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts), have.configRaw);
+    write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts, kernelHz()), have.configRaw);
     // Changed backend entries in one batch, and zeroed counters for new ids.
     const changed = plan.flatMap((p) => [...p.backends, ...p.tombstones]).filter((b) => !sameBackend(have.backends.get(b.id), b.entry));
     const fresh = changed.filter((b) => !have.backends.has(b.id)).map((b) => b.id);
@@ -184,6 +198,15 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     // for running programs to let go of the old tables (an RCU grace period)
     // once per update call, not once per table.
     writeArray(fds.lb_maglev, built.map((t) => t.id), built.map((t) => u32(t.fd)));
+    // A new VIP's id and bit go in before its lb_vips entry, a removed one's
+    // come out after it: the bits stay a superset of the VIPs throughout.
+    const ids = arrayValues(fds.lb_vip_ids, LAYOUT.lb_vip_key.size, LB_MAX_VIPS);
+    const bits = arrayValues(fds.lb_vip_bits, 8, VIP_BITS_WORDS);
+    const idsDuring = Buffer.from(ids);
+    for (const p of plan) encodeVipKey(p.vip).copy(idsDuring, p.id * LAYOUT.lb_vip_key.size);
+    writeChanged(fds.lb_vip_ids, ids, idsDuring, LAYOUT.lb_vip_key.size);
+    const bitsDuring = vipBits([...have.vips.values()].map((v) => v.key).concat(plan.map((p) => encodeVipKey(p.vip))));
+    writeChanged(fds.lb_vip_bits, bits, bitsDuring, 8);
     for (const p of plan) {
       const vipKey = encodeVipKey(p.vip);
       const old = p.current ? encodeVip(p.current.id, Math.min(p.current.tableSize, p.vip.table_size)) : null;
@@ -199,6 +222,10 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     for (const [id, b] of have.backends) {
       if (freedVipIds.has(b.vipId)) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(b));
     }
+    const idsAfter = Buffer.alloc(idsDuring.length);
+    for (const p of plan) encodeVipKey(p.vip).copy(idsAfter, p.id * LAYOUT.lb_vip_key.size);
+    writeChanged(fds.lb_vip_ids, idsDuring, idsAfter, LAYOUT.lb_vip_key.size);
+    writeChanged(fds.lb_vip_bits, bitsDuring, vipBits(plan.map((p) => encodeVipKey(p.vip))), 8);
   } catch (err) {
     // Best effort: the error that stopped the apply is the one to report.
     const attempt = (fn: () => unknown) => {

@@ -1,0 +1,38 @@
+// The data plane's first question about a packet: may its destination be a
+// VIP? One bit per hash of the VIP key, in lb_vip_bits; lb_vip_maybe() in
+// bpf/include/xdplb/lb_hash.h mixes the same five little-endian words of a
+// struct lb_vip_key with the same constants, so both sides agree on the bit.
+import { LAYOUT } from './layout.js';
+
+export const VIP_BITS_WORDS = 1024;
+const BITS = VIP_BITS_WORDS * 64;
+const SEED_VIP = 0x165667b1;
+
+const mix = (h: number, w: number) => {
+  h = Math.imul(h ^ w, 0x9e3779b1);
+  return (h ^ (h >>> 16)) >>> 0;
+};
+
+const final = (h: number) => {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+};
+
+/** The bit of an encoded VIP key (encodeVipKey). */
+export function vipBit(key: Buffer): number {
+  let h = SEED_VIP;
+  for (let i = 0; i < LAYOUT.lb_vip_key.size; i += 4) h = mix(h, key.readUInt32LE(i));
+  return final(h) & (BITS - 1);
+}
+
+/** The whole bit array for these VIP keys, as lb_vip_bits holds it (u64
+ *  words, little-endian: bit n is bit n % 8 of byte n / 8). */
+export function vipBits(keys: Iterable<Buffer>): Buffer {
+  const out = Buffer.alloc(VIP_BITS_WORDS * 8);
+  for (const key of keys) {
+    const bit = vipBit(key);
+    out[bit >> 3] |= 1 << (bit & 7);
+  }
+  return out;
+}
