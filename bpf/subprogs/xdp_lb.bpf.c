@@ -260,9 +260,15 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	}
 	from = (struct lb_tuple){ .src = p->flow.src, .dst = p->flow.dst, .sport = p->flow.sport, .dport = p->flow.dport };
 	to = (struct lb_tuple){ .src = n->flow.dst, .dst = n->flow.src, .sport = n->flow.dport, .dport = n->flow.sport };
-	c = bpf_map_lookup_elem(&lb_conns, &n->flow);
-	if (c && c->nat_port == key.nport)
-		lb_conn_touch(c, p->th, LB_FIN_BACKEND, now);
+	/* The connection entry is touched once a tick, and on FIN: another
+	 * reply in the same tick would write the same time into it, so it
+	 * skips the second hash lookup. */
+	if (n->touched != now || (p->th && p->th->fin)) {
+		c = bpf_map_lookup_elem(&lb_conns, &n->flow);
+		if (c && c->nat_port == key.nport)
+			lb_conn_touch(c, p->th, LB_FIN_BACKEND, now);
+		n->touched = now;
+	}
 	if (p->th && p->th->rst)
 		lb_conn_forget(&n->flow, &key);
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);

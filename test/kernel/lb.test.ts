@@ -348,6 +348,20 @@ describe('load balancer data plane', () => {
     expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 3n, new_conns: 2n, conn_misses: 1n });
   });
 
+  it('keeps a flow alive on its backend\'s replies alone (touched once a tick)', () => {
+    apply({ ...BASE, timeouts: { tcp_idle_s: 1 } });
+    const out = parseFrame(run(frame(syn(54100))).data);
+    const reply = frame({ src: out.dst, dst: '10.0.0.10', sport: 8000, dport: out.sport, proto: 'tcp', flags: TCP.ACK });
+    for (let i = 0; i < 6; i++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+      // Several replies in one tick: the first touches the flow, the rest skip.
+      for (let j = 0; j < 3; j++) expect(run(reply).retval).toBe(XDP.TX);
+    }
+    const ack = run(frame(syn(54100, { flags: TCP.ACK })));
+    expect(parseFrame(ack.data)).toMatchObject({ dst: out.dst, sport: out.sport });
+    expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 2n, reply_packets: 18n, new_conns: 1n, conn_misses: 0n });
+  });
+
   it('changes a VIP\'s table size both ways, and forgets a removed VIP', () => {
     apply(BASE);
     for (const table_size of [7, 131071, 65537]) {

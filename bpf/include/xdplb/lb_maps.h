@@ -122,6 +122,7 @@ struct lb_nat {
 	__u32 backend;
 	__u32 vip;
 	struct lb_l2 l2; /* toward the client */
+	__u64 touched; /* lb_now() when a reply last touched the flow's entry */
 };
 
 /* One row per VIP and one per backend (the NAT, FIB and table fields only

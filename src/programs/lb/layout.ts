@@ -25,7 +25,7 @@ export const LAYOUT = {
   lb_flow: { size: 40, src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37 },
   lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, state: 14 },
   lb_nat_key: { size: 24, backend: 0, bport: 16, nport: 18, proto: 20, family: 21 },
-  lb_nat: { size: 88, flow: 0, backend: 40, vip: 44, l2: 48 },
+  lb_nat: { size: 96, flow: 0, backend: 40, vip: 44, l2: 48, touched: 88 },
   lb_l2: { size: 40, dst: 0, expires: 16, ifindex: 24, smac: 28, dmac: 34 },
   lb_counters: {
     size: 80, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
