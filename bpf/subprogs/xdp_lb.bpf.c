@@ -102,17 +102,11 @@ static __always_inline const struct lb_addr *lb_nat_addr(const struct lb_config 
  * expired, a new TCP connection on a closed one's 4-tuple, its backend slot
  * reused, or its VIP gone (the VIP is found by id, from the backend, and
  * must still be the packet's destination). */
-static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct lb_pkt *p,
-						     const struct lb_config *cfg, __u64 now)
+static __always_inline struct lb_backend *lb_backend_of(__u32 id, const struct lb_pkt *p)
 {
 	struct lb_vip_key *key;
 	struct lb_backend *be;
-	__u32 id = c->backend;
 
-	if (lb_conn_expired(c, p->flow.proto, cfg, now))
-		return NULL;
-	if (p->th && p->th->syn && !p->th->ack && c->state)
-		return NULL;
 	be = bpf_map_lookup_elem(&lb_backends, &id);
 	if (!be || !(be->flags & LB_BACKEND_IN_USE))
 		return NULL;
@@ -122,6 +116,16 @@ static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct l
 	    key->proto != p->flow.proto || key->family != p->flow.family)
 		return NULL;
 	return be;
+}
+
+static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct lb_pkt *p,
+						     const struct lb_config *cfg, __u64 now)
+{
+	if (lb_conn_expired(c, p->flow.proto, cfg, now))
+		return NULL;
+	if (p->th && p->th->syn && !p->th->ack && c->state)
+		return NULL;
+	return lb_backend_of(c->backend, p);
 }
 
 static __always_inline __u32 lb_maglev_pick(const struct lb_vip *vip, const struct lb_flow *flow)
@@ -176,10 +180,11 @@ static __always_inline int lb_send(struct xdp_md *ctx, struct lb_pkt *p, const s
 		       vc);
 }
 
-/* A packet of a tracked flow: the fast path, no hash lookup but the
- * connection table's. */
+/* A packet of a tracked flow (`c` NULL when the flow cache answered): the
+ * fast path, no hash lookup but the connection table's, if that. */
 static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
-				      struct lb_conn *c, const struct lb_backend *be, __u64 now)
+				      struct lb_conn *c, const struct lb_backend *be, __u32 backend, __be16 nport,
+				      __u64 now)
 {
 	const struct lb_addr *nat = lb_nat_addr(cfg, p->flow.family);
 	struct lb_counters *vc = lb_vip_count(be->vip_id, p);
@@ -190,8 +195,9 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, cons
 		vc->no_backend++;
 		return XDP_DROP;
 	}
-	lb_conn_touch(c, p->th, LB_FIN_CLIENT, now);
-	return lb_send(ctx, p, cfg, nat, vc, be, c->backend, c->nat_port, 0, now);
+	if (c)
+		lb_conn_touch(c, p->th, LB_FIN_CLIENT, now);
+	return lb_send(ctx, p, cfg, nat, vc, be, backend, nport, 0, now);
 }
 
 /* A packet to `vip` of no tracked flow: a backend by Maglev, a NAT port,
@@ -292,15 +298,27 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		struct lb_vip_key vk = { .addr = p.flow.dst, .port = p.flow.dport, .proto = p.flow.proto,
 					 .family = p.flow.family };
 		__u64 now = lb_now(cfg);
+		struct lb_cached *e = lb_cache_slot(&p.flow);
 		struct lb_backend *be;
 		struct lb_conn *c;
 		struct lb_vip *vip;
 
+		if (!e)
+			return XDP_ABORTED;
+		if (lb_cache_hit(e, &p.flow, p.th, now)) {
+			be = lb_backend_of(e->backend, &p);
+			if (be)
+				return lb_forward(ctx, &p, cfg, NULL, be, e->backend, e->nat_port, now);
+		}
+		e->tick = 0; /* whatever the table says next, not this */
 		c = bpf_map_lookup_elem(&lb_conns, &p.flow);
 		if (c) {
 			be = lb_tracked(c, &p, cfg, now);
-			if (be)
-				return lb_forward(ctx, &p, cfg, c, be, now);
+			if (be) {
+				if (lb_cache_usable(p.th))
+					lb_cache_fill(e, &p.flow, c, now);
+				return lb_forward(ctx, &p, cfg, c, be, c->backend, c->nat_port, now);
+			}
 		}
 		vip = bpf_map_lookup_elem(&lb_vips, &vk);
 		if (vip)

@@ -3,12 +3,12 @@
 // bpf_fib_lookup. Every expected frame is built here from scratch, with its
 // checksums computed independently, and compared byte for byte.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { arrayValues, closeFd, ifNameToIndex, mapFdById, mapInfo, mapKeys, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { arrayValues, closeFd, ifNameToIndex, mapDelete, mapFdById, mapInfo, mapKeys, mapLookup, testRun } from '../../src/libbpf/index.js';
 import { maglevTable } from '../../src/programs/lb/maglev.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
-import { LAYOUT, addrText, encodeVipKey, u32 } from '../../src/programs/lb/layout.js';
+import { LAYOUT, PROTO, addrBytes, addrText, encodeVipKey, familyOf, u32 } from '../../src/programs/lb/layout.js';
 import { VIP_BITS_WORDS, vipBits } from '../../src/programs/lb/vipbits.js';
 import { kernelHz } from '../../src/programs/lb/clock.js';
 import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
@@ -360,6 +360,37 @@ describe('load balancer data plane', () => {
     const ack = run(frame(syn(54100, { flags: TCP.ACK })));
     expect(parseFrame(ack.data)).toMatchObject({ dst: out.dst, sport: out.sport });
     expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 2n, reply_packets: 18n, new_conns: 1n, conn_misses: 0n });
+  });
+
+  it('answers a flow\'s packets from the per-CPU cache within a tick, and from the table after it', () => {
+    apply(BASE);
+    const key = Buffer.alloc(LAYOUT.lb_flow.size);
+    addrBytes('10.0.0.1').copy(key, LAYOUT.lb_flow.src);
+    addrBytes('10.0.0.10').copy(key, LAYOUT.lb_flow.dst);
+    key.writeUInt16BE(54200, LAYOUT.lb_flow.sport);
+    key.writeUInt16BE(8000, LAYOUT.lb_flow.dport);
+    key[LAYOUT.lb_flow.proto] = PROTO.tcp;
+    key[LAYOUT.lb_flow.family] = familyOf('10.0.0.1');
+    const ack = frame(syn(54200, { flags: TCP.ACK }));
+    const misses = () => vipStatus(fds)[0].counters.conn_misses;
+    run(frame(syn(54200)));
+    // The table entry goes between two packets: in the same tick the second
+    // is still served as the flow it was (a tick boundary in between makes
+    // it a miss, and the attempt is made again).
+    let cached = false;
+    for (let attempt = 0; attempt < 20 && !cached; attempt++) {
+      const before = misses(); // slow (reads every row): not between the packets
+      const first = parseFrame(run(ack).data);
+      mapDelete(fds.lb_conns, key);
+      const second = run(ack);
+      cached = misses() === before;
+      if (cached) expect(parseFrame(second.data)).toMatchObject({ dst: first.dst, sport: first.sport });
+    }
+    expect(cached).toBe(true);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30); // past the tick, at HZ 100 or more
+    const before = misses();
+    expect(run(ack).retval).toBe(XDP.TX);
+    expect(misses()).toBe(before + 1n);
   });
 
   it('changes a VIP\'s table size both ways, and forgets a removed VIP', () => {

@@ -65,6 +65,51 @@ static __always_inline void lb_conn_touch(struct lb_conn *c, const struct tcphdr
 		c->state |= fin_bit;
 }
 
+/*
+ * The per-CPU flow cache. A connection-table lookup is a hash lookup (about
+ * 45 ns on machines with return-stack mitigations); within one tick of
+ * lb_now() a flow's entry can only have been touched to that same tick, so
+ * what one packet read is good for the flow's other packets on that CPU
+ * until the tick ends. Packets with SYN, FIN or RST always read the table
+ * (they change or end the flow), and an RST empties the slot. Something
+ * another CPU does to the flow (an RST, an expiry) is seen here at the next
+ * tick at the latest, as if those packets had come a moment earlier.
+ */
+static __always_inline struct lb_cached *lb_cache_slot(const struct lb_flow *f)
+{
+	__u32 i = lb_flow_hash(f, LB_SEED_CACHE) & (LB_FLOW_CACHE_ENTRIES - 1);
+
+	return bpf_map_lookup_elem(&lb_flow_cache, &i);
+}
+
+static __always_inline int lb_cache_usable(const struct tcphdr *th)
+{
+	return !th || !(th->syn || th->fin || th->rst);
+}
+
+static __always_inline int lb_cache_hit(const struct lb_cached *e, const struct lb_flow *f,
+					const struct tcphdr *th, __u64 now)
+{
+	const __u32 *a = (const __u32 *)&e->flow, *b = (const __u32 *)f;
+	__u32 diff = 0;
+
+	if (e->tick != now || !lb_cache_usable(th))
+		return 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*f) / 4); i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+static __always_inline void lb_cache_fill(struct lb_cached *e, const struct lb_flow *f, const struct lb_conn *c,
+					  __u64 now)
+{
+	e->flow = *f;
+	e->tick = now;
+	e->backend = c->backend;
+	e->nat_port = c->nat_port;
+}
+
 /* An RST ends the flow: both entries go, the port is free at once. */
 static __always_inline void lb_conn_forget(const struct lb_flow *flow, const struct lb_nat_key *key)
 {

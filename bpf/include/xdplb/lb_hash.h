@@ -11,6 +11,7 @@
 #define LB_SEED_MAGLEV 0x5bd1e995
 #define LB_SEED_NAT 0x27d4eb2f
 #define LB_SEED_VIP 0x165667b1
+#define LB_SEED_CACHE 0x61c88647
 
 static __always_inline __u32 lb_mix(__u32 h, __u32 w)
 {

@@ -222,6 +222,24 @@ struct {
 	__type(value, struct lb_l2);
 } lb_l2_cache SEC(".maps");
 
+/* What lb_conns said about a flow, kept per CPU for the rest of the tick
+ * (see lb_conntrack.h): the slot is the flow hash's low bits. */
+#define LB_FLOW_CACHE_ENTRIES 4096
+struct lb_cached {
+	struct lb_flow flow;
+	__u64 tick; /* lb_now() when lb_conns was read */
+	__u32 backend;
+	__be16 nat_port;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_FLOW_CACHE_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct lb_cached);
+} lb_flow_cache SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_MAX_VIPS);
