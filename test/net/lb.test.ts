@@ -86,50 +86,57 @@ for (const mode of ['native', 'skb'] as const) {
   });
 }
 
+const REMOVAL = [
+  { family: 'IPv4', vip: HTTP4, host: '10.0.0.10', url: 'http://10.0.0.10:8000/who', name: 'tcp:10.0.0.10:8000', gone: '10.0.0.3', locals: (l: LbLab) => l.clients4 },
+  { family: 'IPv6', vip: HTTP6, host: 'fd00::10', url: 'http://[fd00::10]:8000/who', name: 'tcp:[fd00::10]:8000', gone: 'fd00::3', locals: (l: LbLab) => l.clients6 },
+];
+
 describe('xdp-lb', () => {
-  it('keeps established flows when a backend is removed under load, and sends it no new flow', async () => {
-    const l = await setUp('native', [HTTP4]);
-    // Connections held open across the change: half a request now, the rest
-    // after the backend is gone; each must still be answered by its backend.
-    const held = new Promise<Array<{ local: string; who: string }>>((resolve, reject) => {
-      const script = `
-const net = require('node:net');
-const locals = ${JSON.stringify(l.clients4)};
-const out = [];
-const socks = Array.from({ length: 12 }, (_, i) => {
-  const s = net.connect({ host: '10.0.0.10', port: 8000, localAddress: locals[i % 3] });
-  let body = '';
-  s.on('connect', () => s.write('GET /who HTTP/1.0\\r\\n'));
-  s.on('data', (d) => (body += d));
-  s.on('close', () => { out.push({ local: locals[i % 3], who: body.split('\\r\\n\\r\\n')[1] || 'error: ' + body }); if (out.length === 12) process.stdout.write(JSON.stringify(out)); });
-  s.on('error', () => {});
-  return s;
-});
-setTimeout(() => socks.forEach((s) => s.write('\\r\\n')), 3000);`;
-      const p = spawn('nsenter', [`--net=/run/netns/${l.ns.client}`, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      p.stdout.on('data', (d) => (out += d));
-      p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`held connections: exit ${code}`))));
-    });
-    const running = load(l, { url: 'http://10.0.0.10:8000/who', locals: l.clients4, ms: 4500, concurrency: 6 });
-    await new Promise((r) => setTimeout(r, 1500));
-    const t0 = Date.now();
-    expect(ok(lb(['--backend-del', 'tcp:10.0.0.10:8000', '--backend', '10.0.0.3']))).toBe(
-      'Applied: 1 changed, 1 Maglev table(s) swapped, 1 backend entries written.\n',
-    );
-    const t1 = Date.now();
-    const records = await running;
-    expect(Object.keys(tally(records)).sort()).toEqual(['b1', 'b2']);
-    const after = records.filter((r) => r.start > t1);
-    expect(after.length).toBeGreaterThan(50);
-    expect(tally(after)).toEqual({ b1: after.length });
-    expect(records.filter((r) => r.start < t0).some((r) => r.who === 'b2')).toBe(true);
-    const kept = await held;
-    expect(kept.every((k) => k.who === 'b1' || k.who === 'b2')).toBe(true);
-    expect(kept.some((k) => k.who === 'b2')).toBe(true);
-    const s = status(l);
-    expect(s.vips[0].backends.find((b: { address: string }) => b.address === '10.0.0.3').removed).toBe(true);
+  for (const f of REMOVAL) {
+    it(`keeps established flows when a backend is removed under load, and sends it no new flow (${f.family})`, async () => {
+      const l = await setUp('native', [f.vip]);
+      // Connections held open across the change: half a request now, the rest
+      // after the backend is gone; each must still be answered by its backend.
+      const held = new Promise<Array<{ local: string; who: string }>>((resolve, reject) => {
+        const script = `
+  const net = require('node:net');
+  const locals = ${JSON.stringify(f.locals(l))};
+  const out = [];
+  const socks = Array.from({ length: 12 }, (_, i) => {
+    const s = net.connect({ host: ${JSON.stringify(f.host)}, port: 8000, localAddress: locals[i % 3] });
+    let body = '';
+    s.on('connect', () => s.write('GET /who HTTP/1.0\\r\\n'));
+    s.on('data', (d) => (body += d));
+    s.on('close', () => { out.push({ local: locals[i % 3], who: body.split('\\r\\n\\r\\n')[1] || 'error: ' + body }); if (out.length === 12) process.stdout.write(JSON.stringify(out)); });
+    s.on('error', () => {});
+    return s;
   });
+  setTimeout(() => socks.forEach((s) => s.write('\\r\\n')), 3000);`;
+        const p = spawn('nsenter', [`--net=/run/netns/${l.ns.client}`, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`held connections: exit ${code}`))));
+      });
+      const running = load(l, { url: f.url, locals: f.locals(l), ms: 4500, concurrency: 6 });
+      await new Promise((r) => setTimeout(r, 1500));
+      const t0 = Date.now();
+      expect(ok(lb(['--backend-del', f.name, '--backend', f.gone]))).toBe(
+        'Applied: 1 changed, 1 Maglev table(s) swapped, 1 backend entries written.\n',
+      );
+      const t1 = Date.now();
+      const records = await running;
+      expect(Object.keys(tally(records)).sort()).toEqual(['b1', 'b2']);
+      const after = records.filter((r) => r.start > t1);
+      expect(after.length).toBeGreaterThan(50);
+      expect(tally(after)).toEqual({ b1: after.length });
+      expect(records.filter((r) => r.start < t0).some((r) => r.who === 'b2')).toBe(true);
+      const kept = await held;
+      expect(kept.every((k) => k.who === 'b1' || k.who === 'b2')).toBe(true);
+      expect(kept.some((k) => k.who === 'b2')).toBe(true);
+      const s = status(l);
+      expect(s.vips[0].backends.find((b: { address: string }) => b.address === f.gone).removed).toBe(true);
+    });
+  }
 
   it('serves 1000 HTTP requests over IPv6 through the VIP, both backends evenly, none failing', async () => {
     const l = await setUp('native', [HTTP6]);
