@@ -4,7 +4,8 @@
  * to a VIP goes to a backend chosen by weighted Maglev over its 5-tuple and
  * remembered in the connection table, rewritten client->VIP to
  * NAT-source:port->backend; the backend's reply is rewritten back to
- * VIP->client. Everything else goes on unchanged (XDP_PASS to later slots).
+ * VIP->client; ICMP errors about these flows are translated the same way
+ * (lb_icmp.h). Everything else goes on unchanged (XDP_PASS to later slots).
  * IPv4 fragments and IPv6 extension headers are passed on as well.
  */
 #include <linux/bpf.h>
@@ -23,6 +24,7 @@
 #include <xdplb/lb_conntrack.h>
 #include <xdplb/lb_nat.h>
 #include <xdplb/lb_fib.h>
+#include <xdplb/lb_icmp.h>
 
 /* A parsed TCP/UDP packet. */
 struct lb_pkt {
@@ -102,7 +104,7 @@ static __always_inline const struct lb_addr *lb_nat_addr(const struct lb_config 
  * expired, a new TCP connection on a closed one's 4-tuple, its backend slot
  * reused, or its VIP gone (the VIP is found by id, from the backend, and
  * must still be the packet's destination). */
-static __always_inline struct lb_backend *lb_backend_of(__u32 id, const struct lb_pkt *p)
+static __always_inline struct lb_backend *lb_backend_of(__u32 id, const struct lb_flow *f)
 {
 	struct lb_vip_key *key;
 	struct lb_backend *be;
@@ -112,8 +114,8 @@ static __always_inline struct lb_backend *lb_backend_of(__u32 id, const struct l
 		return NULL;
 	id = be->vip_id;
 	key = bpf_map_lookup_elem(&lb_vip_ids, &id);
-	if (!key || !lb_addr_eq(&key->addr, &p->flow.dst) || key->port != p->flow.dport ||
-	    key->proto != p->flow.proto || key->family != p->flow.family)
+	if (!key || !lb_addr_eq(&key->addr, &f->dst) || key->port != f->dport || key->proto != f->proto ||
+	    key->family != f->family)
 		return NULL;
 	return be;
 }
@@ -125,7 +127,7 @@ static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, struct l
 		return NULL;
 	if (p->th && p->th->syn && !p->th->ack && c->state)
 		return NULL;
-	return lb_backend_of(c->backend, p);
+	return lb_backend_of(c->backend, &p->flow);
 }
 
 static __always_inline __u32 lb_maglev_pick(const struct lb_vip *vip, const struct lb_flow *flow)
@@ -281,6 +283,91 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, &n->l2, cfg, now, vc);
 }
 
+/* An ICMP error about a balanced flow, translated (lb_icmp.h); XDP_PASS for
+ * any other packet that is not TCP or UDP. */
+static __always_inline int lb_icmp_error(struct xdp_md *ctx, const struct lb_config *cfg)
+{
+	struct lb_backend *be = NULL;
+	const struct lb_addr *nat;
+	struct lb_icmp_data *d;
+	struct lb_counters *vc = NULL;
+	struct lb_icmp m = {};
+	struct lb_l2 *l2 = NULL;
+	__u32 zero = 0;
+
+	d = bpf_map_lookup_elem(&lb_icmp_scratch, &zero);
+	if (!d || lb_icmp_parse(ctx, &m, d) < 0)
+		return XDP_PASS;
+	nat = lb_nat_addr(cfg, d->inner.family);
+	if (!nat)
+		return XDP_PASS;
+	d->from.src = d->inner.src;
+	d->from.dst = d->inner.dst;
+	d->from.sport = d->inner.sport;
+	d->from.dport = d->inner.dport;
+	d->ofrom.src = d->osrc;
+	d->ofrom.dst = d->odst;
+	d->oto.src = d->osrc;
+	if (lb_addr_eq(&d->odst, &d->inner.src)) {
+		/* About a reply VIP -> client: to the flow's backend. */
+		struct lb_conn *c = NULL;
+		__u32 backend = 0;
+
+		d->flow.src = d->inner.dst;
+		d->flow.dst = d->inner.src;
+		d->flow.sport = d->inner.dport;
+		d->flow.dport = d->inner.sport;
+		d->flow.proto = d->inner.proto;
+		d->flow.family = d->inner.family;
+		if (lb_vip_maybe(&d->flow))
+			c = bpf_map_lookup_elem(&lb_conns, &d->flow);
+		if (c) {
+			backend = c->backend;
+			be = lb_backend_of(backend, &d->flow);
+		}
+		if (c && be) {
+			vc = lb_stats(&lb_vip_stats, be->vip_id);
+			d->to.src = be->addr;
+			d->to.dst = *nat;
+			d->to.sport = be->port;
+			d->to.dport = c->nat_port;
+			d->oto.dst = be->addr;
+			l2 = bpf_map_lookup_elem(&lb_l2_cache, &backend);
+		}
+	}
+	/* Not that (a VIP may also be the NAT source, on other ports)... */
+	if (!be) {
+		/* ...about NAT:nport -> backend: to the client. */
+		struct lb_nat *n;
+
+		if (!lb_addr_eq(&d->odst, nat) || !lb_addr_eq(&d->inner.src, nat))
+			return XDP_PASS;
+		d->key.backend = d->inner.dst;
+		d->key.bport = d->inner.dport;
+		d->key.nport = d->inner.sport;
+		d->key.proto = d->inner.proto;
+		d->key.family = d->inner.family;
+		n = bpf_map_lookup_elem(&lb_nat, &d->key);
+		if (!n)
+			return XDP_PASS;
+		vc = lb_stats(&lb_vip_stats, n->vip);
+		d->to.src = n->flow.src;
+		d->to.dst = n->flow.dst;
+		d->to.sport = n->flow.sport;
+		d->to.dport = n->flow.dport;
+		/* The backend's own error comes from the VIP; a router's from the router. */
+		if (lb_addr_eq(&d->osrc, &d->inner.dst))
+			d->oto.src = n->flow.dst;
+		d->oto.dst = n->flow.src;
+		l2 = &n->l2;
+	}
+	if (vc)
+		vc->icmp_errors++;
+	lb_icmp_rewrite(&m, d);
+	return lb_xmit(ctx, m.eth, d->inner.family, m.ip ? IPPROTO_ICMP : IPPROTO_ICMPV6, &d->oto.src, &d->oto.dst,
+		       m.tot_len, be && (be->flags & LB_BACKEND_MAC) ? be : NULL, l2, cfg, lb_now(cfg), vc);
+}
+
 static __always_inline int lb_process(struct xdp_md *ctx)
 {
 	struct lb_pkt p = {};
@@ -289,11 +376,11 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	__u32 zero = 0;
 	__u16 port;
 
-	if (lb_parse(ctx, &p) < 0)
-		return XDP_PASS;
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return XDP_PASS;
+	if (lb_parse(ctx, &p) < 0)
+		return lb_icmp_error(ctx, cfg);
 	if (lb_vip_maybe(&p.flow)) {
 		struct lb_vip_key vk = { .addr = p.flow.dst, .port = p.flow.dport, .proto = p.flow.proto,
 					 .family = p.flow.family };
@@ -306,7 +393,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		if (!e)
 			return XDP_ABORTED;
 		if (lb_cache_hit(e, &p.flow, p.th, now)) {
-			be = lb_backend_of(e->backend, &p);
+			be = lb_backend_of(e->backend, &p.flow);
 			if (be)
 				return lb_forward(ctx, &p, cfg, NULL, be, e->backend, e->nat_port, now);
 		}

@@ -151,7 +151,7 @@ function wrapNat(text: string): string {
 const COUNTERS = [
   ['PACKETS', 'packets'], ['BYTES', 'bytes'], ['REPLIES', 'reply_packets'], ['NEW CONNS', 'new_conns'],
   ['CT MISSES', 'conn_misses'], ['NO BACKEND', 'no_backend'], ['NAT EXHAUSTED', 'nat_exhausted'],
-  ['FIB NO NEIGH', 'fib_no_neigh'], ['FIB FAILED', 'fib_failures'],
+  ['FIB NO NEIGH', 'fib_no_neigh'], ['FIB FAILED', 'fib_failures'], ['ICMP ERRORS', 'icmp_errors'],
 ] as const;
 
 export function formatStatus(s: LbStatus): string {

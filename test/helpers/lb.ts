@@ -8,6 +8,7 @@ import { LB_MAPS, type LbMapName } from '../../src/programs/lb/spec.js';
 import type { LbFds } from '../../src/programs/lb/state.js';
 import { addrBytes, familyOf } from '../../src/programs/lb/layout.js';
 import { inetChecksum, mac } from './packets.js';
+import { icmp6Checksum } from './frames.js';
 
 export interface L4Frame {
   src: string;
@@ -92,6 +93,55 @@ export function frame(f: L4Frame): Buffer {
     mac(f.dstMac ?? '02:00:00:00:00:10'), mac(f.srcMac ?? '02:00:00:00:00:01'), Buffer.from(v4 ? [0x08, 0x00] : [0x86, 0xdd]),
   ]);
   return Buffer.concat([eth, ip, l4]);
+}
+
+export interface IcmpErrorFrame {
+  src: string;
+  dst: string;
+  srcMac?: string;
+  dstMac?: string;
+  type: number;
+  code: number;
+  /** The header's last four bytes (an MTU for "fragmentation needed" and Packet Too Big). */
+  rest?: number;
+  /** The quoted packet, from its IP header on. */
+  quoted: Buffer;
+}
+
+/** Ethernet + IPv4/ICMP or IPv6/ICMPv6 error, checksums computed here. */
+export function icmpError(f: IcmpErrorFrame): Buffer {
+  const v4 = familyOf(f.src) === 4;
+  const msg = Buffer.concat([Buffer.alloc(8), f.quoted]);
+  msg[0] = f.type;
+  msg[1] = f.code;
+  msg.writeUInt32BE(f.rest ?? 0, 4);
+  const src = ipBytes(f.src);
+  const dst = ipBytes(f.dst);
+  let ip: Buffer;
+  if (v4) {
+    msg.writeUInt16BE(inetChecksum(msg), 2);
+    ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(20 + msg.length, 2);
+    ip[8] = 64;
+    ip[9] = 1;
+    src.copy(ip, 12);
+    dst.copy(ip, 16);
+    ip.writeUInt16BE(inetChecksum(ip), 10);
+  } else {
+    msg.writeUInt16BE(icmp6Checksum(src, dst, msg), 2);
+    ip = Buffer.alloc(40);
+    ip[0] = 0x60;
+    ip.writeUInt16BE(msg.length, 4);
+    ip[6] = 58;
+    ip[7] = 64;
+    src.copy(ip, 8);
+    dst.copy(ip, 24);
+  }
+  const eth = Buffer.concat([
+    mac(f.dstMac ?? '02:00:00:00:00:10'), mac(f.srcMac ?? '02:00:00:00:00:01'), Buffer.from(v4 ? [0x08, 0x00] : [0x86, 0xdd]),
+  ]);
+  return Buffer.concat([eth, ip, msg]);
 }
 
 /** The fields of a frame made by frame() (or rewritten by the balancer). */

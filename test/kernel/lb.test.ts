@@ -14,7 +14,7 @@ import { kernelHz } from '../../src/programs/lb/clock.js';
 import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
 import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
-import { TCP, closeFds, enterLabNamespace, frame, lbFdsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
+import { TCP, closeFds, enterLabNamespace, frame, icmpError, lbFdsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
 const SLOT = 7;
@@ -407,5 +407,72 @@ describe('load balancer data plane', () => {
     const r = run(pkt);
     expect(r.retval).toBe(XDP.PASS);
     expect(r.data.equals(pkt)).toBe(true);
+  });
+});
+
+describe('ICMP errors about balanced flows', () => {
+  const ip = (f: L4Frame, bytes?: number) => frame(f).subarray(14, bytes === undefined ? undefined : 14 + bytes);
+  const ROUTER4 = '10.0.0.99';
+  const ROUTER6 = 'fd00::99';
+
+  it('a router\'s "fragmentation needed" about a reply to the client goes to the backend, about its own packet', () => {
+    apply(BASE);
+    const out = parseFrame(run(frame(syn(55000))).data);
+    const reply: L4Frame = { src: '10.0.0.10', dst: '10.0.0.1', sport: 8000, dport: 55000, proto: 'tcp', flags: TCP.ACK, payload: Buffer.alloc(1200, 7) };
+    const r = run(icmpError({ src: ROUTER4, dst: '10.0.0.10', srcMac: MAC.client, dstMac: LB_MAC, type: 3, code: 4, rest: 1400, quoted: ip(reply) }));
+    expect(r.retval).toBe(XDP.TX);
+    const sent: L4Frame = { ...reply, src: out.dst, sport: 8000, dst: '10.0.0.10', dport: out.sport };
+    const macs: Record<string, string> = { '10.0.0.2': MAC.b2, '10.0.0.3': MAC.b3 };
+    const expected = icmpError({ src: ROUTER4, dst: out.dst, srcMac: LB_MAC, dstMac: macs[out.dst], type: 3, code: 4, rest: 1400, quoted: ip(sent) });
+    expect(r.data.toString('hex')).toBe(expected.toString('hex'));
+    expect(vipStatus(fds)[0].counters.icmp_errors).toBe(1n);
+  });
+
+  it('an IPv6 Packet Too Big about a reply goes to the backend (pseudo-header checksum)', () => {
+    apply({ ...BASE, vips: [{ address: 'fd00::10', port: 8000, protocol: 'tcp', backends: [{ address: 'fd00::2' }] }] });
+    const out = parseFrame(run(frame({ ...syn(55100), src: 'fd00::1', dst: 'fd00::10' })).data);
+    const reply: L4Frame = { src: 'fd00::10', dst: 'fd00::1', sport: 8000, dport: 55100, proto: 'tcp', flags: TCP.ACK, payload: Buffer.alloc(1300, 9) };
+    const r = run(icmpError({ src: ROUTER6, dst: 'fd00::10', srcMac: MAC.client, dstMac: LB_MAC, type: 2, code: 0, rest: 1280, quoted: ip(reply) }));
+    expect(r.retval).toBe(XDP.TX);
+    const sent: L4Frame = { ...reply, src: 'fd00::2', dst: 'fd00::10', dport: out.sport };
+    const expected = icmpError({ src: ROUTER6, dst: 'fd00::2', srcMac: LB_MAC, dstMac: MAC.b2, type: 2, code: 0, rest: 1280, quoted: ip(sent) });
+    expect(r.data.toString('hex')).toBe(expected.toString('hex'));
+  });
+
+  it('the backend\'s "port unreachable" goes to the client from the VIP, about the client\'s own datagram', () => {
+    apply({ ...BASE, vips: [{ address: '10.0.0.10', port: 53, protocol: 'udp', backends: [{ address: '10.0.0.2', port: 5353 }] }] });
+    const q: L4Frame = { src: '10.0.0.1', dst: '10.0.0.10', sport: 55200, dport: 53, proto: 'udp', dstMac: LB_MAC, srcMac: MAC.client };
+    const out = parseFrame(run(frame(q)).data);
+    const forwarded: L4Frame = { ...q, src: '10.0.0.10', sport: out.sport, dst: '10.0.0.2', dport: 5353 };
+    const r = run(icmpError({ src: '10.0.0.2', dst: '10.0.0.10', srcMac: MAC.b2, dstMac: LB_MAC, type: 3, code: 3, quoted: ip(forwarded) }));
+    expect(r.retval).toBe(XDP.TX);
+    const expected = icmpError({ src: '10.0.0.10', dst: '10.0.0.1', srcMac: LB_MAC, dstMac: MAC.client, type: 3, code: 3, quoted: ip(q) });
+    expect(r.data.toString('hex')).toBe(expected.toString('hex'));
+    expect(vipStatus(fds)[0].counters.icmp_errors).toBe(1n);
+  });
+
+  it('an IPv6 router\'s "time exceeded" quoting only 8 bytes of TCP goes to the client, from the router', () => {
+    apply({ ...BASE, vips: [{ address: 'fd00::10', port: 8000, protocol: 'tcp', backends: [{ address: 'fd00::2' }] }] });
+    const s6: L4Frame = { ...syn(55300), src: 'fd00::1', dst: 'fd00::10' };
+    const out = parseFrame(run(frame(s6)).data);
+    const forwarded: L4Frame = { ...s6, src: 'fd00::10', sport: out.sport, dst: 'fd00::2' };
+    const r = run(icmpError({ src: ROUTER6, dst: 'fd00::10', srcMac: MAC.b2, dstMac: LB_MAC, type: 3, code: 0, quoted: ip(forwarded, 48) }));
+    expect(r.retval).toBe(XDP.TX);
+    const expected = icmpError({ src: ROUTER6, dst: 'fd00::1', srcMac: LB_MAC, dstMac: MAC.client, type: 3, code: 0, quoted: ip(s6, 48) });
+    expect(r.data.toString('hex')).toBe(expected.toString('hex'));
+  });
+
+  it('passes untouched an error about no tracked flow, and ICMP that is not an error', () => {
+    apply(BASE);
+    const stray = icmpError({ src: ROUTER4, dst: '10.0.0.10', dstMac: LB_MAC, type: 3, code: 4, rest: 1400,
+      quoted: ip({ src: '10.0.0.10', dst: '10.0.0.1', sport: 8000, dport: 55999, proto: 'tcp', flags: TCP.ACK }) });
+    const echo = Buffer.from(stray);
+    echo[34] = 8; // an echo request: same bytes otherwise (checksum not even right)
+    for (const pkt of [stray, echo]) {
+      const r = run(pkt);
+      expect(r.retval).toBe(XDP.PASS);
+      expect(r.data.equals(pkt)).toBe(true);
+    }
+    expect(vipStatus(fds)[0].counters.icmp_errors).toBe(0n);
   });
 });

@@ -17,26 +17,7 @@
 #include <xdplb/parsing.h>
 #include <xdplb/csum.h>
 #include <xdplb/filter_maps.h>
-
-/* linux/icmp.h drags in libc's socket headers, which a BPF build cannot
- * use: the few ICMP names needed here. */
-struct icmphdr {
-	__u8 type;
-	__u8 code;
-	__sum16 checksum;
-	union {
-		struct {
-			__be16 __unused;
-			__be16 mtu;
-		} frag;
-	} un;
-};
-#define ICMP_DEST_UNREACH 3
-#define ICMP_SOURCE_QUENCH 4
-#define ICMP_REDIRECT 5
-#define ICMP_TIME_EXCEEDED 11
-#define ICMP_PARAMETERPROB 12
-#define ICMP_FRAG_NEEDED 4
+#include <xdplb/icmp.h>
 
 /* Ethernet and up to two VLAN tags. */
 #define FILTER_L2_MAX (sizeof(struct ethhdr) + XDPLB_VLAN_MAX * sizeof(struct xdplb_vlan_hdr))

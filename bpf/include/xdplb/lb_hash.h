@@ -43,22 +43,27 @@ static __always_inline __u32 lb_flow_hash(const struct lb_flow *f, __u32 seed)
 	return lb_final(h);
 }
 
-/* May the flow's destination be a VIP? False means certainly not (its bit
- * in lb_vip_bits is clear); the words mixed are those of its lb_vip_key,
- * little-endian, as src/programs/lb/vipbits.ts mixes them. */
-static __always_inline int lb_vip_maybe(const struct lb_flow *f)
+/* May (dst, dport, proto, family) be a VIP? False means certainly not (its
+ * bit in lb_vip_bits is clear); the words mixed are those of its
+ * lb_vip_key, little-endian, as src/programs/lb/vipbits.ts mixes them. */
+static __always_inline int lb_vip_maybe_at(const struct lb_addr *dst, __be16 dport, __u8 proto, __u8 family)
 {
 	__u32 h = LB_SEED_VIP, word;
 	__u64 *bits;
 
 #pragma unroll
 	for (int i = 0; i < 4; i++)
-		h = lb_mix(h, f->dst.w[i]);
-	h = lb_mix(h, (__u32)f->dport | (__u32)f->proto << 16 | (__u32)f->family << 24);
+		h = lb_mix(h, dst->w[i]);
+	h = lb_mix(h, (__u32)dport | (__u32)proto << 16 | (__u32)family << 24);
 	h = lb_final(h) & (LB_VIP_BITS_WORDS * 64 - 1);
 	word = h >> 6;
 	bits = bpf_map_lookup_elem(&lb_vip_bits, &word);
 	return bits && (*bits >> (h & 63)) & 1;
+}
+
+static __always_inline int lb_vip_maybe(const struct lb_flow *f)
+{
+	return lb_vip_maybe_at(&f->dst, f->dport, f->proto, f->family);
 }
 
 #endif

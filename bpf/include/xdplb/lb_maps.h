@@ -138,6 +138,7 @@ struct lb_counters {
 	__u64 nat_exhausted; /* dropped: no free NAT source port */
 	__u64 fib_no_neigh; /* neighbour unresolved: passed to the kernel */
 	__u64 fib_failures; /* dropped: no route, forwarding off, ... */
+	__u64 icmp_errors; /* ICMP errors about the VIP's flows, translated */
 };
 
 struct {

@@ -79,10 +79,18 @@ static __always_inline void lb_rewrite(struct iphdr *ip, struct ipv6hdr *ip6, st
 static __always_inline int lb_port_is_vip(const struct lb_addr *nat, __be16 port, __u8 proto, __u8 family)
 {
 	struct lb_vip_key k = { .addr = *nat, .port = port, .proto = proto, .family = family };
-	struct lb_flow f = { .dst = *nat, .dport = port, .proto = proto, .family = family };
 
-	return lb_vip_maybe(&f) && bpf_map_lookup_elem(&lb_vips, &k) != NULL;
+	return lb_vip_maybe_at(nat, port, proto, family) && bpf_map_lookup_elem(&lb_vips, &k) != NULL;
 }
+
+/* The NAT entry of a new flow is put together here, not on the stack,
+ * which the rest of the program needs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_nat);
+} lb_nat_scratch SEC(".maps");
 
 /* Take a NAT port for a new flow to `be`; 0 when none is free. */
 static __always_inline __be16 lb_nat_alloc(const struct lb_flow *flow, const struct lb_backend *be,
@@ -91,18 +99,20 @@ static __always_inline __be16 lb_nat_alloc(const struct lb_flow *flow, const str
 {
 	__u32 range = (__u32)cfg->port_max - cfg->port_min + 1;
 	struct lb_nat_key key = {};
-	struct lb_nat val = {};
-	__u32 start;
+	struct lb_nat *val;
+	__u32 start, zero = 0;
 
-	if (cfg->port_max < cfg->port_min || cfg->port_min == 0)
+	val = bpf_map_lookup_elem(&lb_nat_scratch, &zero);
+	if (!val || cfg->port_max < cfg->port_min || cfg->port_min == 0)
 		return 0;
 	key.backend = be->addr;
 	key.bport = be->port;
 	key.proto = flow->proto;
 	key.family = flow->family;
-	val.flow = *flow;
-	val.backend = backend;
-	val.vip = vip;
+	__builtin_memset(val, 0, sizeof(*val));
+	val->flow = *flow;
+	val->backend = backend;
+	val->vip = vip;
 	start = lb_flow_hash(flow, LB_SEED_NAT) % range;
 	for (int i = 0; i < LB_NAT_PROBES; i++) {
 		struct lb_nat *old;
@@ -110,11 +120,11 @@ static __always_inline __be16 lb_nat_alloc(const struct lb_flow *flow, const str
 		key.nport = bpf_htons(cfg->port_min + (start + i) % range);
 		if (lb_port_is_vip(nat, key.nport, flow->proto, flow->family))
 			continue;
-		if (!bpf_map_update_elem(&lb_nat, &key, &val, BPF_NOEXIST))
+		if (!bpf_map_update_elem(&lb_nat, &key, val, BPF_NOEXIST))
 			return key.nport;
 		old = bpf_map_lookup_elem(&lb_nat, &key);
 		if (old && lb_nat_stale(old, &key, cfg, now) &&
-		    !bpf_map_update_elem(&lb_nat, &key, &val, BPF_EXIST))
+		    !bpf_map_update_elem(&lb_nat, &key, val, BPF_EXIST))
 			return key.nport;
 	}
 	return 0;

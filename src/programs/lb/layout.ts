@@ -28,8 +28,8 @@ export const LAYOUT = {
   lb_nat: { size: 96, flow: 0, backend: 40, vip: 44, l2: 48, touched: 88 },
   lb_l2: { size: 40, dst: 0, expires: 16, ifindex: 24, smac: 28, dmac: 34 },
   lb_counters: {
-    size: 80, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
-    no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72,
+    size: 88, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
+    no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72, icmp_errors: 80,
   },
 } as const;
 
@@ -51,7 +51,7 @@ export const MAP_SIZES = {
 
 export const COUNTER_NAMES = [
   'packets', 'bytes', 'reply_packets', 'reply_bytes', 'new_conns', 'conn_misses',
-  'no_backend', 'nat_exhausted', 'fib_no_neigh', 'fib_failures',
+  'no_backend', 'nat_exhausted', 'fib_no_neigh', 'fib_failures', 'icmp_errors',
 ] as const;
 export type LbCounters = Record<(typeof COUNTER_NAMES)[number], bigint>;
 
