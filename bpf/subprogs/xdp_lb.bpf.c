@@ -5,8 +5,9 @@
  * remembered in the connection table, rewritten client->VIP to
  * NAT-source:port->backend; the backend's reply is rewritten back to
  * VIP->client; ICMP errors about these flows are translated the same way
- * (lb_icmp.h). Everything else goes on unchanged (XDP_PASS to later slots).
- * IPv4 fragments and IPv6 extension headers are passed on as well.
+ * (lb_icmp.h), and fragments follow their first one (lb_frag.h). Everything
+ * else goes on unchanged (XDP_PASS to later slots), IPv6 extension headers
+ * other than a Fragment header included.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -25,6 +26,7 @@
 #include <xdplb/lb_nat.h>
 #include <xdplb/lb_fib.h>
 #include <xdplb/lb_icmp.h>
+#include <xdplb/lb_frag.h>
 
 /* A parsed TCP/UDP packet. */
 struct lb_pkt {
@@ -33,9 +35,23 @@ struct lb_pkt {
 	struct ipv6hdr *ip6;
 	struct tcphdr *th; /* one of these two */
 	struct udphdr *uh;
-	struct lb_flow flow;
+	struct lb_flow flow; /* ports 0 in a later fragment */
 	__u16 tot_len; /* IP packet length, for the FIB's MTU check */
+	__u8 frag; /* LB_FRAG_* */
 	__u32 bytes;
+	__be32 frag_id; /* IPv4 id or IPv6 identification, in a fragment */
+};
+
+#define LB_FRAG_NONE 0
+#define LB_FRAG_FIRST 1
+#define LB_FRAG_LATER 2
+#define NEXTHDR_FRAGMENT 44
+
+struct lb_ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-byte units << 3, then 2 bits, then M */
+	__be32 identification;
 };
 
 static __always_inline struct lb_counters *lb_stats(void *map, __u32 id)
@@ -43,6 +59,8 @@ static __always_inline struct lb_counters *lb_stats(void *map, __u32 id)
 	return bpf_map_lookup_elem(map, &id);
 }
 
+/* 0: a TCP or UDP packet (or first fragment), LB_FRAG_LATER: a later
+ * fragment of one (no ports), -1: anything else. */
 static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
 {
 	struct xdplb_cursor c;
@@ -52,12 +70,16 @@ static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
 	l3 = xdplb_parse_eth(&c, &p->eth);
 	if (l3 == bpf_htons(ETH_P_IP)) {
 		proto = xdplb_parse_ipv4(&c, &p->ip);
-		if (proto < 0 || xdplb_ipv4_is_fragment(p->ip))
+		if (proto < 0)
 			return -1;
 		p->flow.family = LB_FAMILY_V4;
 		p->flow.src.w[0] = p->ip->saddr;
 		p->flow.dst.w[0] = p->ip->daddr;
 		p->tot_len = bpf_ntohs(p->ip->tot_len);
+		if (xdplb_ipv4_is_fragment(p->ip)) {
+			p->frag = (p->ip->frag_off & bpf_htons(0x1fff)) ? LB_FRAG_LATER : LB_FRAG_FIRST;
+			p->frag_id = p->ip->id;
+		}
 	} else if (l3 == bpf_htons(ETH_P_IPV6)) {
 		proto = xdplb_parse_ipv6(&c, &p->ip6);
 		if (proto < 0)
@@ -66,9 +88,25 @@ static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
 		__builtin_memcpy(&p->flow.src, &p->ip6->saddr, 16);
 		__builtin_memcpy(&p->flow.dst, &p->ip6->daddr, 16);
 		p->tot_len = bpf_ntohs(p->ip6->payload_len) + sizeof(struct ipv6hdr);
+		if (proto == NEXTHDR_FRAGMENT) {
+			struct lb_ipv6_frag *fh = c.pos;
+
+			if ((void *)(fh + 1) > c.end)
+				return -1;
+			p->frag = (fh->frag_off & bpf_htons(0xfff8)) ? LB_FRAG_LATER : LB_FRAG_FIRST;
+			p->frag_id = fh->identification;
+			proto = fh->nexthdr;
+			c.pos = fh + 1;
+		}
 	} else {
 		return -1;
 	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return -1;
+	p->flow.proto = proto;
+	p->bytes = ctx->data_end - ctx->data;
+	if (p->frag == LB_FRAG_LATER)
+		return LB_FRAG_LATER;
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = c.pos;
 
@@ -85,11 +123,7 @@ static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
 		p->uh = uh;
 		p->flow.sport = uh->source;
 		p->flow.dport = uh->dest;
-	} else {
-		return -1;
 	}
-	p->flow.proto = proto;
-	p->bytes = ctx->data_end - ctx->data;
 	return 0;
 }
 
@@ -176,6 +210,8 @@ static __always_inline int lb_send(struct xdp_md *ctx, struct lb_pkt *p, const s
 
 	from = (struct lb_tuple){ .src = p->flow.src, .dst = p->flow.dst, .sport = p->flow.sport, .dport = p->flow.dport };
 	to = (struct lb_tuple){ .src = *nat, .dst = be->addr, .sport = nport, .dport = be->port };
+	if (p->frag)
+		lb_frag_note(&p->flow, p->frag_id, &to.src, &to.dst, backend, be->vip_id, 0, cfg, now);
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
 	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len,
 		       (be->flags & LB_BACKEND_MAC) ? be : NULL, bpf_map_lookup_elem(&lb_l2_cache, &backend), cfg, now,
@@ -279,8 +315,63 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	}
 	if (p->th && p->th->rst)
 		lb_conn_forget(&n->flow, &key);
+	if (p->frag)
+		lb_frag_note(&p->flow, p->frag_id, &to.src, &to.dst, n->backend, n->vip, 1, cfg, now);
 	lb_rewrite(p->ip, p->ip6, p->th, p->uh, &from, &to);
 	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &to.src, &to.dst, p->tot_len, NULL, &n->l2, cfg, now, vc);
+}
+
+/* A later fragment of a datagram whose first fragment was balanced: the
+ * same addresses, the same way (lb_frag.h); otherwise passed on. */
+static __always_inline int lb_fragment(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg)
+{
+	struct lb_frag_pair *s = lb_frag_key_of(&p->flow, p->frag_id);
+	struct lb_backend *be = NULL;
+	struct lb_counters *vc, *bc;
+	__u64 now = lb_now(cfg);
+	struct lb_frag *e;
+	__u32 backend;
+
+	if (!s)
+		return XDP_PASS;
+	e = bpf_map_lookup_elem(&lb_frags, &s->key);
+	if (!e || e->expires <= now)
+		return XDP_PASS;
+	backend = e->backend;
+	vc = lb_stats(&lb_vip_stats, e->vip);
+	bc = lb_stats(&lb_be_stats, backend);
+	if (e->reply) {
+		if (vc) {
+			vc->reply_packets++;
+			vc->reply_bytes += p->bytes;
+		}
+		if (bc) {
+			bc->reply_packets++;
+			bc->reply_bytes += p->bytes;
+		}
+	} else {
+		if (vc) {
+			vc->packets++;
+			vc->bytes += p->bytes;
+		}
+		if (bc) {
+			bc->packets++;
+			bc->bytes += p->bytes;
+		}
+		be = bpf_map_lookup_elem(&lb_backends, &backend);
+	}
+	if (p->ip) {
+		xdplb_csum_replace4(&p->ip->check, p->ip->saddr, e->src.w[0]);
+		xdplb_csum_replace4(&p->ip->check, p->ip->daddr, e->dst.w[0]);
+		p->ip->saddr = e->src.w[0];
+		p->ip->daddr = e->dst.w[0];
+	} else if (p->ip6) {
+		__builtin_memcpy(&p->ip6->saddr, &e->src, 16);
+		__builtin_memcpy(&p->ip6->daddr, &e->dst, 16);
+	}
+	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &e->src, &e->dst, p->tot_len,
+		       be && (be->flags & LB_BACKEND_MAC) ? be : NULL,
+		       e->reply ? NULL : bpf_map_lookup_elem(&lb_l2_cache, &backend), cfg, now, vc);
 }
 
 /* An ICMP error about a balanced flow, translated (lb_icmp.h); XDP_PASS for
@@ -379,8 +470,14 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
 		return XDP_PASS;
-	if (lb_parse(ctx, &p) < 0)
+	switch (lb_parse(ctx, &p)) {
+	case 0:
+		break;
+	case LB_FRAG_LATER:
+		return lb_fragment(ctx, &p, cfg);
+	default:
 		return lb_icmp_error(ctx, cfg);
+	}
 	if (lb_vip_maybe(&p.flow)) {
 		struct lb_vip_key vk = { .addr = p.flow.dst, .port = p.flow.dport, .proto = p.flow.proto,
 					 .family = p.flow.family };

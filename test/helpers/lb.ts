@@ -8,7 +8,7 @@ import { LB_MAPS, type LbMapName } from '../../src/programs/lb/spec.js';
 import type { LbFds } from '../../src/programs/lb/state.js';
 import { addrBytes, familyOf } from '../../src/programs/lb/layout.js';
 import { inetChecksum, mac } from './packets.js';
-import { icmp6Checksum } from './frames.js';
+import { frag6, icmp6Checksum } from './frames.js';
 
 export interface L4Frame {
   src: string;
@@ -142,6 +142,36 @@ export function icmpError(f: IcmpErrorFrame): Buffer {
     mac(f.dstMac ?? '02:00:00:00:00:10'), mac(f.srcMac ?? '02:00:00:00:00:01'), Buffer.from(v4 ? [0x08, 0x00] : [0x86, 0xdd]),
   ]);
   return Buffer.concat([eth, ip, msg]);
+}
+
+/** A frame made by frame() cut into IP fragments of at most `chunk` bytes
+ *  of payload each (a multiple of 8), as a sender's kernel would: IPv4
+ *  with MF and offsets (DF cleared), IPv6 with a Fragment header. */
+export function fragments(full: Buffer, chunk: number, id = 0x1234): Buffer[] {
+  const v4 = full.readUInt16BE(12) === 0x0800;
+  const eth = full.subarray(0, 14);
+  const hdr = full.subarray(14, v4 ? 34 : 54);
+  const payload = full.subarray(v4 ? 34 : 54);
+  const out: Buffer[] = [];
+  for (let off = 0; off < payload.length; off += chunk) {
+    const part = payload.subarray(off, off + chunk);
+    const more = off + chunk < payload.length;
+    const ip = Buffer.from(hdr);
+    if (v4) {
+      ip.writeUInt16BE(20 + part.length, 2);
+      ip.writeUInt16BE(id & 0xffff, 4);
+      ip.writeUInt16BE((more ? 0x2000 : 0) | (off / 8), 6);
+      ip.writeUInt16BE(0, 10);
+      ip.writeUInt16BE(inetChecksum(ip), 10);
+      out.push(Buffer.concat([eth, ip, part]));
+    } else {
+      const fh = frag6(ip[6], off, more, id);
+      ip[6] = 44;
+      ip.writeUInt16BE(8 + part.length, 4);
+      out.push(Buffer.concat([eth, ip, fh, part]));
+    }
+  }
+  return out;
 }
 
 /** The fields of a frame made by frame() (or rewritten by the balancer). */

@@ -108,7 +108,7 @@ export async function startHttpBackends(lab: LbLab): Promise<void> {
 /** A UDP echo server on port 5353 of both backends, answering `<name>:<data>`. */
 export function startUdpEcho(lab: LbLab): void {
   for (const name of ['b1', 'b2'] as const) {
-    const code = `import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.bind(('::',5353))\nwhile True:\n  d,a=s.recvfrom(2048)\n  s.sendto(b'${name}:'+d,a)\n`;
+    const code = `import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.bind(('::',5353))\nwhile True:\n  d,a=s.recvfrom(65535)\n  s.sendto(b'${name}:'+d,a)\n`;
     lab.servers.push(spawn('nsenter', [`--net=/run/netns/${lab.ns[name]}`, 'python3', '-c', code], { stdio: 'ignore' }));
   }
 }

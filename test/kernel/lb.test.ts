@@ -14,7 +14,7 @@ import { kernelHz } from '../../src/programs/lb/clock.js';
 import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
 import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
-import { TCP, closeFds, enterLabNamespace, frame, icmpError, lbFdsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
+import { TCP, closeFds, enterLabNamespace, fragments, frame, icmpError, lbFdsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
 const SLOT = 7;
@@ -474,5 +474,50 @@ describe('ICMP errors about balanced flows', () => {
       expect(r.data.equals(pkt)).toBe(true);
     }
     expect(vipStatus(fds)[0].counters.icmp_errors).toBe(0n);
+  });
+});
+
+describe('fragments of balanced flows', () => {
+  const UDP_VIP = { address: '10.0.0.10', port: 53, protocol: 'udp', backends: [{ address: '10.0.0.2', port: 5353 }] };
+  const big = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) & 0xff));
+
+  /** Every fragment through the balancer, with its verdict and bytes. */
+  const through = (frags: Buffer[]) => frags.map((f) => {
+    const r = run(f);
+    return { retval: r.retval, hex: r.data.toString('hex') };
+  });
+
+  it('sends every fragment of a datagram after its first, rewritten, checksums exact (IPv4 UDP both ways)', () => {
+    apply({ ...BASE, vips: [UDP_VIP] });
+    const q: L4Frame = { src: '10.0.0.1', dst: '10.0.0.10', sport: 56000, dport: 53, proto: 'udp', payload: big, srcMac: MAC.client, dstMac: LB_MAC };
+    const sent = through(fragments(frame(q), 1480, 0x1111));
+    const first = parseFrame(Buffer.from(sent[0].hex, 'hex'));
+    const forwarded: L4Frame = { ...q, src: '10.0.0.10', sport: first.sport, dst: '10.0.0.2', dport: 5353, srcMac: LB_MAC, dstMac: MAC.b2 };
+    expect(sent).toEqual(fragments(frame(forwarded), 1480, 0x1111).map((f) => ({ retval: XDP.TX, hex: f.toString('hex') })));
+    const reply: L4Frame = { src: '10.0.0.2', dst: '10.0.0.10', sport: 5353, dport: first.sport, proto: 'udp', payload: big, srcMac: MAC.b2, dstMac: LB_MAC };
+    const back = through(fragments(frame(reply), 1480, 0x2222));
+    const expected: L4Frame = { ...reply, src: '10.0.0.10', sport: 53, dst: '10.0.0.1', dport: 56000, srcMac: LB_MAC, dstMac: MAC.client };
+    expect(back).toEqual(fragments(frame(expected), 1480, 0x2222).map((f) => ({ retval: XDP.TX, hex: f.toString('hex') })));
+    expect(vipStatus(fds)[0].counters).toMatchObject({ packets: 3n, reply_packets: 3n, new_conns: 1n });
+  });
+
+  it('does the same with IPv6 Fragment headers (TCP)', () => {
+    apply({ ...BASE, vips: [{ address: 'fd00::10', port: 8000, protocol: 'tcp', backends: [{ address: 'fd00::2' }] }] });
+    const s6: L4Frame = { ...syn(56100, { flags: TCP.ACK }), src: 'fd00::1', dst: 'fd00::10', payload: big };
+    const nport = parseFrame(run(frame({ ...s6, flags: TCP.SYN, payload: Buffer.alloc(0) })).data).sport;
+    const sent = through(fragments(frame(s6), 1232, 0x3333));
+    const forwarded: L4Frame = { ...s6, src: 'fd00::10', sport: nport, dst: 'fd00::2', srcMac: LB_MAC, dstMac: MAC.b2 };
+    expect(sent).toEqual(fragments(frame(forwarded), 1232, 0x3333).map((f) => ({ retval: XDP.TX, hex: f.toString('hex') })));
+  });
+
+  it('passes untouched a later fragment whose first one it has not seen', () => {
+    apply({ ...BASE, vips: [UDP_VIP] });
+    const q: L4Frame = { src: '10.0.0.1', dst: '10.0.0.10', sport: 56200, dport: 53, proto: 'udp', payload: big, dstMac: LB_MAC };
+    for (const f of fragments(frame(q), 1480, 0x4444).slice(1)) {
+      const r = run(f);
+      expect(r.retval).toBe(XDP.PASS);
+      expect(r.data.equals(f)).toBe(true);
+    }
+    expect(vipStatus(fds)[0].counters.packets).toBe(0n);
   });
 });

@@ -177,4 +177,38 @@ let n = 0;
     expect(out.n).toBe(60);
     expect(Object.keys(out.seen).sort()).toEqual(['b1', 'b2']);
   });
+
+  it('echoes 4000-byte UDP datagrams, fragmented both ways, through the UDP VIP', async () => {
+    lab = makeLbLab();
+    const l = lab;
+    startUdpEcho(l);
+    ok(xdpRoot(['--attach', '--interface', l.lbIf, '--mode', 'native'], { netns: l.ns.lb }));
+    ok(lb(['--attach', '--interface', l.lbIf]));
+    ok(lb(['--vip-add', 'udp:10.0.0.10:53', '--backend', '10.0.0.2:5353,10.0.0.3:5353', '--nat-source', '10.0.0.10']));
+    const script = `
+const dgram = require('node:dgram');
+const crypto = require('node:crypto');
+let n = 0;
+(async () => {
+  for (let i = 0; i < 12; i++) {
+    const data = crypto.randomBytes(4000);
+    const s = dgram.createSocket('udp4');
+    await new Promise((r) => s.bind(0, ${JSON.stringify(l.clients4)}[i % 3], r));
+    const got = await new Promise((resolve) => {
+      const t = setInterval(() => s.send(data, 53, '10.0.0.10'), 300);
+      s.send(data, 53, '10.0.0.10');
+      s.on('message', (m, from) => { clearInterval(t); resolve({ m, from }); });
+    });
+    s.close();
+    if (got.m.length === 4003 && got.m.subarray(3).equals(data) && got.from.address === '10.0.0.10' && got.from.port === 53) n++;
+  }
+  process.stdout.write(JSON.stringify({ n }));
+})();`;
+    const out = JSON.parse(ok(run(process.execPath, ['-e', script], { netns: l.ns.client })));
+    expect(out.n).toBe(12);
+    const vip = status(l).vips[0];
+    // Three fragments each way per datagram (4008 bytes of UDP at MTU 1500).
+    expect(vip.counters.packets).toBeGreaterThanOrEqual(36);
+    expect(vip.counters.reply_packets).toBeGreaterThanOrEqual(36);
+  });
 });

@@ -125,6 +125,37 @@ struct lb_nat {
 	__u64 touched; /* lb_now() when a reply last touched the flow's entry */
 };
 
+/* Fragments: the first one of a datagram carries the ports and is balanced
+ * like any packet of its flow; where it went is kept here, keyed by what
+ * the later fragments share with it (addresses, IP id, protocol), so they
+ * follow it with their addresses rewritten. */
+#define LB_FRAG_ENTRIES 16384
+struct lb_frag_key {
+	struct lb_addr src;
+	struct lb_addr dst;
+	__be32 id;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct lb_frag {
+	struct lb_addr src; /* rewritten addresses */
+	struct lb_addr dst;
+	__u64 expires; /* lb_now() ticks */
+	__u32 backend;
+	__u32 vip;
+	__u8 reply; /* backend -> client */
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_FRAG_ENTRIES);
+	__type(key, struct lb_frag_key);
+	__type(value, struct lb_frag);
+} lb_frags SEC(".maps");
+
 /* One row per VIP and one per backend (the NAT, FIB and table fields only
  * count on VIP rows). Per CPU, summed in userspace. */
 struct lb_counters {
