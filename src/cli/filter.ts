@@ -63,7 +63,7 @@ export function parser(args: string[]) {
         'no-frags-drop': { type: 'boolean', describe: 'Let fragments through' },
         'ptb-max-pps': { type: 'string', describe: 'Packet Too Big replies per second, all CPUs together; 0: none' },
         ips: { type: 'string', describe: 'Prefixes: IPv4 or IPv6, comma separated (a bare address is one host)' },
-        tags: { type: 'string', describe: 'One tag for all prefixes, or one per prefix, comma separated (63 bytes each)' },
+        tags: { type: 'string', describe: 'One tag for all prefixes, or one per prefix, comma separated (63 bytes each; \\, is a comma in a tag; a single prefix takes the whole text)' },
         json: { alias: 'j', type: 'boolean', describe: 'Print JSON' },
       })
       .options(RUN_OPTION)
@@ -87,6 +87,13 @@ export type Request =
   | { action: 'no-drop'; ifaces: string[]; prefixes: Prefix[] }
   | { action: 'detach' | 'clear' | 'clear-status'; ifaces: string[] }
   | { action: 'status'; ifaces?: string[] };
+
+/** One prefix takes the whole text as its tag; several take it split at
+ *  commas, where `\,` is a comma inside a tag. */
+function splitTags(text: string, prefixes: number): string[] {
+  if (prefixes === 1) return [text];
+  return text.split(/(?<!\\),/).map((t) => t.replace(/\\,/g, ','));
+}
 
 /** Check the whole request before anything touches the kernel. */
 export function validate(argv: Args): Request {
@@ -133,7 +140,7 @@ export function validate(argv: Args): Request {
       const prefixes = items.map(parsePrefix);
       if (action === 'no-drop') return { action, ifaces: ifaces!, prefixes };
       const tagText = value(argv, 'tags');
-      const tags = tagText === undefined ? [''] : tagText.split(',').map(parseTag);
+      const tags = tagText === undefined ? [''] : splitTags(tagText, prefixes.length).map(parseTag);
       if (tags.length !== 1 && tags.length !== prefixes.length) {
         throw new UsageError(`--tags has ${tags.length} tags for ${prefixes.length} prefixes: expected one tag, or one per prefix`);
       }

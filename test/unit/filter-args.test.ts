@@ -74,6 +74,10 @@ describe('xdp-filter arguments', () => {
     expect(r).toMatchObject({ action: 'drop', ifaces: ['eth0'], tags: ['scanner', 'scanner'] });
     expect(await req('--drop', '--ips', '10.0.0.1,10.0.0.2', '--tags', 'a,b', '-i', 'eth0')).toMatchObject({ tags: ['a', 'b'] });
     expect(await req('--drop', '--ips', '10.0.0.1', '-i', 'eth0')).toMatchObject({ tags: [''] });
+    // Commas inside tags: a single prefix takes the whole text; a list escapes them.
+    expect(await req('--drop', '--ips', '10.0.0.1', '--tags', 'scanner, ticket 42', '-i', 'eth0')).toMatchObject({ tags: ['scanner, ticket 42'] });
+    expect(await req('--drop', '--ips', '10.0.0.1,10.0.0.2', '--tags', 'a\\, b,c', '-i', 'eth0')).toMatchObject({ tags: ['a, b', 'c'] });
+    expect(await req('--drop', '--ips', '10.0.0.1,10.0.0.2', '--tags', 'x\\,y', '-i', 'eth0')).toMatchObject({ tags: ['x,y', 'x,y'] });
     expect(await req('--no-drop', '--ips', '10.0.0.1', '-i', 'eth0')).toMatchObject({ action: 'no-drop' });
   });
   it('status takes an optional interface list', async () => {
