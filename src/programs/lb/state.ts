@@ -3,7 +3,7 @@
 // only the difference. A Maglev table is never written in place: a new inner
 // map is filled and swapped in by one update of lb_maglev.
 import {
-  MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapKeys, mapLookup,
+  MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapEntries, mapLookup,
   mapLookupPerCpu, mapUpdate, mapUpdateBatch, mapCount, possibleCpus, mapInfo, mapFdById, arrayValues,
 } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
@@ -36,9 +36,8 @@ export function readState(fds: LbFds): LbState {
   const cfgRaw = mapLookup(fds.lb_config, ZERO, LAYOUT.lb_config.size);
   const cfg = cfgRaw ? decodeConfig(cfgRaw) : null;
   const vips = new Map<string, { id: number; tableSize: number; key: Buffer }>();
-  for (const key of mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)) {
-    const v = mapLookup(fds.lb_vips, key, LAYOUT.lb_vip.size);
-    if (!v) continue;
+  // One batch call for every VIP, not a key walk and a lookup per VIP.
+  for (const [key, v] of mapEntries(fds.lb_vips, LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size, LB_MAX_VIPS)) {
     const { id, tableSize } = decodeVip(v);
     vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
   }
