@@ -44,7 +44,7 @@ export function readState(fds: LbFds): LbState {
   const backends = new Map<number, BackendEntry>();
   const raw = arrayValues(fds.lb_backends, LAYOUT.lb_backend.size, LB_MAX_BACKENDS);
   for (let id = 0; id < LB_MAX_BACKENDS; id++) {
-    const e = decodeBackend(raw.subarray(id * LAYOUT.lb_backend.size, (id + 1) * LAYOUT.lb_backend.size));
+    const e = decodeBackend(raw, id * LAYOUT.lb_backend.size);
     if (e) backends.set(id, e);
   }
   const live = new Map<number, VipConfig['backends']>();
