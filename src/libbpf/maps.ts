@@ -180,10 +180,11 @@ export function arrayWriteMapped(fd: number, values: Buffer, valueSize: number, 
     if (stride === valueSize) {
       mem.set(values.subarray(0, valueSize * count));
     } else if (valueSize === 4 && values.byteOffset % 4 === 0) {
+      // Word by word straight into the mapping, past the padding words
+      // (nothing reads them): no staging copy, 512 KiB per 65537 table.
       const from = new Uint32Array(values.buffer, values.byteOffset, count);
-      const to = new Uint32Array(count * 2);
+      const to = new Uint32Array(mem.buffer, mem.byteOffset, count * 2);
       for (let i = 0; i < count; i++) to[i * 2] = from[i];
-      mem.set(new Uint8Array(to.buffer));
     } else {
       for (let i = 0; i < count; i++) values.copy(mem, i * stride, i * valueSize, (i + 1) * valueSize);
     }
