@@ -101,12 +101,16 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
   // Plan ids before writing anything, so running out of room changes nothing.
   const wanted = new Set(want.vips.map(vipName));
   const freedVipIds = new Set([...have.vips.entries()].filter(([n]) => !wanted.has(n)).map(([, v]) => v.id));
-  // Each VIP's backend ids, removed ones included, in id order.
-  const byVip = new Map<number, number[]>();
+  // Each VIP's backends, removed ones included, in id order.
+  const byVip = new Map<number, Held>();
   for (const [id, b] of have.backends) {
-    const ids = byVip.get(b.vipId);
-    if (ids) ids.push(id);
-    else byVip.set(b.vipId, [id]);
+    const held = byVip.get(b.vipId);
+    if (held) {
+      held.ids.push(id);
+      held.entries.push(b);
+    } else {
+      byVip.set(b.vipId, { ids: [id], entries: [b] });
+    }
   }
   const usedVipIds = new Set([...have.vips.values()].map((v) => v.id));
   const nextFree = (used: (i: number) => boolean, max: number) => {
@@ -124,28 +128,30 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     const current = have.vips.get(vipName(v));
     const id = current?.id ?? freeVip();
     if (id === undefined) throw new XdplbError(`no room for VIP ${vipName(v)}: at most ${LB_MAX_VIPS} VIPs`);
-    const { known, unmatched } = matchBackends(v.backends, current ? byVip.get(id) ?? [] : [], have.backends);
+    const had = (current && byVip.get(id)) || { ids: [], entries: [] };
+    const { at, unmatched } = matchBackends(v.backends, had.entries);
     // The table is a function of its size and of each backend's id, identity
     // and weight (maglev.ts is deterministic): when none of these changed,
     // the table in place is the one we would build, and is left alone.
     let sameTable = !!current && current.tableSize === v.table_size;
     const ids = v.backends.map((b, i) => {
-      const bid = known[i] ?? freeBackend();
+      const k = at[i];
+      const bid = k === undefined ? freeBackend() : had.ids[k];
       if (bid === undefined) {
         throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
       }
-      const old = have.backends.get(bid);
+      const old = k === undefined ? undefined : had.entries[k];
       sameTable &&= !!old && !old.removed && old.weight === b.weight;
       if (!holds(old, id, b)) changed.push({ id: bid, entry: { address: b.address, port: b.port, vipId: id, weight: b.weight, mac: b.mac, removed: false } });
       return bid;
     });
     // Backends dropped from a kept VIP stay as tombstones: established flows
     // still reach them; new flows do not (they are out of the table).
-    for (const bid of unmatched) {
-      const old = have.backends.get(bid)!;
+    for (const k of unmatched) {
+      const old = had.entries[k];
       if (old.removed) continue;
       sameTable = false;
-      changed.push({ id: bid, entry: { ...old, removed: true } });
+      changed.push({ id: had.ids[k], entry: { ...old, removed: true } });
     }
     return { vip: v, id, current, ids, sameTable };
   });
@@ -213,7 +219,8 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
       result.vips_removed++;
     }
     for (const vipId of freedVipIds) {
-      for (const id of byVip.get(vipId) ?? []) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(have.backends.get(id)!));
+      const held = byVip.get(vipId);
+      held?.ids.forEach((id, k) => write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(held.entries[k])));
     }
   } catch (err) {
     // Best effort: the error that stopped the apply is the one to report.
@@ -236,28 +243,31 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
   return result;
 }
 
-/** The id each wanted backend of a VIP has in the kernel already, by
- *  address and port among the VIP's ids `had` (removed ones included: a
- *  backend added back gets its id back), and the ids no wanted one took. */
-function matchBackends(
-  want: BackendConfig[], had: number[], entries: Map<number, BackendEntry>,
-): { known: Array<number | undefined>; unmatched: number[] } {
+/** A VIP's backends in the kernel: ids and entries, in id order. */
+interface Held {
+  ids: number[];
+  entries: BackendEntry[];
+}
+
+/** Where each wanted backend of a VIP is among the kernel's entries `had`
+ *  (by address and port, removed ones included: a backend added back gets
+ *  its id back), undefined for a new one; and the places in `had` that no
+ *  wanted backend took. */
+function matchBackends(want: BackendConfig[], had: BackendEntry[]): { at: Array<number | undefined>; unmatched: number[] } {
   // Ids are handed out in the config's order, so the kernel usually holds
   // a VIP's backends in that order: check position by position first, and
   // build keys only when that fails.
-  const inOrder = had.length === want.length && want.every((b, i) => {
-    const e = entries.get(had[i])!;
-    return e.address === b.address && e.port === b.port;
-  });
-  if (inOrder) return { known: had, unmatched: [] };
-  const byKey = new Map(had.map((id) => [`${entries.get(id)!.address}|${entries.get(id)!.port}`, id]));
-  const known = want.map((b) => {
+  if (had.length === want.length && want.every((b, i) => had[i].address === b.address && had[i].port === b.port)) {
+    return { at: want.map((_, i) => i), unmatched: [] };
+  }
+  const byKey = new Map(had.map((e, i) => [`${e.address}|${e.port}`, i]));
+  const at = want.map((b) => {
     const key = `${b.address}|${b.port}`;
-    const id = byKey.get(key);
+    const i = byKey.get(key);
     byKey.delete(key);
-    return id;
+    return i;
   });
-  return { known, unmatched: [...byKey.values()] };
+  return { at, unmatched: [...byKey.values()] };
 }
 
 /** Whether the kernel's entry `old` is already backend `b` of VIP `vipId`. */
