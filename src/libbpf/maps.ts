@@ -3,7 +3,9 @@
 import { c, address, errno, view } from './ffi.js';
 import { BpfError } from './errors.js';
 import { UPDATE_ANY, mapLookup, mapUpdate } from './fd.js';
+import { mapKeys } from './iterate.js';
 
+export const MAP_TYPE_HASH = 1;
 export const MAP_TYPE_ARRAY = 2;
 /** An array userspace can mmap. */
 export const MAP_F_MMAPABLE = 1 << 10;
@@ -71,32 +73,78 @@ export function arrayValues(fd: number, valueSize: number, count: number): Buffe
   return values;
 }
 
+const ENOENT = 2;
+const ENOSPC = 28;
+/** Errors meaning "no batch operations for this map type or kernel". */
+const NO_BATCH = new Set([22 /* EINVAL */, 95 /* EOPNOTSUPP */, 524 /* ENOTSUPP */]);
+
+/** Walk a map with BPF_MAP_LOOKUP_BATCH, up to `chunk` entries per call,
+ *  handing each call's packed keys and values to `take` (the buffers are
+ *  reused: copy what you keep). False, with nothing taken, where the kernel
+ *  has no batch lookup for the map. */
+function lookupBatches(
+  fd: number, keySize: number, valueSize: number, chunk: number, take: (keys: Buffer, values: Buffer, count: number) => void,
+): boolean {
+  if (batchMissing) return false;
+  let keys = Buffer.alloc(keySize * chunk);
+  let values = Buffer.alloc(valueSize * chunk);
+  // Where the walk stands (a hash bucket, an array index): the kernel
+  // writes it, the next call reads it back.
+  const token = Buffer.alloc(Math.max(keySize, 8));
+  const n = Buffer.alloc(4);
+  const opts = Buffer.alloc(24); // struct bpf_map_batch_opts
+  opts.writeBigUInt64LE(24n, 0);
+  let started = false;
+  for (;;) {
+    n.writeUInt32LE(chunk);
+    const r = c.bpf_map_lookup_batch(fd, started ? Buffer.from(token) : null, token, keys, values, n, opts);
+    if (r === 0 || r === -ENOENT) take(keys, values, n.readUInt32LE(0));
+    if (r === -ENOENT) return true; // the walk is done
+    if (r === 0) {
+      started = true;
+      continue;
+    }
+    if (-r === ENOSPC) {
+      // A hash bucket holds more than a chunk: nothing was read, and the
+      // token points at that bucket; try it again with room for it.
+      started = true;
+      chunk *= 4;
+      keys = Buffer.alloc(keySize * chunk);
+      values = Buffer.alloc(valueSize * chunk);
+      continue;
+    }
+    if (!started && NO_BATCH.has(-r)) {
+      batchMissing = true;
+      return false;
+    }
+    throw new BpfError('bpf_map_lookup_batch', -r, `cannot read map fd ${fd}`);
+  }
+}
+
+/** Every key and value of a map, as [key, value]: in batches where the
+ *  kernel has them (one call when the map holds at most `chunk` entries),
+ *  key by key otherwise. */
+export function mapEntries(fd: number, keySize: number, valueSize: number, chunk = 4096): Array<[Buffer, Buffer]> {
+  const out: Array<[Buffer, Buffer]> = [];
+  const batched = lookupBatches(fd, keySize, valueSize, chunk, (keys, values, count) => {
+    for (let i = 0; i < count; i++) {
+      out.push([Buffer.from(keys.subarray(i * keySize, (i + 1) * keySize)), Buffer.from(values.subarray(i * valueSize, (i + 1) * valueSize))]);
+    }
+  });
+  if (batched) return out;
+  for (const key of mapKeys(fd, keySize)) {
+    const value = mapLookup(fd, key, valueSize);
+    if (value) out.push([key, value]);
+  }
+  return out;
+}
+
 /** How many elements a hash map holds: read in batches of `chunk` (one
  *  call per chunk instead of one per key), by walking keys where the kernel
  *  has no batch lookup. */
 export function mapCount(fd: number, keySize: number, valueSize: number, chunk = 4096): number {
-  if (!batchMissing) {
-    const keys = Buffer.alloc(keySize * chunk);
-    const values = Buffer.alloc(valueSize * chunk);
-    const token = Buffer.alloc(Math.max(keySize, 8));
-    const opts = Buffer.alloc(24);
-    opts.writeBigUInt64LE(24n, 0);
-    let total = 0;
-    let first = true;
-    for (;;) {
-      const n = Buffer.alloc(4);
-      n.writeUInt32LE(chunk);
-      const r = c.bpf_map_lookup_batch(fd, first ? null : Buffer.from(token), token, keys, values, n, opts);
-      first = false;
-      if (r === 0 || r === -2) total += n.readUInt32LE(0);
-      if (r === -2) return total; // ENOENT: the walk is done
-      if (r === 0) continue;
-      if (-r === 28 /* ENOSPC: a bucket larger than a chunk */) return mapCount(fd, keySize, valueSize, chunk * 4);
-      if (-r !== 22 && -r !== 95 && -r !== 524) throw new BpfError('bpf_map_lookup_batch', -r, `cannot count map fd ${fd}`);
-      batchMissing = true;
-      break;
-    }
-  }
+  let total = 0;
+  if (lookupBatches(fd, keySize, valueSize, chunk, (_keys, _values, count) => (total += count))) return total;
   let count = 0;
   const next = Buffer.alloc(keySize);
   let prev: Buffer | null = null;
@@ -132,10 +180,11 @@ export function arrayWriteMapped(fd: number, values: Buffer, valueSize: number, 
     if (stride === valueSize) {
       mem.set(values.subarray(0, valueSize * count));
     } else if (valueSize === 4 && values.byteOffset % 4 === 0) {
+      // Word by word straight into the mapping, past the padding words
+      // (nothing reads them): no staging copy, 512 KiB per 65537 table.
       const from = new Uint32Array(values.buffer, values.byteOffset, count);
-      const to = new Uint32Array(count * 2);
+      const to = new Uint32Array(mem.buffer, mem.byteOffset, count * 2);
       for (let i = 0; i < count; i++) to[i * 2] = from[i];
-      mem.set(new Uint8Array(to.buffer));
     } else {
       for (let i = 0; i < count; i++) values.copy(mem, i * stride, i * valueSize, (i + 1) * valueSize);
     }

@@ -3,12 +3,15 @@
 // bpf_fib_lookup. Every expected frame is built here from scratch, with its
 // checksums computed independently, and compared byte for byte.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { arrayValues, closeFd, ifNameToIndex, mapDelete, mapFdById, mapInfo, mapKeys, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { readdirSync } from 'node:fs';
+import {
+  MAP_TYPE_ARRAY, arrayValues, closeFd, ifNameToIndex, mapCreate, mapDelete, mapFdById, mapInfo, mapKeys, mapLookup, testRun,
+} from '../../src/libbpf/index.js';
 import { maglevTable } from '../../src/programs/lb/maglev.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
-import { LAYOUT, PROTO, addrBytes, addrText, encodeVipKey, familyOf, u32 } from '../../src/programs/lb/layout.js';
+import { LAYOUT, LB_MAX_BACKENDS, PROTO, addrBytes, addrText, encodeVipKey, familyOf, u32 } from '../../src/programs/lb/layout.js';
 import { VIP_BITS_WORDS, vipBits } from '../../src/programs/lb/vipbits.js';
 import { kernelHz } from '../../src/programs/lb/clock.js';
 import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
@@ -519,5 +522,88 @@ describe('fragments of balanced flows', () => {
       expect(r.data.equals(f)).toBe(true);
     }
     expect(vipStatus(fds)[0].counters.packets).toBe(0n);
+  });
+});
+
+describe('load balancer apply', () => {
+  const A = { address: '10.0.0.10', port: 8000, protocol: 'tcp' };
+  const B = { address: '10.0.0.11', port: 8000, protocol: 'tcp' };
+  const two = (a: unknown[], b: unknown[] | null = [{ address: '10.0.0.4' }], nat: object = {}) => ({
+    ...BASE, nat: { ...BASE.nat, ...nat }, vips: [{ ...A, backends: a }, ...(b ? [{ ...B, backends: b }] : [])],
+  });
+  const applied = (config: unknown) => applyConfig(fds, validateConfig(config));
+  const zero = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
+  /** Backend id -> [VIP id, address, weight, removed, mac]. */
+  const backends = () => [...readState(fds).backends].map(([id, b]) => [id, b.vipId, b.address, b.weight, b.removed, b.mac ?? null]);
+  const tableId = (vipId: number) => {
+    const inner = mapFdById(mapLookup(fds.lb_maglev, u32(vipId), 4)!.readUInt32LE(0))!;
+    try {
+      return mapInfo(inner).id;
+    } finally {
+      closeFd(inner);
+    }
+  };
+
+  it('writes only the difference, and counts what it wrote', () => {
+    expect(applied(two([{ address: '10.0.0.2' }, { address: '10.0.0.3' }]))).toEqual({ ...zero, vips_added: 2, tables_written: 2, backends_written: 3 });
+    expect(backends()).toEqual([[0, 0, '10.0.0.2', 1, false, null], [1, 0, '10.0.0.3', 1, false, null], [2, 1, '10.0.0.4', 1, false, null]]);
+    const tableB = tableId(1);
+    // One weight: one entry, one table; the other VIP's table stays.
+    expect(applied(two([{ address: '10.0.0.2' }, { address: '10.0.0.3', weight: 5 }]))).toEqual({ ...zero, vips_changed: 1, tables_written: 1, backends_written: 1 });
+    expect(backends()[1]).toEqual([1, 0, '10.0.0.3', 5, false, null]);
+    expect(tableId(1)).toBe(tableB);
+    // A MAC is not an input of the table; the order of the list is not either.
+    expect(applied(two([{ address: '10.0.0.3', weight: 5 }, { address: '10.0.0.2', mac: '02:00:00:00:00:02' }]))).toEqual({ ...zero, backends_written: 1 });
+    expect(backends()[0]).toEqual([0, 0, '10.0.0.2', 1, false, '02:00:00:00:00:02']);
+    // Removed, a backend stays as a tombstone; added back, it has its id again.
+    expect(applied(two([{ address: '10.0.0.2', mac: '02:00:00:00:00:02' }]))).toEqual({ ...zero, vips_changed: 1, tables_written: 1, backends_written: 1 });
+    expect(backends()[1]).toEqual([1, 0, '10.0.0.3', 5, true, null]);
+    expect(applied(two([{ address: '10.0.0.2', mac: '02:00:00:00:00:02' }, { address: '10.0.0.5' }]))).toMatchObject({ tables_written: 1, backends_written: 1 });
+    expect(backends()[3]).toEqual([3, 0, '10.0.0.5', 1, false, null]);
+    expect(applied(two([{ address: '10.0.0.2', mac: '02:00:00:00:00:02' }, { address: '10.0.0.5' }, { address: '10.0.0.3' }]))).toMatchObject({ tables_written: 1, backends_written: 1 });
+    expect(backends()[1]).toEqual([1, 0, '10.0.0.3', 1, false, null]);
+    // A removed VIP takes its table and backends along; a new one gets the
+    // lowest ids free before the apply (those it frees are not reused by it).
+    expect(applied(two([{ address: '10.0.0.2', mac: '02:00:00:00:00:02' }, { address: '10.0.0.5' }, { address: '10.0.0.3' }], null))).toEqual({ ...zero, vips_removed: 1 });
+    expect(backends().map(([id]) => id)).toEqual([0, 1, 3]);
+    expect(mapLookup(fds.lb_maglev, u32(1), 4)).toBeNull();
+    expect(applied({ ...BASE, vips: [{ ...B, backends: [{ address: '10.0.0.6' }, { address: '10.0.0.7' }] }] })).toEqual({ ...zero, vips_added: 1, vips_removed: 1, tables_written: 1, backends_written: 2 });
+    expect(backends()).toEqual([[2, 1, '10.0.0.6', 1, false, null], [4, 1, '10.0.0.7', 1, false, null]]);
+    expect(readState(fds).config.vips.map((v) => v.address)).toEqual(['10.0.0.11']);
+  });
+
+  it('undoes what it wrote when the kernel refuses a write, and closes every fd it opened', () => {
+    applied(two([{ address: '10.0.0.2' }, { address: '10.0.0.3' }]));
+    const before = readState(fds);
+    const tableA = tableId(0);
+    const openFds = readdirSync('/proc/self/fd').length;
+    // lb_maglev read-only (BPF_F_RDONLY): the swap of the new table fails,
+    // after the config and the backend entries were written.
+    const readOnly = mapCreate(MAP_TYPE_ARRAY, 'lb_maglev_ro', 4, 4, 512, 1 << 3);
+    try {
+      const config = two([{ address: '10.0.0.2' }, { address: '10.0.0.8', weight: 3 }], [{ address: '10.0.0.4', weight: 2 }], { port_min: 2000 });
+      expect(() => applyConfig({ ...fds, lb_maglev: readOnly }, validateConfig(config))).toThrow(/bpf_map_update_batch failed with EPERM/);
+    } finally {
+      closeFd(readOnly);
+    }
+    const after = readState(fds);
+    expect(after.config).toEqual(before.config);
+    expect(after.backends).toEqual(before.backends);
+    expect(after.configRaw).toEqual(before.configRaw);
+    expect(tableId(0)).toBe(tableA);
+    expect(readdirSync('/proc/self/fd').length).toBe(openFds);
+  });
+
+  it('refuses a config with no room for its backends, having written nothing', () => {
+    const many = (first: number) => Array.from({ length: LB_MAX_BACKENDS }, (_, i) => ({ address: `10.${100 + ((first + i) >> 16)}.${((first + i) >> 8) & 255}.${(first + i) & 255}` }));
+    const config = { ...BASE, vips: [{ ...A, table_size: 7, backends: many(0) }] };
+    expect(applied(config)).toMatchObject({ backends_written: LB_MAX_BACKENDS });
+    const before = readState(fds);
+    // One backend replaced: the old one must stay as a tombstone, and there
+    // is no id left for the new one.
+    expect(() => applied({ ...config, vips: [{ ...config.vips[0], backends: many(1) }] })).toThrow(
+      'no room for backend 10.100.64.0 port 8000 of VIP tcp:10.0.0.10:8000: at most 16384 backends, removed ones included',
+    );
+    expect(readState(fds).backends).toEqual(before.backends);
   });
 });

@@ -21,6 +21,11 @@ describe('lb config', () => {
     });
   });
 
+  it('takes one address on several ports as several backends', () => {
+    const ports = [8000, 8001, 8002];
+    expect(validateConfig(cfg([{ ...VIP, backends: ports.map((port) => ({ address: '10.0.0.2', port })) }])).vips[0].backends.map((b) => b.port)).toEqual(ports);
+  });
+
   it('writes IPv6 addresses in canonical form (RFC 5952)', () => {
     const c = validateConfig({ nat: { source_ipv6: 'FD00:0:0:0:0:0:0:10' }, vips: [{ address: 'fd00:0::0:10', port: 80, backends: [{ address: 'fd00::0:2' }] }] });
     expect(c.nat.source_ipv6).toBe('fd00::10');
@@ -47,6 +52,7 @@ describe('lb config', () => {
     ['IPv4 NAT source that is IPv6', { nat: { source_ipv4: 'fd00::10' }, vips: [] }, "nat.source_ipv4: expected an IPv4 address, got 'fd00::10'"],
     ['table size not a prime', cfg([{ ...VIP, table_size: 65536 }]), 'vips[0].table_size: expected a prime number (such as 65537), got 65536'],
     ['duplicate backend', cfg([{ ...VIP, backends: [{ address: '10.0.0.2' }, { address: '10.0.0.2', port: 8000 }] }]), 'vips[0].backends[1]: duplicate backend 10.0.0.2 port 8000 (also backends[0])'],
+    ['duplicate backend among others on the same address', cfg([{ ...VIP, backends: [{ address: '10.0.0.2', port: 1 }, { address: '10.0.0.2', port: 2 }, { address: '10.0.0.3', port: 2 }, { address: '10.0.0.2', port: 2 }] }]), 'vips[0].backends[3]: duplicate backend 10.0.0.2 port 2 (also backends[1])'],
     ['unknown key', cfg([{ ...VIP, weight: 2 }]), 'vips[0].weight: unknown key: expected one of address, port, protocol, table_size, backends'],
     ['bad MAC', cfg([{ ...VIP, backends: [{ address: '10.0.0.2', mac: '02:00:00' }] }]), "vips[0].backends[0].mac: expected a MAC address like 02:00:00:00:00:01, got '02:00:00'"],
     ['NAT port range upside down', { nat: { ...NAT, port_min: 3000, port_max: 2000 } }, 'nat.port_max: expected at least nat.port_min (3000), got 2000'],

@@ -88,4 +88,15 @@ describe('maglev', () => {
     table.forEach((v, i) => bytes.writeUInt32LE(v, i * 4));
     expect(createHash('sha256').update(bytes).digest('hex')).toBe('f059fbdeb5fca3056a77c5313567b8ca0ab3f29afe571687fcadbd88477fc7bf');
   });
+
+  // Tables built by the first implementation: a faster fill must not move
+  // a single entry (balancers of different versions must agree).
+  const sha = (t: Uint32Array) => createHash('sha256').update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength)).digest('hex');
+  it('builds the same tables as ever for many weighted backends, weight 0 included, and for any size', () => {
+    expect(sha(maglevTable(backends(100, (i) => (i * 7) % 11)))).toBe('cdfb5071cb1fecc3de2f5054a6210563a81457d03888dd78528a2d73eee05443');
+    expect(sha(maglevTable(backends(100, (i) => (i === 3 ? 65535 : i % 3 ? 1 : 200)), 1048573))).toBe(
+      'e4cf67eca48b212705ef207bd42b6a784502e91527c20822b0716e049e78e645',
+    );
+    expect(sha(maglevTable(backends(10, (i) => i), 7))).toBe('cc758afe6f27ae93c343b50f4d4a7c0ab3f8724ee17c817a8a0693a2905bf705');
+  });
 });

@@ -70,10 +70,10 @@ export function port(v: unknown, path: string): number {
 /** A canonical address of the given family (any, when omitted). */
 export function address(v: unknown, path: string, family?: 4 | 6): string {
   const kind = family === 4 ? 'an IPv4 address' : family === 6 ? 'an IPv6 address' : 'an IPv4 or IPv6 address';
-  if (typeof v !== 'string' || !isIP(v) || (family && isIP(v) !== family)) fail(path, `expected ${kind}, got ${shown(v)}`);
-  const s = v as string;
+  const is = typeof v === 'string' ? isIP(v) : 0;
+  if (!is || (family && is !== family)) fail(path, `expected ${kind}, got ${shown(v)}`);
   // isIP() accepts IPv4 only in its canonical dotted form; IPv6 has many.
-  return isIP(s) === 4 ? s : addrText(addrBytes(s), 6);
+  return is === 4 ? (v as string) : addrText(addrBytes(v as string), 6);
 }
 
 export function protocol(v: unknown, path: string): Protocol {
@@ -115,11 +115,14 @@ export function vip(v: unknown, path: string): VipConfig {
     fail(`${path}.backends`, `expected a non-empty list of backends, got ${shown(o.backends)}`);
   }
   const backends = (o.backends as unknown[]).map((b, i) => backend(b, `${path}.backends[${i}]`, { port: p, family }));
-  const seen = new Map<string, number>();
+  // Keyed by address alone (the same address on other ports is rare): a
+  // key built per backend costs more than the rest of the check.
+  const first = new Map<string, number>();
   backends.forEach((b, i) => {
-    const key = `${b.address}|${b.port}`;
-    if (seen.has(key)) fail(`${path}.backends[${i}]`, `duplicate backend ${b.address} port ${b.port} (also backends[${seen.get(key)}])`);
-    seen.set(key, i);
+    const at = first.get(b.address);
+    if (at === undefined) return first.set(b.address, i);
+    const dup = backends.findIndex((x, j) => j >= at && j < i && x.address === b.address && x.port === b.port);
+    if (dup >= 0) fail(`${path}.backends[${i}]`, `duplicate backend ${b.address} port ${b.port} (also backends[${dup}])`);
   });
   return { address: addr, port: p, protocol: protocol(o.protocol ?? 'tcp', `${path}.protocol`), table_size: size, backends };
 }

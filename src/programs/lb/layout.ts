@@ -79,9 +79,10 @@ export function addrBytes(text: string): Buffer {
   return out;
 }
 
-export function addrText(bytes: Buffer, family: number): string {
-  if (family === FAMILY.ipv4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
-  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2).toString(16));
+/** The address in `bytes` (at offset `at`) as text, IPv6 per RFC 5952. */
+export function addrText(bytes: Buffer, family: number, at = 0): string {
+  if (family === FAMILY.ipv4) return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
+  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(at + i * 2).toString(16));
   // RFC 5952: the longest run (of two or more) of zero groups becomes '::'.
   let best = -1;
   let bestLen = 1;
@@ -177,19 +178,22 @@ export function encodeBackend(e: BackendEntry): Buffer {
   return b;
 }
 
-/** null for a free slot of the backend array. */
-export function decodeBackend(b: Buffer): BackendEntry | null {
+/** The entry at offset `at` of `b`; null for a free slot of the backend
+ *  array. Reads in place: the whole array (16384 slots) is decoded on
+ *  every apply. */
+export function decodeBackend(b: Buffer, at = 0): BackendEntry | null {
   const L = LAYOUT.lb_backend;
-  const flags = b[L.flags];
+  const flags = b[at + L.flags];
   if (!(flags & BACKEND_FLAGS.inUse)) return null;
-  return {
-    address: addrText(b.subarray(L.addr, L.addr + 16), b[L.family]),
-    port: b.readUInt16BE(L.port),
-    vipId: b.readUInt32LE(L.vip_id),
-    weight: b.readUInt32LE(L.weight),
-    ...(flags & BACKEND_FLAGS.mac ? { mac: macText(b.subarray(L.mac, L.mac + 6)) } : {}),
+  const e: BackendEntry = {
+    address: addrText(b, b[at + L.family], at + L.addr),
+    port: b.readUInt16BE(at + L.port),
+    vipId: b.readUInt32LE(at + L.vip_id),
+    weight: b.readUInt32LE(at + L.weight),
     removed: !!(flags & BACKEND_FLAGS.removed),
   };
+  if (flags & BACKEND_FLAGS.mac) e.mac = macText(b.subarray(at + L.mac, at + L.mac + 6));
+  return e;
 }
 
 export interface NatConfig {

@@ -3,7 +3,7 @@
 // only the difference. A Maglev table is never written in place: a new inner
 // map is filled and swapped in by one update of lb_maglev.
 import {
-  MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapKeys, mapLookup,
+  MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapEntries, mapLookup,
   mapLookupPerCpu, mapUpdate, mapUpdateBatch, mapCount, possibleCpus, mapInfo, mapFdById, arrayValues,
 } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
@@ -14,13 +14,15 @@ import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeCounters, decodeVip, decodeVipKey,
   encodeBackend, encodeConfig, encodeVip, encodeVipKey, u32, type BackendEntry, type LbCounters,
 } from './layout.js';
-import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type LbConfig, type VipConfig } from './config.js';
+import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type BackendConfig, type LbConfig, type VipConfig } from './config.js';
 import type { LbMapName } from './spec.js';
 
 export type LbFds = Record<LbMapName, number>;
 
 export interface LbState {
-  config: LbConfig;
+  /** The config the kernel holds, built on first use: applying a whole
+   *  file never needs it (10,000 backends take a millisecond). */
+  readonly config: LbConfig;
   /** VIP key (vipName) -> id and table size. */
   vips: Map<string, { id: number; tableSize: number; key: Buffer }>;
   /** Backend id -> entry, for every slot in use (removed ones included). */
@@ -36,20 +38,32 @@ const TABLE_FLAGS = MAP_F_INNER_MAP | MAP_F_MMAPABLE;
 
 export function readState(fds: LbFds): LbState {
   const cfgRaw = mapLookup(fds.lb_config, ZERO, LAYOUT.lb_config.size);
-  const cfg = cfgRaw ? decodeConfig(cfgRaw) : null;
   const vips = new Map<string, { id: number; tableSize: number; key: Buffer }>();
-  for (const key of mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)) {
-    const v = mapLookup(fds.lb_vips, key, LAYOUT.lb_vip.size);
-    if (!v) continue;
+  // One batch call for every VIP, not a key walk and a lookup per VIP.
+  for (const [key, v] of mapEntries(fds.lb_vips, LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size, LB_MAX_VIPS)) {
     const { id, tableSize } = decodeVip(v);
     vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
   }
   const backends = new Map<number, BackendEntry>();
   const raw = arrayValues(fds.lb_backends, LAYOUT.lb_backend.size, LB_MAX_BACKENDS);
   for (let id = 0; id < LB_MAX_BACKENDS; id++) {
-    const e = decodeBackend(raw.subarray(id * LAYOUT.lb_backend.size, (id + 1) * LAYOUT.lb_backend.size));
+    const e = decodeBackend(raw, id * LAYOUT.lb_backend.size);
     if (e) backends.set(id, e);
   }
+  let config: LbConfig | undefined;
+  return {
+    get config() {
+      return (config ??= heldConfig(cfgRaw, vips, backends));
+    },
+    vips,
+    backends,
+    configRaw: cfgRaw,
+  };
+}
+
+/** The kernel's config in validateConfig's form: each VIP's live backends, in id order. */
+function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState['backends']): LbConfig {
+  const cfg = raw ? decodeConfig(raw) : null;
   const live = new Map<number, VipConfig['backends']>();
   for (const b of backends.values()) {
     if (b.removed) continue;
@@ -59,16 +73,7 @@ export function readState(fds: LbFds): LbState {
   const list: VipConfig[] = [...vips.values()]
     .sort((a, b) => a.id - b.id)
     .map((v) => ({ ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [] }));
-  return {
-    config: {
-      nat: cfg?.nat ?? { ...DEFAULT_NAT },
-      timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS },
-      vips: list,
-    },
-    vips,
-    backends,
-    configRaw: cfgRaw,
-  };
+  return { nat: cfg?.nat ?? { ...DEFAULT_NAT }, timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS }, vips: list };
 }
 
 /** One write the apply made, and how to undo it. */
@@ -86,8 +91,6 @@ export interface ApplyResult {
   backends_written: number;
 }
 
-const backendKey = (vipId: number, address: string, port: number) => `${vipId}|${address}|${port}`;
-
 /**
  * Make the kernel hold `want`, writing only what differs. Order matters for
  * packets in flight: backends first, then each changed VIP's new table (one
@@ -100,12 +103,17 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
   // Plan ids before writing anything, so running out of room changes nothing.
   const wanted = new Set(want.vips.map(vipName));
   const freedVipIds = new Set([...have.vips.entries()].filter(([n]) => !wanted.has(n)).map(([, v]) => v.id));
-  const byVip = new Map<number, Array<[number, BackendEntry]>>();
+  // Each VIP's backends, removed ones included, in id order.
+  const byVip = new Map<number, Held>();
   for (const [id, b] of have.backends) {
-    if (!byVip.has(b.vipId)) byVip.set(b.vipId, []);
-    byVip.get(b.vipId)!.push([id, b]);
+    const held = byVip.get(b.vipId);
+    if (held) {
+      held.ids.push(id);
+      held.entries.push(b);
+    } else {
+      byVip.set(b.vipId, { ids: [id], entries: [b] });
+    }
   }
-  const byKey = new Map([...have.backends.entries()].map(([id, b]) => [backendKey(b.vipId, b.address, b.port), id]));
   const usedVipIds = new Set([...have.vips.values()].map((v) => v.id));
   const nextFree = (used: (i: number) => boolean, max: number) => {
     let i = 0;
@@ -116,35 +124,46 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
   };
   const freeVip = nextFree((i) => usedVipIds.has(i), LB_MAX_VIPS);
   const freeBackend = nextFree((i) => have.backends.has(i), LB_MAX_BACKENDS);
+  /** Backend entries to write: wanted ones the kernel does not hold yet, and new tombstones. */
+  const changed: Array<{ id: number; entry: BackendEntry }> = [];
   const plan = want.vips.map((v) => {
     const current = have.vips.get(vipName(v));
     const id = current?.id ?? freeVip();
     if (id === undefined) throw new XdplbError(`no room for VIP ${vipName(v)}: at most ${LB_MAX_VIPS} VIPs`);
-    const backends = v.backends.map((b) => {
-      const known = current ? byKey.get(backendKey(id, b.address, b.port)) : undefined;
-      const bid = known ?? freeBackend();
+    const had = (current && byVip.get(id)) || { ids: [], entries: [] };
+    const { at, unmatched } = matchBackends(v.backends, had.entries);
+    // The table is a function of its size and of each backend's id, identity
+    // and weight (maglev.ts is deterministic): when none of these changed,
+    // the table in place is the one we would build, and is left alone.
+    let sameTable = !!current && current.tableSize === v.table_size;
+    const ids = v.backends.map((b, i) => {
+      const k = at[i];
+      const bid = k === undefined ? freeBackend() : had.ids[k];
       if (bid === undefined) {
         throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
       }
-      return { id: bid, entry: { address: b.address, port: b.port, vipId: id, weight: b.weight, mac: b.mac, removed: false } as BackendEntry };
+      const old = k === undefined ? undefined : had.entries[k];
+      sameTable &&= !!old && !old.removed && old.weight === b.weight;
+      if (!holds(old, id, b)) changed.push({ id: bid, entry: { address: b.address, port: b.port, vipId: id, weight: b.weight, mac: b.mac, removed: false } });
+      return bid;
     });
     // Backends dropped from a kept VIP stay as tombstones: established flows
     // still reach them; new flows do not (they are out of the table).
-    const kept = new Set(backends.map((b) => b.id));
-    const tombstones = (current ? byVip.get(id) ?? [] : [])
-      .filter(([bid]) => !kept.has(bid))
-      .map(([bid, b]) => ({ id: bid, entry: { ...b, removed: true } }));
-    const before = (byVip.get(id) ?? []).filter(([, b]) => !b.removed);
-    return { vip: v, id, current, backends, tombstones, sameTable: !!current && sameTableInput(current.tableSize, before, v.table_size, backends) };
+    for (const k of unmatched) {
+      const old = had.entries[k];
+      if (old.removed) continue;
+      sameTable = false;
+      changed.push({ id: had.ids[k], entry: { ...old, removed: true } });
+    }
+    return { vip: v, id, current, ids, sameTable };
   });
 
   const undo: Undo[] = [];
   /** Write unless the kernel holds it already; `old` is what readState saw. */
   const write = (fd: number, key: Buffer, value: Buffer, old: Buffer | null) => {
-    if (old && old.equals(value)) return false;
+    if (old && old.equals(value)) return;
     mapUpdate(fd, key, value);
     undo.push({ fd, key, old });
-    return true;
   };
   const remove = (fd: number, key: Buffer, size: number) => {
     const old = mapLookup(fd, key, size);
@@ -168,8 +187,8 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
   const built: Array<{ id: number; fd: number }> = [];
   try {
     write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts, kernelHz()), have.configRaw);
-    // Changed backend entries in one batch, and zeroed counters for new ids.
-    const changed = plan.flatMap((p) => [...p.backends, ...p.tombstones]).filter((b) => !sameBackend(have.backends.get(b.id), b.entry));
+    // Changed backend entries in one batch, and zeroed counters for new ids
+    // and new VIPs.
     const fresh = changed.filter((b) => !have.backends.has(b.id)).map((b) => b.id);
     for (const b of changed) {
       const old = have.backends.get(b.id);
@@ -178,18 +197,19 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     writeArray(fds.lb_backends, changed.map((b) => b.id), changed.map((b) => encodeBackend(b.entry)));
     writeArray(fds.lb_be_stats, fresh, fresh.map(() => Buffer.alloc(countersSize())));
     result.backends_written = changed.length;
+    const newVips = plan.filter((p) => !p.current).map((p) => p.id);
+    writeArray(fds.lb_vip_stats, newVips, newVips.map(() => Buffer.alloc(countersSize())));
     for (const p of plan) {
-      const key = u32(p.id);
-      if (!p.current) writeArray(fds.lb_vip_stats, [p.id], [Buffer.alloc(countersSize())]);
       if (p.sameTable) continue;
+      const key = u32(p.id);
       // A VIP's entry holds its table size; packets index with the size they
       // read. Growing, the old size fits the new table: swap, then resize.
       // Shrinking, resize first so that no index runs past the new table.
       if (p.current && p.vip.table_size < p.current.tableSize) {
-        write(fds.lb_vips, encodeVipKey(p.vip), encodeVip(p.id, p.vip.table_size), encodeVip(p.id, p.current.tableSize));
+        write(fds.lb_vips, p.current.key, encodeVip(p.id, p.vip.table_size), encodeVip(p.id, p.current.tableSize));
       }
       swapped.push({ key, oldFd: innerFd(fds.lb_maglev, key) });
-      const table = maglevTable(p.backends.map((b) => ({ id: b.id, key: `${b.entry.address}:${b.entry.port}`, weight: b.entry.weight })), p.vip.table_size);
+      const table = maglevTable(p.vip.backends.map((b, i) => ({ id: p.ids[i], key: `${b.address}:${b.port}`, weight: b.weight })), p.vip.table_size);
       built.push({ id: p.id, fd: buildTable(table) });
       result.tables_written++;
       if (p.current) result.vips_changed++;
@@ -208,9 +228,11 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     const bitsDuring = vipBits([...have.vips.values()].map((v) => v.key).concat(plan.map((p) => encodeVipKey(p.vip))));
     writeChanged(fds.lb_vip_bits, bits, bitsDuring, 8);
     for (const p of plan) {
-      const vipKey = encodeVipKey(p.vip);
-      const old = p.current ? encodeVip(p.current.id, Math.min(p.current.tableSize, p.vip.table_size)) : null;
-      if (write(fds.lb_vips, vipKey, encodeVip(p.id, p.vip.table_size), old) && !p.current) result.vips_added++;
+      // Same size: nothing to write; smaller: written before the swap.
+      if (p.current && p.vip.table_size <= p.current.tableSize) continue;
+      const old = p.current ? encodeVip(p.current.id, p.current.tableSize) : null;
+      write(fds.lb_vips, p.current?.key ?? encodeVipKey(p.vip), encodeVip(p.id, p.vip.table_size), old);
+      if (!p.current) result.vips_added++;
     }
     for (const [name, v] of have.vips) {
       if (wanted.has(name)) continue;
@@ -219,8 +241,9 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
       mapDelete(fds.lb_maglev, u32(v.id));
       result.vips_removed++;
     }
-    for (const [id, b] of have.backends) {
-      if (freedVipIds.has(b.vipId)) write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(b));
+    for (const vipId of freedVipIds) {
+      const held = byVip.get(vipId);
+      held?.ids.forEach((id, k) => write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(held.entries[k])));
     }
     const idsAfter = Buffer.alloc(idsDuring.length);
     for (const p of plan) encodeVipKey(p.vip).copy(idsAfter, p.id * LAYOUT.lb_vip_key.size);
@@ -247,6 +270,39 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
   return result;
 }
 
+/** A VIP's backends in the kernel: ids and entries, in id order. */
+interface Held {
+  ids: number[];
+  entries: BackendEntry[];
+}
+
+/** Where each wanted backend of a VIP is among the kernel's entries `had`
+ *  (by address and port, removed ones included: a backend added back gets
+ *  its id back), undefined for a new one; and the places in `had` that no
+ *  wanted backend took. */
+function matchBackends(want: BackendConfig[], had: BackendEntry[]): { at: Array<number | undefined>; unmatched: number[] } {
+  // Ids are handed out in the config's order, so the kernel usually holds
+  // a VIP's backends in that order: check position by position first, and
+  // build keys only when that fails.
+  if (had.length === want.length && want.every((b, i) => had[i].address === b.address && had[i].port === b.port)) {
+    return { at: want.map((_, i) => i), unmatched: [] };
+  }
+  const byKey = new Map(had.map((e, i) => [`${e.address}|${e.port}`, i]));
+  const at = want.map((b) => {
+    const key = `${b.address}|${b.port}`;
+    const i = byKey.get(key);
+    byKey.delete(key);
+    return i;
+  });
+  return { at, unmatched: [...byKey.values()] };
+}
+
+/** Whether the kernel's entry `old` is already backend `b` of VIP `vipId`. */
+function holds(old: BackendEntry | undefined, vipId: number, b: BackendConfig): boolean {
+  return !!old && !old.removed && old.vipId === vipId && old.address === b.address && old.port === b.port &&
+    old.weight === b.weight && (old.mac ?? '') === (b.mac ?? '');
+}
+
 /** One per-CPU counters value, for every CPU (each rounded to 8 bytes). */
 const countersSize = () => Math.ceil(LAYOUT.lb_counters.size / 8) * 8 * possibleCpus();
 
@@ -258,29 +314,10 @@ function writeArray(fd: number, ids: number[], values: Buffer[]): void {
   mapUpdateBatch(fd, keys, Buffer.concat(values), ids.length);
 }
 
-function sameBackend(a: BackendEntry | undefined, b: BackendEntry): boolean {
-  return !!a && a.address === b.address && a.port === b.port && a.vipId === b.vipId && a.weight === b.weight &&
-    (a.mac ?? '') === (b.mac ?? '') && a.removed === b.removed;
-}
-
 /** An fd for the table now at `key` of the outer map, null when none. */
 function innerFd(outer: number, key: Buffer): number | null {
   const id = mapLookup(outer, key, 4);
   return id ? mapFdById(id.readUInt32LE(0)) : null;
-}
-
-/** The table is a function of its size and of each backend's id, identity
- *  and weight (maglev.ts is deterministic): when none of these changed, the
- *  table in place is the one we would build, and is left alone. */
-function sameTableInput(
-  sizeBefore: number, before: Array<[number, BackendEntry]>, sizeAfter: number, after: Array<{ id: number; entry: BackendEntry }>,
-): boolean {
-  if (sizeBefore !== sizeAfter || before.length !== after.length) return false;
-  const was = new Map(before);
-  return after.every(({ id, entry }) => {
-    const b = was.get(id);
-    return !!b && b.address === entry.address && b.port === entry.port && b.weight === entry.weight;
-  });
 }
 
 /** A new inner map holding `table`, filled through a memory mapping (one

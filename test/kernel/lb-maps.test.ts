@@ -1,0 +1,67 @@
+// The batch map walks the load balancer reads its state with, against real
+// maps: every entry exactly once, however the kernel splits the walk.
+import { afterEach, describe, expect, it } from 'vitest';
+import { MAP_TYPE_ARRAY, MAP_TYPE_HASH, closeFd, mapCount, mapCreate, mapEntries, mapUpdateBatch } from '../../src/libbpf/index.js';
+
+const fds: number[] = [];
+afterEach(() => fds.splice(0).forEach(closeFd));
+
+/** A hash map of `count` entries: 8-byte keys, 12-byte values derived from them. */
+function hashMap(count: number, maxEntries = 1024): { fd: number; want: Map<string, string> } {
+  const fd = mapCreate(MAP_TYPE_HASH, 'xdplb_test', 8, 12, maxEntries);
+  fds.push(fd);
+  const keys = Buffer.alloc(8 * count);
+  const values = Buffer.alloc(12 * count);
+  const want = new Map<string, string>();
+  for (let i = 0; i < count; i++) {
+    keys.writeBigUInt64LE(BigInt(i) * 7919n + 3n, i * 8);
+    values.writeUInt32LE(i, i * 12);
+    values.writeUInt32LE(i ^ 0xabcdef, i * 12 + 8);
+    want.set(keys.subarray(i * 8, i * 8 + 8).toString('hex'), values.subarray(i * 12, i * 12 + 12).toString('hex'));
+  }
+  mapUpdateBatch(fd, keys, values, count);
+  return { fd, want };
+}
+
+const asMap = (entries: Array<[Buffer, Buffer]>) => new Map(entries.map(([k, v]) => [k.toString('hex'), v.toString('hex')]));
+
+describe('batch map walks', () => {
+  it('reads every key and value of a hash map in one call', () => {
+    const { fd, want } = hashMap(1000);
+    const got = mapEntries(fd, 8, 12);
+    expect(got).toHaveLength(1000);
+    expect(asMap(got)).toEqual(want);
+    expect(mapCount(fd, 8, 12)).toBe(1000);
+  });
+
+  it('reads each entry once when the walk takes many calls, buckets larger than a call included', () => {
+    // One entry per call: a bucket of two or more is refused (ENOSPC) and
+    // read again with more room.
+    const { fd, want } = hashMap(1000);
+    for (const chunk of [1, 7, 64]) {
+      const got = mapEntries(fd, 8, 12, chunk);
+      expect(got).toHaveLength(1000);
+      expect(asMap(got)).toEqual(want);
+      expect(mapCount(fd, 8, 12, chunk)).toBe(1000);
+    }
+  });
+
+  it('reads an empty map as no entries', () => {
+    const { fd } = hashMap(0);
+    expect(mapEntries(fd, 8, 12)).toEqual([]);
+    expect(mapCount(fd, 8, 12)).toBe(0);
+  });
+
+  it('reads an array map in key order', () => {
+    const fd = mapCreate(MAP_TYPE_ARRAY, 'xdplb_test', 4, 4, 5);
+    fds.push(fd);
+    const keys = Buffer.alloc(20);
+    const values = Buffer.alloc(20);
+    for (let i = 0; i < 5; i++) {
+      keys.writeUInt32LE(i, i * 4);
+      values.writeUInt32LE(100 + i, i * 4);
+    }
+    mapUpdateBatch(fd, keys, values, 5);
+    expect(mapEntries(fd, 4, 4, 2).map(([k, v]) => [k.readUInt32LE(0), v.readUInt32LE(0)])).toEqual([[0, 100], [1, 101], [2, 102], [3, 103], [4, 104]]);
+  });
+});
