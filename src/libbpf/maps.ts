@@ -164,19 +164,42 @@ export function mapFdById(id: number): number | null {
 }
 
 const PAGE = 4096;
+const PROT_READ = 1;
 const PROT_READ_WRITE = 3;
 const MAP_SHARED = 1;
+
+/** Run `fn` over the first `bytes` of an mmapable map's memory. */
+function withMapping<T>(fd: number, bytes: number, prot: number, fn: (mem: Uint8Array) => T): T {
+  const length = Math.ceil(bytes / PAGE) * PAGE;
+  const ptr = c.mmap(null, length, prot, MAP_SHARED, fd, 0n);
+  if (!ptr || address(ptr) === 0xffffffffffffffffn) throw new BpfError('mmap', errno(), `cannot map the values of map fd ${fd}`);
+  try {
+    return fn(view(ptr, bytes));
+  } finally {
+    c.munmap(ptr, length);
+  }
+}
+
+/** The first `count` values of an mmapable array map, packed: one copy out
+ *  of the kernel's memory instead of a lookup per element (the kernel lays
+ *  elements out 8-byte aligned). */
+export function arrayReadMapped(fd: number, valueSize: number, count: number): Buffer {
+  const stride = Math.ceil(valueSize / 8) * 8;
+  const out = Buffer.alloc(valueSize * count);
+  withMapping(fd, stride * count, PROT_READ, (mem) => {
+    const from = Buffer.from(mem.buffer, mem.byteOffset, stride * count);
+    if (stride === valueSize) from.copy(out);
+    else for (let i = 0; i < count; i++) from.copy(out, i * valueSize, i * stride, i * stride + valueSize);
+  });
+  return out;
+}
 
 /** Write `count` packed values of `valueSize` bytes over the start of an
  *  mmapable array map: one copy into the kernel's memory instead of an
  *  update per element. The kernel lays elements out 8-byte aligned. */
 export function arrayWriteMapped(fd: number, values: Buffer, valueSize: number, count: number): void {
   const stride = Math.ceil(valueSize / 8) * 8;
-  const length = Math.ceil((stride * count) / PAGE) * PAGE;
-  const ptr = c.mmap(null, length, PROT_READ_WRITE, MAP_SHARED, fd, 0n);
-  if (!ptr || address(ptr) === 0xffffffffffffffffn) throw new BpfError('mmap', errno(), `cannot map the values of map fd ${fd}`);
-  try {
-    const mem = view(ptr, stride * count);
+  withMapping(fd, stride * count, PROT_READ_WRITE, (mem) => {
     if (stride === valueSize) {
       mem.set(values.subarray(0, valueSize * count));
     } else if (valueSize === 4 && values.byteOffset % 4 === 0) {
@@ -188,7 +211,5 @@ export function arrayWriteMapped(fd: number, values: Buffer, valueSize: number, 
     } else {
       for (let i = 0; i < count; i++) values.copy(mem, i * stride, i * valueSize, (i + 1) * valueSize);
     }
-  } finally {
-    c.munmap(ptr, length);
-  }
+  });
 }

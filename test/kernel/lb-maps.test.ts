@@ -1,7 +1,10 @@
 // The batch map walks the load balancer reads its state with, against real
 // maps: every entry exactly once, however the kernel splits the walk.
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAP_TYPE_ARRAY, MAP_TYPE_HASH, closeFd, mapCount, mapCreate, mapEntries, mapUpdateBatch } from '../../src/libbpf/index.js';
+import {
+  MAP_F_MMAPABLE, MAP_TYPE_ARRAY, MAP_TYPE_HASH, arrayReadMapped, arrayValues, arrayWriteMapped, closeFd, mapCount, mapCreate, mapEntries,
+  mapUpdateBatch,
+} from '../../src/libbpf/index.js';
 
 const fds: number[] = [];
 afterEach(() => fds.splice(0).forEach(closeFd));
@@ -63,5 +66,19 @@ describe('batch map walks', () => {
     }
     mapUpdateBatch(fd, keys, values, 5);
     expect(mapEntries(fd, 4, 4, 2).map(([k, v]) => [k.readUInt32LE(0), v.readUInt32LE(0)])).toEqual([[0, 100], [1, 101], [2, 102], [3, 103], [4, 104]]);
+  });
+});
+
+describe('mapped array reads and writes', () => {
+  it('read back packed what was written, for values that are not a multiple of 8 bytes', () => {
+    // 36-byte values (struct lb_backend) sit 40 bytes apart in the mapping.
+    const fd = mapCreate(MAP_TYPE_ARRAY, 'xdplb_test', 4, 36, 1000, MAP_F_MMAPABLE);
+    fds.push(fd);
+    const values = Buffer.alloc(36 * 1000);
+    for (let i = 0; i < values.length; i++) values[i] = (i * 31 + 7) & 0xff;
+    arrayWriteMapped(fd, values, 36, 1000);
+    expect(arrayValues(fd, 36, 1000).equals(values)).toBe(true); // the kernel's view, element by element
+    expect(arrayReadMapped(fd, 36, 1000).equals(values)).toBe(true);
+    expect(arrayReadMapped(fd, 36, 10).equals(values.subarray(0, 360))).toBe(true);
   });
 });

@@ -4,7 +4,7 @@
 // map is filled and swapped in by one update of lb_maglev.
 import {
   MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapEntries, mapLookup,
-  mapLookupPerCpu, mapUpdate, mapUpdateBatch, mapCount, possibleCpus, mapInfo, mapFdById, arrayValues,
+  mapLookupPerCpu, mapUpdate, mapUpdateBatch, mapCount, possibleCpus, mapInfo, mapFdById, arrayValues, arrayReadMapped,
 } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { maglevTable } from './maglev.js';
@@ -45,7 +45,7 @@ export function readState(fds: LbFds): LbState {
     vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
   }
   const backends = new Map<number, BackendEntry>();
-  const raw = arrayValues(fds.lb_backends, LAYOUT.lb_backend.size, LB_MAX_BACKENDS);
+  const raw = arrayReadMapped(fds.lb_backends, LAYOUT.lb_backend.size, LB_MAX_BACKENDS);
   for (let id = 0; id < LB_MAX_BACKENDS; id++) {
     const e = decodeBackend(raw, id * LAYOUT.lb_backend.size);
     if (e) backends.set(id, e);
