@@ -165,6 +165,7 @@ export interface MapInfo {
   keySize: number;
   valueSize: number;
   maxEntries: number;
+  flags: number;
   name: string;
 }
 
@@ -177,6 +178,7 @@ export function mapInfo(fd: number): MapInfo {
     keySize: info.readUInt32LE(8),
     valueSize: info.readUInt32LE(12),
     maxEntries: info.readUInt32LE(16),
+    flags: info.readUInt32LE(20),
     name: name.subarray(0, Math.max(0, name.indexOf(0)) || 16).toString('utf8'),
   };
 }

@@ -34,14 +34,14 @@ describe('lb struct layouts against BTF', () => {
 });
 
 describe('lb maps as loaded', () => {
-  it('have the key and value sizes MAP_SIZES expects of pinned state', () => {
+  it('have the key and value sizes and flags MAP_SIZES expects of pinned state', () => {
     const root = RootArray.load();
     const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: 7 });
     const fds = lbFdsOf(fd);
     try {
       for (const [name, sizes] of Object.entries(MAP_SIZES)) {
         const info = mapInfo(fds[name as keyof typeof MAP_SIZES]);
-        expect([name, info.keySize, info.valueSize]).toEqual([name, ...sizes]);
+        expect([name, info.keySize, info.valueSize, info.flags]).toEqual([name, ...sizes]);
       }
     } finally {
       closeFds(fds);

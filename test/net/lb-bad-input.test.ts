@@ -2,7 +2,7 @@
 // config file, the key path) and what was expected, exit 2 (or 1 for a
 // refused operation), and the kernel state exactly as it was before.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -108,12 +108,30 @@ describe('xdp-lb small edits', () => {
 });
 
 describe('xdp-lb and state pinned by another version', () => {
-  it('refuses to attach over a pinned map of another layout, and says how to recover', () => {
-    const pin = '/sys/fs/bpf/xdplb/program-shared-state/lb/lb_nat';
-    rmSync(pin);
-    execFileSync('bpftool', ['map', 'create', pin, 'type', 'lru_hash', 'key', '24', 'value', '48', 'entries', '64', 'name', 'lb_nat']);
-    rejects(() => ['--attach', '--interface', lab.serverIf], 1,
-      'the load balancer state pinned in /sys/fs/bpf/xdplb/program-shared-state/lb is from another version: map lb_nat has ' +
-        'key/value sizes 24/48, expected 24/88; run xdp-lb --detach on every interface (its config goes with it) and attach again')();
-  });
+  const dirOf = '/sys/fs/bpf/xdplb/program-shared-state/lb';
+  /** Replace one pin by a map of another layout: attach, status and apply
+   *  all refuse it with one line that says how to recover, and change
+   *  neither the pins nor the program in the slot. */
+  const refusedOver = (name: string, create: string[], found: string) => () => {
+    rmSync(`${dirOf}/${name}`);
+    execFileSync('bpftool', ['map', 'create', `${dirOf}/${name}`, ...create, 'name', name]);
+    const message = `xdp-lb: the load balancer state pinned in ${dirOf} is from another version: map ${name} has ${found}; ` +
+      'run xdp-lb --detach on every interface (its config goes with it) and attach again\n';
+    const held = () => {
+      const s = JSON.parse(ok(xdpRoot(['--status', '--json', '--interface', lab.serverIf], { netns: lab.server })))[lab.serverIf];
+      return { pins: readdirSync(dirOf).sort(), slot7: s.subprograms[7]?.id };
+    };
+    const before = held();
+    expect(before.slot7).toBeGreaterThan(0);
+    for (const args of [['--attach', '--interface', lab.serverIf], ['--status', '--json'], ['--apply', file(`${name}.json`, GOOD)]]) {
+      const r = lb(args);
+      expect([args[0], r.code, r.stdout, r.stderr]).toEqual([args[0], 1, '', message]);
+    }
+    expect(held()).toEqual(before);
+  };
+
+  it('refuses a pinned map of another layout', refusedOver('lb_nat', ['type', 'lru_hash', 'key', '24', 'value', '48', 'entries', '64'],
+    'key/value sizes 24/48 and flags 0, expected 24/96 and 0'));
+  it('refuses a pinned map of the right sizes but other flags', refusedOver('lb_backends',
+    ['type', 'array', 'key', '4', 'value', '36', 'entries', '16384'], 'key/value sizes 4/36 and flags 0, expected 4/36 and 1024'));
 });

@@ -13,6 +13,8 @@ export type Protocol = keyof typeof PROTO;
 
 export const BACKEND_FLAGS = { inUse: 1, mac: 2, removed: 4 } as const;
 export const CONFIG_FLAGS = { nat4: 1, nat6: 2 } as const;
+/** BPF_F_MMAPABLE, as map_info reports it. */
+const MAP_FLAG_MMAPABLE = 1 << 10;
 
 export const LAYOUT = {
   lb_addr: { size: 16 },
@@ -26,6 +28,8 @@ export const LAYOUT = {
   lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, state: 14 },
   lb_nat_key: { size: 24, backend: 0, bport: 16, nport: 18, proto: 20, family: 21 },
   lb_nat: { size: 96, flow: 0, backend: 40, vip: 44, l2: 48, touched: 88 },
+  lb_frag_key: { size: 40, src: 0, dst: 16, id: 32, proto: 36, family: 37 },
+  lb_frag: { size: 56, src: 0, dst: 16, expires: 32, backend: 40, vip: 44, reply: 48 },
   lb_l2: { size: 40, dst: 0, expires: 16, ifindex: 24, smac: 28, dmac: 34 },
   lb_counters: {
     size: 88, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
@@ -33,20 +37,22 @@ export const LAYOUT = {
   },
 } as const;
 
-/** Key and value size of each map, as this version's object declares them
- *  (a pinned map from another version is refused, not reused). */
+/** Key size, value size and flags of each map, as this version's object
+ *  declares them (a pinned map from another version is refused, not
+ *  reused: libbpf would refuse it less clearly, or the program misread it). */
 export const MAP_SIZES = {
-  lb_vips: [LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size],
-  lb_vip_bits: [4, 8],
-  lb_vip_ids: [4, LAYOUT.lb_vip_key.size],
-  lb_maglev: [4, 4],
-  lb_backends: [4, LAYOUT.lb_backend.size],
-  lb_config: [4, LAYOUT.lb_config.size],
-  lb_conns: [LAYOUT.lb_flow.size, LAYOUT.lb_conn.size],
-  lb_nat: [LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size],
-  lb_l2_cache: [4, LAYOUT.lb_l2.size],
-  lb_vip_stats: [4, LAYOUT.lb_counters.size],
-  lb_be_stats: [4, LAYOUT.lb_counters.size],
+  lb_vips: [LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size, 0],
+  lb_vip_bits: [4, 8, 0],
+  lb_vip_ids: [4, LAYOUT.lb_vip_key.size, 0],
+  lb_maglev: [4, 4, 0],
+  lb_backends: [4, LAYOUT.lb_backend.size, MAP_FLAG_MMAPABLE],
+  lb_config: [4, LAYOUT.lb_config.size, 0],
+  lb_conns: [LAYOUT.lb_flow.size, LAYOUT.lb_conn.size, 0],
+  lb_nat: [LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size, 0],
+  lb_frags: [LAYOUT.lb_frag_key.size, LAYOUT.lb_frag.size, 0],
+  lb_l2_cache: [4, LAYOUT.lb_l2.size, 0],
+  lb_vip_stats: [4, LAYOUT.lb_counters.size, 0],
+  lb_be_stats: [4, LAYOUT.lb_counters.size, 0],
 } as const;
 
 export const COUNTER_NAMES = [

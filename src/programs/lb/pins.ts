@@ -12,7 +12,9 @@ import { LB_MAPS, LB_SPEC } from './spec.js';
 import type { LbFds } from './state.js';
 import { MAP_SIZES } from './layout.js';
 
-/** The pinned maps, or null when the balancer runs nowhere. */
+/** The pinned maps, or null when the balancer runs nowhere. State pinned by
+ *  another version of the balancer, whose maps the program would misread,
+ *  is refused: each map's key and value size and flags must match. */
 export function openLbMaps(): LbFds | null {
   const dir = sharedDir(LB_SPEC.name);
   if (!existsSync(dir)) return null;
@@ -22,6 +24,15 @@ export function openLbMaps(): LbFds | null {
       const fd = openPinned(join(dir, name));
       if (fd === null) throw new XdplbError(`incomplete load balancer pins in ${dir}: ${name} is missing; run xdp-lb --detach on every interface to clean up`);
       fds[name] = fd;
+      const info = mapInfo(fd);
+      const [key, value, flags] = MAP_SIZES[name];
+      if (info.keySize !== key || info.valueSize !== value || info.flags !== flags) {
+        throw new XdplbError(
+          `the load balancer state pinned in ${dir} is from another version: map ${name} has ` +
+            `key/value sizes ${info.keySize}/${info.valueSize} and flags ${info.flags}, expected ${key}/${value} and ${flags}; ` +
+            'run xdp-lb --detach on every interface (its config goes with it) and attach again',
+        );
+      }
     }
   } catch (err) {
     Object.values(fds).forEach(closeFd);
@@ -30,26 +41,10 @@ export function openLbMaps(): LbFds | null {
   return fds as LbFds;
 }
 
-/** Refuse state pinned by another version of the balancer, whose maps the
- *  program would misread: each map's key and value size must match. */
+/** Refuse state pinned by another version before attaching over it. */
 export function checkPinnedLayout(): void {
   const fds = openLbMaps();
-  if (!fds) return;
-  try {
-    for (const name of LB_MAPS) {
-      const info = mapInfo(fds[name]);
-      const [key, value] = MAP_SIZES[name];
-      if (info.keySize !== key || info.valueSize !== value) {
-        throw new XdplbError(
-          `the load balancer state pinned in ${sharedDir(LB_SPEC.name)} is from another version: map ${name} has ` +
-            `key/value sizes ${info.keySize}/${info.valueSize}, expected ${key}/${value}; ` +
-            'run xdp-lb --detach on every interface (its config goes with it) and attach again',
-        );
-      }
-    }
-  } finally {
-    closeLbMaps(fds);
-  }
+  if (fds) closeLbMaps(fds);
 }
 
 export function requireLbMaps(): LbFds {
