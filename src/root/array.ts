@@ -3,14 +3,16 @@
 // counters), either pinned under /sys/fs/bpf/xdplb/<ifname>/ or held by file
 // descriptors only (tests, benchmarks).
 import { existsSync, rmSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
   BpfObject, closeFd, openPinned, pinObject, progInfo, mapInfo, mapLookup, mapUpdate, mapDelete,
   progFdById, withFd, dupFd,
 } from '../libbpf/index.js';
 import { XdplbError } from '../errors.js';
 import { PIN, SLOTS, bpfObject, ensurePinDir } from './layout.js';
-import { ROWS, clearRow, readRow, type Counters } from './stats.js';
+import {
+  BASELINE_ROW, COUNTERS_SIZE, ROWS, ROW_ROOT, actionCounts, clearRow, deriveTotals, readRow, readRowPerCpu, writeRow, type Counters,
+} from './stats.js';
 
 export const ROOT_OBJECT = 'xdp_root.o';
 export const ROOT_PROGRAM = 'xdp_root';
@@ -34,7 +36,7 @@ export class RootArray {
     readonly rootFd: number,
     readonly slotsFd: number,
     readonly statsFd: number,
-    /** Null for a root pinned by a build older than the sample protocol. */
+    /** Null for a root pinned without the sample protocol's maps. */
     readonly sampleFds: SampleMaps | null,
   ) {
     this.rootId = progInfo(rootFd).id;
@@ -72,8 +74,18 @@ export class RootArray {
         }
         fds.push(fd);
       }
-      // Pins from before the sample protocol have none of its maps: the
-      // root still works, only sampling is unavailable (see sampleMaps()).
+      // Another version's counters cannot be read or written with ours, and
+      // its slots would not take our programs.
+      const stats = mapInfo(fds[2]);
+      if (stats.valueSize !== COUNTERS_SIZE || stats.maxEntries !== ROWS) {
+        throw new XdplbError(
+          `the root array pinned in ${dir} was attached by another version of xdplb (its counters differ): ` +
+            `run xdp-root --detach --interface ${basename(dir)} and --attach again`,
+        );
+      }
+      // Without the sample protocol's pins (pins from before it are refused
+      // above, by their counters; these were removed) the root still works,
+      // only sampling is unavailable (see sampleMaps()).
       for (const pin of SAMPLE_PINS) {
         const fd = openPinned(join(dir, pin));
         if (fd !== null) samples.push(fd);
@@ -125,13 +137,36 @@ export class RootArray {
     return mapDelete(this.slotsFd, slotKey(slot));
   }
 
-  /** Counters of a slot (0..7), the root (8) or the interface totals (9). */
+  /** Counters of a slot (0..7) since it last restarted, or of the root's
+   *  own fall-through (ROW_ROOT). */
   counters(row: number): Counters {
-    return readRow(this.statsFd, row);
+    if (row === ROW_ROOT) return actionCounts(readRow(this.statsFd, row));
+    // The baseline first: read after the row, it could be a newer one.
+    const baseline = readRow(this.statsFd, BASELINE_ROW + row);
+    return actionCounts(readRow(this.statsFd, row), baseline);
   }
 
-  clearCounters(row?: number): void {
-    for (let r = 0; r < ROWS; r++) if (row === undefined || r === row) clearRow(this.statsFd, r);
+  /** The interface totals, what the kernel finally did with each packet,
+   *  derived from the rows as the kernel wrote them (see stats.ts). */
+  totals(): Counters {
+    return deriveTotals(
+      Array.from({ length: SLOTS }, (_, slot) => readRow(this.statsFd, slot)),
+      readRow(this.statsFd, ROW_ROOT),
+    );
+  }
+
+  /** Restart a slot's counters: its row is left to the kernel and its
+   *  baseline becomes what it holds now, so the totals keep every packet.
+   *  Without a slot, zero every counter, totals included. */
+  clearCounters(slot?: number): void {
+    if (slot !== undefined) {
+      writeRow(this.statsFd, BASELINE_ROW + slot, readRowPerCpu(this.statsFd, slot));
+      return;
+    }
+    // Baselines first, so that a reader in between never sees a row below
+    // its baseline.
+    for (let s = 0; s < SLOTS; s++) clearRow(this.statsFd, BASELINE_ROW + s);
+    for (let row = 0; row <= ROW_ROOT; row++) clearRow(this.statsFd, row);
   }
 
   /** The sample protocol's maps, or an error an operator can act on. */

@@ -5,7 +5,7 @@ import { validateInterfaceName } from '../net/interface.js';
 import { interfaceDir, pinRoot } from './layout.js';
 import { RootArray, describeProg } from './array.js';
 import { attachedPrograms, type AttachedMode } from './attach.js';
-import { ROW_ROOT, ROW_TOTAL, type ActionCounts } from './stats.js';
+import { ROW_ROOT, type ActionCounts } from './stats.js';
 
 export interface SlotStatus {
   slot: number;
@@ -66,7 +66,7 @@ export function interfaceStatus(ifname: string): InterfaceStatus {
       };
     });
     const rootRow = root.counters(ROW_ROOT);
-    const total = root.counters(ROW_TOTAL);
+    const total = root.totals();
     return {
       root_loaded: true, mode: mine.mode, ifindex, root_id: root.rootId, subprograms,
       root: { statistics: rootRow.packets, bytes: rootRow.bytes },

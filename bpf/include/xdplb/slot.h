@@ -2,9 +2,9 @@
 /*
  * The slot protocol. The root tail-calls slots 0..7 in order; a subprogram
  * ends with `return xdplb_return(ctx, action);`, which counts the verdict in
- * the subprogram's own slot, hands XDP_PASS on to the later slots and, when
- * nothing later takes the packet or the verdict is final, counts it in the
- * interface totals and returns it.
+ * the subprogram's own row, hands XDP_PASS on to the later slots and, when
+ * no later slot takes it, counts it as a final PASS in the same row. A
+ * packet touches one row; userspace derives the interface totals.
  *
  * Every object that includes this header declares the same shared maps; the
  * loader makes them the interface's pinned ones (bpf_map__reuse_fd) before
@@ -56,19 +56,21 @@ struct {
 	__type(value, struct xdplb_sample_counters);
 } xdplb_sample_stats SEC(".maps");
 
-static __always_inline void xdplb_count(__u32 row, __u32 column, __u64 bytes)
+/* A row of the stats map (an array lookup the verifier inlines). */
+static __always_inline struct xdplb_counters *xdplb_row(__u32 row)
 {
-	struct xdplb_counters *c;
+	return bpf_map_lookup_elem(&xdplb_stats, &row);
+}
+
+static __always_inline void xdplb_add(struct xdplb_counters *c, __u32 column, __u64 bytes)
+{
 	/* Check and index with one 64-bit register: with a verdict known only
 	 * at run time, clang otherwise zero-extends a second copy for the index
 	 * after the check, and the verifier rejects the unbounded access. */
 	__u64 col = column;
 
 	asm volatile("" : "+r"(col));
-	if (col >= XDPLB_ACTIONS)
-		return;
-	c = bpf_map_lookup_elem(&xdplb_stats, &row);
-	if (!c)
+	if (col >= XDPLB_COLUMNS)
 		return;
 	/* Per-CPU value: plain adds, no atomics on the fast path. */
 	c->packets[col] += 1;
@@ -173,21 +175,26 @@ static __always_inline void xdplb_sample_verdict(struct xdp_md *ctx, __u32 actio
 
 static __always_inline int xdplb_return(struct xdp_md *ctx, int action)
 {
-	__u32 slot = xdplb_slot;
 	__u64 bytes = ctx->data_end - ctx->data;
+	struct xdplb_counters *c = xdplb_row(xdplb_slot);
 	__u32 column = action;
 
 	if ((__u32)action > XDP_REDIRECT) {
 		column = XDPLB_INVALID_ACTION;
 		action = XDP_ABORTED;
 	}
-	xdplb_count(slot, column, bytes);
-	if (action == XDP_PASS)
-		xdplb_chain(ctx, slot + 1);
-	else
+	if (c)
+		xdplb_add(c, column, bytes);
+	if (action != XDP_PASS) {
 		xdplb_sample_verdict(ctx, action);
-	xdplb_count(XDPLB_ROW_TOTAL, action, bytes);
-	return action;
+		return action;
+	}
+	xdplb_chain(ctx, xdplb_slot + 1);
+	/* No later slot took the packet: it leaves the dispatcher here. The
+	 * interface totals are derived from this (see stats.h). */
+	if (c)
+		xdplb_add(c, XDPLB_FINAL_PASS, bytes);
+	return XDP_PASS;
 }
 #endif
 
