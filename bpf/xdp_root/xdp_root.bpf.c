@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* The root: attached to an interface, it tail-calls slots 0..7 in order.
- * Reaching the end means every slot is empty: pass and count it. */
+/* The root: attached to an interface, it tail-calls the filled slots of
+ * 0..7 in order. Reaching the end means no slot took the packet (every slot
+ * empty): pass and count it. */
 #define XDPLB_ROOT_PROGRAM
 #include <xdplb/slot.h>
 

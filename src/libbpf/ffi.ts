@@ -75,6 +75,8 @@ export const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+  // Serializes the processes that change one interface's slots (root/array.ts).
+  flock: libc.func('int flock(int fd, int operation)'),
 
   // ---- filter ----
   // Walking a map's keys (the drop lists are LPM tries read back by status).

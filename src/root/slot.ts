@@ -9,7 +9,7 @@ import {
 import { UsageError, XdplbError } from '../errors.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS, ensurePinDir, interfaceDir } from './layout.js';
-import { RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
+import { MASK_MAP, RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
 
 /** The section holding `const volatile __u32 xdplb_slot` (bpf/include/xdplb/slot.h). */
 export const SLOT_SECTION = '.rodata.xdplb';
@@ -58,6 +58,7 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
     }
     if (shared.includes(SLOTS_MAP)) obj.reuseMap(SLOTS_MAP, root.slotsFd);
     if (shared.includes(STATS_MAP)) obj.reuseMap(STATS_MAP, root.statsFd);
+    if (obj.hasMap(MASK_MAP)) obj.reuseMap(MASK_MAP, root.maskFd);
     // The sample protocol's maps, when both sides have them (an object built
     // before it, or a root pinned before it, keeps its own copies).
     for (const [pin, map] of Object.entries(SAMPLE_MAPS)) {

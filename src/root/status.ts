@@ -30,6 +30,8 @@ export type InterfaceStatus =
       /** Final verdicts: what the kernel did with each packet. */
       statistics: ActionCounts;
       bytes: ActionCounts;
+      /** Only when the slot mask and the slots disagree (see RootArray). */
+      slot_mask_mismatch?: { skipped: number[]; empty: number[] };
     };
 
 /** Interfaces that have pins, in name order. */
@@ -67,10 +69,12 @@ export function interfaceStatus(ifname: string): InterfaceStatus {
     });
     const rootRow = root.counters(ROW_ROOT);
     const total = root.totals();
+    const mismatch = root.maskMismatch();
     return {
       root_loaded: true, mode: mine.mode, ifindex, root_id: root.rootId, subprograms,
       root: { statistics: rootRow.packets, bytes: rootRow.bytes },
       statistics: total.packets, bytes: total.bytes,
+      ...(mismatch && { slot_mask_mismatch: mismatch }),
     };
   } finally {
     root.close();

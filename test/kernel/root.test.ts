@@ -1,15 +1,18 @@
 // The root array and the slot protocol, loaded into the running kernel and
 // driven with BPF_PROG_TEST_RUN: verdicts and exact counters.
+import { spawn } from 'node:child_process';
 import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { testRun, closeFd, mapCreate, pinObject } from '../../src/libbpf/index.js';
-import { RootArray } from '../../src/root/array.js';
+import { testRun, closeFd, mapCreate, mapDelete, mapUpdate, pinObject } from '../../src/libbpf/index.js';
+import { RootArray, slotKey } from '../../src/root/array.js';
 import { detach } from '../../src/root/attach.js';
 import { interfaceDir } from '../../src/root/layout.js';
-import { loadSlotProgram } from '../../src/root/slot.js';
+import { loadIntoSlot, loadSlotProgram, unloadSlot } from '../../src/root/slot.js';
+import { attachSubprogram, detachSubprogram } from '../../src/root/subprogram.js';
+import { SAMPLER } from '../../src/programs/sampler/config.js';
 import { BASELINE_ROW, ROW_ROOT, readRow, zeroCounts, type ActionCounts } from '../../src/root/stats.js';
 import { XdplbError } from '../../src/errors.js';
-import { BPF } from '../helpers/cli.js';
+import { BIN, BPF } from '../helpers/cli.js';
 import { udp4 } from '../helpers/packets.js';
 
 const FIXTURES = BPF('xdp_fixtures.o');
@@ -145,6 +148,54 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(root.totals().packets).toEqual(counts({ XDP_DROP: 4n, XDP_PASS: 4n }));
   });
 
+  it('keeps the slot mask in step with the slots', () => {
+    expect(root.slotMask()).toBe(0);
+    fill(2, 'xdp_pass_test');
+    fill(5, 'xdp_drop_test');
+    expect(root.slotMask()).toBe(0b100100);
+    fill(5, 'xdp_pass_test');
+    expect(root.slotMask()).toBe(0b100100);
+    expect(root.clearSlot(2)).toBe(true);
+    expect(root.slotMask()).toBe(0b100000);
+    expect(root.clearSlot(2)).toBe(false);
+    expect(root.clearSlot(5)).toBe(true);
+    expect(root.slotMask()).toBe(0);
+    expect(root.maskMismatch()).toBeNull();
+  });
+
+  it('skips a slot filled behind its back, says so, and takes it in at the next change', () => {
+    const fd = loadSlotProgram(root, { object: FIXTURES, program: 'xdp_drop_test', slot: 3 });
+    try {
+      const value = Buffer.alloc(4);
+      value.writeInt32LE(fd);
+      mapUpdate(root.slotsFd, slotKey(3), value); // the prog array alone, as bpftool would
+    } finally {
+      closeFd(fd);
+    }
+    expect(root.maskMismatch()).toEqual({ skipped: [3], empty: [] });
+    expect(testRun(root.rootFd, pkt, 2).retval).toBe(XDP.PASS);
+    expect(root.counters(3).packets).toEqual(zeroCounts());
+    expect(root.counters(ROW_ROOT).packets).toEqual(counts({ XDP_PASS: 2n }));
+
+    fill(6, 'xdp_pass_test');
+    expect(root.maskMismatch()).toBeNull();
+    expect(root.slotMask()).toBe(0b1001000);
+    expect(testRun(root.rootFd, pkt, 2).retval).toBe(XDP.DROP);
+    expect(root.counters(3).packets).toEqual(counts({ XDP_DROP: 2n }));
+  });
+
+  it('says so when a slot in the mask was emptied behind its back, and passes through it', () => {
+    fill(1, 'xdp_pass_test');
+    fill(4, 'xdp_drop_test');
+    mapDelete(root.slotsFd, slotKey(4));
+    expect(root.maskMismatch()).toEqual({ skipped: [], empty: [4] });
+    expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
+    expect(root.totals().packets).toEqual(counts({ XDP_PASS: 3n }));
+    expect(root.clearSlot(4)).toBe(false);
+    expect(root.maskMismatch()).toBeNull();
+    expect(root.slotMask()).toBe(0b10);
+  });
+
   it('the slot number set before load decides which row counts', () => {
     for (const slot of [0, 4, 6]) {
       const r = RootArray.load();
@@ -245,5 +296,67 @@ describe('pinned roots of another version', () => {
     ));
     expect(detach(['old0'])).toEqual([{ ifname: 'old0', changed: true }]);
     expect(existsSync(interfaceDir('old0'))).toBe(false);
+  });
+});
+
+describe('a pinned root: the slot mask through every path that changes slots', () => {
+  const pins = `/sys/fs/bpf/xdplb-kt-${process.pid}`;
+  const IF = 'kmask0';
+  let root: RootArray;
+  beforeEach(() => {
+    process.env.XDPLB_PIN_ROOT = pins;
+    root = RootArray.load();
+    root.pin(interfaceDir(IF));
+  });
+  afterEach(() => {
+    root.close();
+    rmSync(pins, { recursive: true, force: true });
+    delete process.env.XDPLB_PIN_ROOT;
+  });
+
+  /** The mask as a second opener of the pins sees it. */
+  function pinnedMask(): number {
+    const r = RootArray.openPinned(interfaceDir(IF))!;
+    try {
+      return r.slotMask();
+    } finally {
+      r.close();
+    }
+  }
+
+  it('--load and --unload, subprogram attach and detach', () => {
+    loadIntoSlot(IF, { object: FIXTURES, program: 'xdp_drop_test', slot: 4 });
+    expect(pinnedMask()).toBe(0b10000);
+    expect(attachSubprogram(IF, SAMPLER, 1).changed).toBe(true);
+    expect(pinnedMask()).toBe(0b10010);
+    loadIntoSlot(IF, { object: FIXTURES, program: 'xdp_pass_test', slot: 4, replace: true });
+    expect(pinnedMask()).toBe(0b10010);
+    expect(detachSubprogram(IF, SAMPLER)).toBe(true);
+    expect(pinnedMask()).toBe(0b10000);
+    expect(unloadSlot(IF, 4)).toBe(true);
+    expect(pinnedMask()).toBe(0);
+    expect(root.slotMask()).toBe(0);
+  });
+
+  it('keeps every bit when processes fill and empty slots at the same time', async () => {
+    const xdpRootAll = (argsOf: (slot: number) => string[]) => Promise.all(Array.from({ length: 8 }, (_, slot) =>
+      new Promise<number>((done) => {
+        spawn(BIN('xdp-root'), argsOf(slot), { env: { ...process.env, XDPLB_PIN_ROOT: pins }, stdio: 'ignore' })
+          .on('exit', (code) => done(code ?? -1));
+      })));
+    const load = (slot: number) => ['--load', '--interface', IF, '--slot', String(slot), '--object', FIXTURES, '--program', 'xdp_pass_test'];
+    expect(await xdpRootAll(load)).toEqual(Array(8).fill(0));
+    expect(root.slotIds().every((id) => id !== 0)).toBe(true);
+    expect(pinnedMask()).toBe(0xff);
+    expect(await xdpRootAll((slot) => ['--unload', '--interface', IF, '--slot', String(slot)])).toEqual(Array(8).fill(0));
+    expect(root.slotIds().every((id) => id === 0)).toBe(true);
+    expect(pinnedMask()).toBe(0);
+  });
+
+  it('refuses pins without the slot mask, and says how to clean up', () => {
+    unlinkSync(`${interfaceDir(IF)}/slot_mask`);
+    expect(() => RootArray.openPinned(interfaceDir(IF))).toThrow(new XdplbError(
+      `incomplete root array pins in ${interfaceDir(IF)}: slot_mask is missing; run xdp-root --detach to clean up`,
+    ));
   });
 });

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * The slot protocol. The root tail-calls slots 0..7 in order; a subprogram
- * ends with `return xdplb_return(ctx, action);`, which counts the verdict in
- * the subprogram's own row, hands XDP_PASS on to the later slots and, when
- * no later slot takes it, counts it as a final PASS in the same row. A
- * packet touches one row; userspace derives the interface totals.
+ * The slot protocol. The root tail-calls the filled slots of 0..7 in order;
+ * a subprogram ends with `return xdplb_return(ctx, action);`, which counts
+ * the verdict in the subprogram's own row, hands XDP_PASS on to the later
+ * filled slots and, when none takes it, counts it as a final PASS in the
+ * same row. A packet touches one row; userspace derives the interface
+ * totals.
  *
- * Every object that includes this header declares the same shared maps; the
- * loader makes them the interface's pinned ones (bpf_map__reuse_fd) before
- * the program is loaded, so one object file serves any interface and slot.
+ * Every object that includes this header declares the same shared maps
+ * (the global xdplb_slot_mask is one too); the loader makes them the
+ * interface's pinned ones (bpf_map__reuse_fd) before the program is
+ * loaded, so one object file serves any interface and slot.
  *
  * Samples: final non-PASS verdicts can be reported, 1 in N at random, into
  * the interface's ring buffer with the first snaplen bytes of the frame (the
@@ -35,6 +37,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xdplb_counters);
 } xdplb_stats SEC(".maps");
+
+/* Bit i set: slot i holds a program, so the chain tail-calls it; an empty
+ * slot costs a bit test instead of a tail call that finds nothing.
+ * Userspace keeps it in step with xdplb_slots: a slot is filled before its
+ * bit is set, and its bit is cleared before it is emptied (RootArray in
+ * src/root/array.ts, the one place that changes either). A global in a
+ * section of its own is a one-entry array map, which the loader shares like
+ * the maps above; the program reads it with one load (no lookup, no null
+ * check). */
+__u32 xdplb_slot_mask SEC(".data.xdplb") = 0;
 
 /* Samples for userspace (xdp-sampler --capture). */
 struct {
@@ -77,15 +89,22 @@ static __always_inline void xdplb_add(struct xdplb_counters *c, __u32 column, __
 	c->bytes[col] += bytes;
 }
 
-/* Tail-call slots first..7 in order. The keys are constants, so the
- * verifier turns each call into a direct jump; when `first` is itself a
- * load-time constant the calls before it are dead code and pruned. A call
- * into an empty slot falls through to the next one. */
+/* Tail-call the filled slots among first..7 in order. The keys are
+ * constants, so the verifier turns each call into a direct jump. When
+ * `first` is a load-time constant (a subprogram's slot + 1), the verifier
+ * knows the mask's lower bits are clear and prunes the calls before it. A
+ * slot emptied after the mask was read falls through to the next one. */
 static __always_inline void xdplb_chain(struct xdp_md *ctx, __u32 first)
 {
+	__u32 mask = xdplb_slot_mask & (~0u << first);
+
+	/* Nothing filled from first on: one test rather than one per slot
+	 * (every taken branch costs here, about half a nanosecond). */
+	if (!mask)
+		return;
 #pragma unroll
 	for (__u32 i = 0; i < XDPLB_SLOTS; i++)
-		if (i >= first)
+		if (mask & (1u << i))
 			bpf_tail_call(ctx, &xdplb_slots, i);
 }
 
