@@ -7,8 +7,9 @@ export const ACTIONS = [
 ] as const;
 export type Action = (typeof ACTIONS)[number];
 
-/** Columns of a row: the actions, then FINAL_PASS (a PASS no later slot
- *  took), which is how totals are derived and is never shown as an action. */
+/** Columns of a row: the actions, then FINAL_PASS. The kernel counts a
+ *  PASS handed on to a later slot under PASS and one no later slot took
+ *  under FINAL_PASS (see stats.h); a slot's PASS, as shown, is both. */
 const FINAL_PASS = ACTIONS.length;
 const COLUMNS = ACTIONS.length + 1;
 
@@ -67,15 +68,17 @@ export function clearRow(statsFd: number, row: number): void {
   mapUpdate(statsFd, rowKey(row), Buffer.alloc(COUNTERS_SIZE * possibleCpus()));
 }
 
-/** A row's actions, less a baseline. Never below zero: a read racing a
- *  --clear can see the old baseline and the new zeros. */
+/** A row's actions, less a baseline, with PASS handed on and final PASS
+ *  together. Never below zero: a read racing a --clear can see the old
+ *  baseline and the new zeros. */
 export function actionCounts(row: Row, baseline?: Row): Counters {
   const packets = zeroCounts();
   const bytes = zeroCounts();
   const less = (a: bigint, b = 0n) => (a > b ? a - b : 0n);
+  const column = (counts: bigint[], i: number) => counts[i] + (ACTIONS[i] === 'XDP_PASS' ? counts[FINAL_PASS] : 0n);
   ACTIONS.forEach((a, i) => {
-    packets[a] = less(row.packets[i], baseline?.packets[i]);
-    bytes[a] = less(row.bytes[i], baseline?.bytes[i]);
+    packets[a] = less(column(row.packets, i), baseline && column(baseline.packets, i));
+    bytes[a] = less(column(row.bytes, i), baseline && column(baseline.bytes, i));
   });
   return { packets, bytes };
 }

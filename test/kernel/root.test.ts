@@ -90,15 +90,16 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(root.totals().packets).toEqual(counts({ XDP_ABORTED: 4n }));
   });
 
-  it('counts a final PASS in the row of the slot it left from, and nowhere else', () => {
+  it('counts a PASS once per row: handed on under PASS, final under FINAL_PASS, shown together', () => {
     fill(1, 'xdp_pass_test');
     fill(3, 'xdp_pass_test');
     testRun(root.rootFd, pkt, 6);
-    const FINAL_PASS = 6;
-    expect(readRow(root.statsFd, 1).packets[FINAL_PASS]).toBe(0n);
-    expect(readRow(root.statsFd, 3).packets[FINAL_PASS]).toBe(6n);
-    expect(readRow(root.statsFd, 3).bytes[FINAL_PASS]).toBe(6n * len);
+    expect(readRow(root.statsFd, 1)).toEqual({ packets: [0n, 0n, 6n, 0n, 0n, 0n, 0n], bytes: [0n, 0n, 6n * len, 0n, 0n, 0n, 0n] });
+    expect(readRow(root.statsFd, 3)).toEqual({ packets: [0n, 0n, 0n, 0n, 0n, 0n, 6n], bytes: [0n, 0n, 0n, 0n, 0n, 0n, 6n * len] });
     expect(readRow(root.statsFd, ROW_ROOT).packets.every((n) => n === 0n)).toBe(true);
+    expect(root.counters(1)).toEqual({ packets: counts({ XDP_PASS: 6n }), bytes: counts({ XDP_PASS: 6n * len }) });
+    expect(root.counters(3)).toEqual({ packets: counts({ XDP_PASS: 6n }), bytes: counts({ XDP_PASS: 6n * len }) });
+    expect(root.totals().packets).toEqual(counts({ XDP_PASS: 6n }));
   });
 
   it('derives exact totals over chains of PASS, DROP and invalid actions', () => {
@@ -190,6 +191,10 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     mapDelete(root.slotsFd, slotKey(4));
     expect(root.maskMismatch()).toEqual({ skipped: [], empty: [4] });
     expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
+    // Handed on, then nothing took it: final in slot 1 after all.
+    expect(readRow(root.statsFd, 1).packets).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n]);
+    expect(readRow(root.statsFd, 1).bytes).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n * len]);
+    expect(root.counters(1).packets).toEqual(counts({ XDP_PASS: 3n }));
     expect(root.totals().packets).toEqual(counts({ XDP_PASS: 3n }));
     expect(root.clearSlot(4)).toBe(false);
     expect(root.maskMismatch()).toBeNull();

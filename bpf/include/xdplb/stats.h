@@ -18,8 +18,11 @@
 
 /* Columns: the five XDP actions in kernel order, then INVALID_ACTION for a
  * verdict outside 0..4 (which the slot protocol turns into XDP_ABORTED),
- * then FINAL_PASS: a PASS of this row that no later slot took, so the
- * packet left the dispatcher here (a non-PASS verdict is always final). */
+ * then FINAL_PASS. A verdict is counted once, in one column: a PASS handed
+ * on to a later slot under PASS, a PASS that no later slot took (the packet
+ * left the dispatcher here) under FINAL_PASS; a non-PASS verdict is always
+ * final. A slot's PASS, as shown, is the two together. The root counts its
+ * own PASSes, all final, under PASS. */
 #define XDPLB_INVALID_ACTION 5
 #define XDPLB_FINAL_PASS 6
 #define XDPLB_COLUMNS 7
