@@ -21,9 +21,17 @@ export interface SlotProgramRequest {
   /** Load a program that does not follow the slot protocol. */
   force?: boolean;
   /** The program's own maps kept in bpffs, per directory: a map already
-   *  pinned there is reused (its contents survive a reload), any other is
-   *  pinned there after load. */
+   *  pinned there (under pinName()) is reused (its contents survive a
+   *  reload), any other is pinned there after load. */
   pins?: Array<{ dir: string; maps: string[] }>;
+}
+
+const GLOBAL_SECTION = '.data.';
+
+/** A map's file in its pin directory: its name, but a global's section map
+ *  (`.data.<name>`, which libbpf names after the section) as <name>. */
+export function pinName(map: string): string {
+  return map.startsWith(GLOBAL_SECTION) ? map.slice(GLOBAL_SECTION.length) : map;
 }
 
 export function parseSlot(value: unknown): number {
@@ -101,7 +109,7 @@ function reusePinnedMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['p
   try {
     for (const { dir, maps } of pins) {
       for (const name of maps) {
-        const fd = openPinned(join(dir, name));
+        const fd = openPinned(join(dir, pinName(name)));
         if (fd === null) continue;
         fds.push(fd);
         obj.reuseMap(name, fd);
@@ -120,7 +128,7 @@ function pinNewMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['pins']
     for (const { dir, maps } of pins) {
       ensurePinDir(dir);
       for (const name of maps) {
-        const path = join(dir, name);
+        const path = join(dir, pinName(name));
         if (existsSync(path)) continue;
         pinObject(obj.mapFd(name), path);
         created.push(path);
