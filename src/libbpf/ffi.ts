@@ -37,6 +37,7 @@ export const c = {
   bpf_program__set_autoload: libbpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
 
   bpf_map__fd: libbpf.func('int bpf_map__fd(bpf_map *map)'),
+  bpf_map__value_size: libbpf.func('uint32_t bpf_map__value_size(bpf_map *map)'),
   bpf_map__reuse_fd: libbpf.func('int bpf_map__reuse_fd(bpf_map *map, int fd)'),
   bpf_map__set_initial_value: libbpf.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
 

@@ -9,6 +9,7 @@ import {
 import { UsageError, XdplbError } from '../errors.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS, ensurePinDir, interfaceDir } from './layout.js';
+import { COUNTERS_SIZE } from './stats.js';
 import { MASK_MAP, RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
 
 /** The section holding `const volatile __u32 xdplb_slot` (bpf/include/xdplb/slot.h). */
@@ -64,8 +65,18 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
     if ((shared.length < 2 || !hasSlotVar) && !req.force) {
       throw notConforming(req, 'its object lacks the xdplb_slots/xdplb_stats maps or the xdplb_slot variable');
     }
+    // Built against another <xdplb/slot.h>, it would write its counters at
+    // the wrong places of ours (the verifier only checks the value size).
+    const sameCounters = shared.includes(STATS_MAP) && obj.mapValueSize(STATS_MAP) === COUNTERS_SIZE;
+    if (shared.includes(STATS_MAP) && !sameCounters && !req.force) {
+      throw new XdplbError(
+        `program '${req.program}' in ${req.object} was built against another version of <xdplb/slot.h> ` +
+          `(its counter rows are ${obj.mapValueSize(STATS_MAP)} bytes, not ${COUNTERS_SIZE}): ` +
+          'rebuild it against this one, or pass --force to load it anyway (it will not count)',
+      );
+    }
     if (shared.includes(SLOTS_MAP)) obj.reuseMap(SLOTS_MAP, root.slotsFd);
-    if (shared.includes(STATS_MAP)) obj.reuseMap(STATS_MAP, root.statsFd);
+    if (sameCounters) obj.reuseMap(STATS_MAP, root.statsFd);
     if (obj.hasMap(MASK_MAP)) obj.reuseMap(MASK_MAP, root.maskFd);
     // The sample protocol's maps, when both sides have them (an object built
     // before it, or a root pinned before it, keeps its own copies).

@@ -253,6 +253,19 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(root.totals().packets).toEqual(zeroCounts());
   });
 
+  it('refuses a program built against another <xdplb/slot.h>; forced, it keeps its counters to itself', () => {
+    const OLD = BPF('xdp_old_slot.o');
+    expect(() => fill(2, 'xdp_old_slot', OLD)).toThrow(new XdplbError(
+      `program 'xdp_old_slot' in ${OLD} was built against another version of <xdplb/slot.h> ` +
+        '(its counter rows are 96 bytes, not 112): rebuild it against this one, or pass --force to load it anyway (it will not count)',
+    ));
+    expect(root.slotIds()[2]).toBe(0);
+    fill(2, 'xdp_old_slot', OLD, true);
+    expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
+    // It wrote its "totals" row 9, which is slot 0's baseline here: not ours.
+    for (let row = 0; row < BASELINE_ROW + 8; row++) expect(readRow(root.statsFd, row).packets.every((n) => n === 0n)).toBe(true);
+  });
+
   it('names the programs an object has when the one asked for is missing', () => {
     expect(() => fill(2, 'xdp_nope')).toThrow(
       new XdplbError(`no program 'xdp_nope' in ${FIXTURES}: expected one of xdp_pass_test, xdp_drop_test, xdp_bad_action`),
