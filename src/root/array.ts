@@ -190,6 +190,8 @@ export class RootArray {
     return skipped.length || empty.length ? { skipped, empty } : null;
   }
 
+  /** Changes to the slots, the mask and the counters' baselines, one
+   *  process at a time per interface (see writeMask()). */
   private locked<T>(fn: () => T, shared = false): T {
     return this.dir ? withDirLock(this.dir, fn, shared) : fn();
   }
