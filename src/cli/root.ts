@@ -133,9 +133,22 @@ export function formatStatus(all: Record<string, InterfaceStatus>): string {
     rows.push(['root', s.root_id, 'xdp_root', '(all slots empty)', ...ACTIONS.map((a) => s.root.statistics[a])]);
     rows.push(['total', '', '', '(final verdicts)', ...ACTIONS.map((a) => s.statistics[a])]);
     out.push(`Interface ${ifname} status (${s.mode} mode):`, table(COLUMNS, rows));
+    if (s.slot_mask_mismatch) out.push(formatMismatch(ifname, s.slot_mask_mismatch));
   }
   if (!out.length) out.push('No root array attached to any interface.');
   return out.join('\n');
+}
+
+/** The root tail-calls only the slots in its mask; say where that is not
+ *  what the slots hold, and what rewrites it. */
+function formatMismatch(ifname: string, m: { skipped: number[]; empty: number[] }): string {
+  const list = (slots: number[]) => (slots.length > 1 ? `slots ${slots.join(', ')}` : `slot ${slots[0]}`);
+  const what = [
+    ...(m.skipped.length ? [`${list(m.skipped)} ${m.skipped.length > 1 ? 'hold programs' : 'holds a program'} that the root skips (put there by another tool?)`] : []),
+    ...(m.empty.length ? [`${list(m.empty)} ${m.empty.length > 1 ? 'are' : 'is'} empty but still in the mask`] : []),
+  ];
+  return `Warning: the slot mask of ${ifname} disagrees with its slots: ${what.join('; ')}. ` +
+    `Any xdp-root --load or --unload on ${ifname} rewrites the mask from the slots.`;
 }
 
 export async function main(args: string[]): Promise<number> {

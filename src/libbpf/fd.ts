@@ -1,5 +1,6 @@
 // File-descriptor level calls: pins, maps, object info, links, XDP, test runs.
 // Every failure is a BpfError naming the call, the errno and the context.
+import { closeSync, openSync } from 'node:fs';
 import { c, errno, alloc, free, address, view, readU32 } from './ffi.js';
 import { BpfError } from './errors.js';
 
@@ -366,6 +367,22 @@ export function linkState(name: string): LinkState | null {
     return { flags, mtu: ifreq.readInt32LE(16) };
   } finally {
     c.close(sock);
+  }
+}
+
+const LOCK_SH = 1;
+const LOCK_EX = 2;
+
+/** Run `fn` holding a flock(2) on a directory (bpffs takes them like any
+ *  file system), exclusive or shared; it goes with the fd when `fn`
+ *  returns. */
+export function withDirLock<T>(dir: string, fn: () => T, shared = false): T {
+  const fd = openSync(dir, 'r');
+  try {
+    if (c.flock(fd, shared ? LOCK_SH : LOCK_EX) < 0) throw new BpfError('flock', errno(), `cannot lock ${dir}`);
+    return fn();
+  } finally {
+    closeSync(fd);
   }
 }
 

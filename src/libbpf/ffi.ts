@@ -37,6 +37,7 @@ export const c = {
   bpf_program__set_autoload: libbpf.func('int bpf_program__set_autoload(bpf_program *prog, bool autoload)'),
 
   bpf_map__fd: libbpf.func('int bpf_map__fd(bpf_map *map)'),
+  bpf_map__value_size: libbpf.func('uint32_t bpf_map__value_size(bpf_map *map)'),
   bpf_map__reuse_fd: libbpf.func('int bpf_map__reuse_fd(bpf_map *map, int fd)'),
   bpf_map__set_initial_value: libbpf.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
 
@@ -75,6 +76,8 @@ export const c = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
+  // Serializes the processes that change one interface's slots (root/array.ts).
+  flock: libc.func('int flock(int fd, int operation)'),
 
   // ---- filter ----
   // Walking a map's keys (the drop lists are LPM tries read back by status).

@@ -57,6 +57,13 @@ export class BpfObject {
     return !!c.bpf_object__find_map_by_name(this.obj, name);
   }
 
+  /** The value size a map of the object declares (before load). */
+  mapValueSize(name: string): number {
+    const map = c.bpf_object__find_map_by_name(this.obj, name);
+    if (!map) throw new Error(`${this.path} has no map ${name}`);
+    return c.bpf_map__value_size(map);
+  }
+
   /** Set a data section's initial value (e.g. ".rodata.xdplb") before load. */
   setData(section: string, value: Buffer): void {
     const map = c.bpf_object__find_map_by_name(this.obj, section);

@@ -1,21 +1,25 @@
-// One interface's root array: the root program, its 8-slot program array,
-// its stats map and the maps of the sample protocol (ring buffer, settings,
-// counters), either pinned under /sys/fs/bpf/xdplb/<ifname>/ or held by file
-// descriptors only (tests, benchmarks).
+// One interface's root array: the root program, its 8-slot program array
+// with the mask of filled slots, its stats map and the maps of the sample
+// protocol (ring buffer, settings, counters), either pinned under
+// /sys/fs/bpf/xdplb/<ifname>/ or held by file descriptors only (tests,
+// benchmarks).
 import { existsSync, rmSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
   BpfObject, closeFd, openPinned, pinObject, progInfo, mapInfo, mapLookup, mapUpdate, mapDelete,
-  progFdById, withFd, dupFd,
+  progFdById, withFd, dupFd, withDirLock,
 } from '../libbpf/index.js';
 import { XdplbError } from '../errors.js';
 import { PIN, SLOTS, bpfObject, ensurePinDir } from './layout.js';
-import { ROWS, clearRow, readRow, type Counters } from './stats.js';
+import {
+  BASELINE_ROW, COUNTERS_SIZE, ROWS, ROW_ROOT, actionCounts, clearRow, deriveTotals, readRow, readRowPerCpu, writeRow, type Counters,
+} from './stats.js';
 
 export const ROOT_OBJECT = 'xdp_root.o';
 export const ROOT_PROGRAM = 'xdp_root';
 export const SLOTS_MAP = 'xdplb_slots';
 export const STATS_MAP = 'xdplb_stats';
+export const MASK_MAP = '.data.xdplb';
 /** The sample protocol's maps (bpf/include/xdplb/slot.h), shared like the
  *  two above by every program of the interface, keyed by their pin names. */
 export const SAMPLE_MAPS = {
@@ -34,8 +38,11 @@ export class RootArray {
     readonly rootFd: number,
     readonly slotsFd: number,
     readonly statsFd: number,
-    /** Null for a root pinned by a build older than the sample protocol. */
+    readonly maskFd: number,
+    /** Null for a root pinned without the sample protocol's maps. */
     readonly sampleFds: SampleMaps | null,
+    /** Where it is pinned: the directory whose lock serializes changes. */
+    private dir: string | null,
   ) {
     this.rootId = progInfo(rootFd).id;
     this.slotsId = mapInfo(slotsFd).id;
@@ -52,7 +59,9 @@ export class RootArray {
         dupFd(obj.programFd(ROOT_PROGRAM)),
         dupFd(obj.mapFd(SLOTS_MAP)),
         dupFd(obj.mapFd(STATS_MAP)),
+        dupFd(obj.mapFd(MASK_MAP)),
         Object.fromEntries(SAMPLE_PINS.map((pin) => [pin, dupFd(obj.mapFd(SAMPLE_MAPS[pin]))])) as SampleMaps,
+        null,
       );
     } finally {
       obj.close();
@@ -72,18 +81,33 @@ export class RootArray {
         }
         fds.push(fd);
       }
-      // Pins from before the sample protocol have none of its maps: the
-      // root still works, only sampling is unavailable (see sampleMaps()).
+      // Another version's counters cannot be read or written with ours, and
+      // its slots would not take our programs.
+      const stats = mapInfo(fds[2]);
+      if (stats.valueSize !== COUNTERS_SIZE || stats.maxEntries !== ROWS) {
+        throw new XdplbError(
+          `the root array pinned in ${dir} was attached by another version of xdplb (its counters differ): ` +
+            `run xdp-root --detach --interface ${basename(dir)} and --attach again`,
+        );
+      }
+      const mask = openPinned(join(dir, PIN.slot_mask));
+      if (mask === null) {
+        throw new XdplbError(`incomplete root array pins in ${dir}: ${PIN.slot_mask} is missing; run xdp-root --detach to clean up`);
+      }
+      fds.push(mask);
+      // Without the sample protocol's pins (pins from before it are refused
+      // above, by their counters; these were removed) the root still works,
+      // only sampling is unavailable (see sampleMaps()).
       for (const pin of SAMPLE_PINS) {
         const fd = openPinned(join(dir, pin));
         if (fd !== null) samples.push(fd);
       }
       if (samples.length === SAMPLE_PINS.length) {
-        return new RootArray(fds[0], fds[1], fds[2], Object.fromEntries(SAMPLE_PINS.map((pin, i) => [pin, samples[i]])) as SampleMaps);
+        return new RootArray(fds[0], fds[1], fds[2], fds[3], Object.fromEntries(SAMPLE_PINS.map((pin, i) => [pin, samples[i]])) as SampleMaps, dir);
       }
       samples.forEach(closeFd);
       samples.length = 0;
-      return new RootArray(fds[0], fds[1], fds[2], null);
+      return new RootArray(fds[0], fds[1], fds[2], fds[3], null, dir);
     } catch (err) {
       [...fds, ...samples].forEach(closeFd);
       throw err;
@@ -94,7 +118,9 @@ export class RootArray {
     ensurePinDir(dir);
     const pinned: string[] = [];
     try {
-      const pins: Array<[string, number]> = [[PIN.root, this.rootFd], [PIN.slots, this.slotsFd], [PIN.stats, this.statsFd]];
+      const pins: Array<[string, number]> = [
+        [PIN.root, this.rootFd], [PIN.slots, this.slotsFd], [PIN.stats, this.statsFd], [PIN.slot_mask, this.maskFd],
+      ];
       if (this.sampleFds) for (const pin of SAMPLE_PINS) pins.push([pin, this.sampleFds[pin]]);
       for (const [name, fd] of pins) {
         pinObject(fd, join(dir, name));
@@ -104,6 +130,7 @@ export class RootArray {
       pinned.forEach((p) => unlinkSync(p));
       throw err;
     }
+    this.dir = dir;
   }
 
   /** Program id in each slot, 0 for an empty slot. */
@@ -114,24 +141,93 @@ export class RootArray {
     });
   }
 
-  /** Put a program into a slot: one map update, atomic for the data path. */
+  /** The slots the root and xdplb_return() tail-call: bit i for slot i. */
+  slotMask(): number {
+    return mapLookup(this.maskFd, slotKey(0), 4)!.readUInt32LE(0);
+  }
+
+  /** Every fill and every emptying of a slot comes here, so the mask stays
+   *  true: the mask is written from the array as it is, under the pin
+   *  directory's lock (processes attaching different subprograms to one
+   *  interface run at once, and a read-modify-write would lose a bit). As it
+   *  is rewritten whole, a slot changed by another tool is taken in by the
+   *  next change made here. */
+  private writeMask(without = -1): void {
+    const mask = this.slotIds().reduce((m, id, slot) => (id && slot !== without ? m | (1 << slot) : m), 0);
+    const value = Buffer.alloc(4);
+    value.writeUInt32LE(mask >>> 0);
+    mapUpdate(this.maskFd, slotKey(0), value);
+  }
+
+  /** Put a program into a slot: one map update, atomic for the data path,
+   *  then its bit, so that the bit never names an empty slot. */
   setSlot(slot: number, progFd: number): void {
     const value = Buffer.alloc(4);
     value.writeInt32LE(progFd);
-    mapUpdate(this.slotsFd, slotKey(slot), value);
+    this.locked(() => {
+      mapUpdate(this.slotsFd, slotKey(slot), value);
+      this.writeMask();
+    });
   }
 
+  /** Empty a slot: its bit first, so the root stops calling it before it
+   *  goes. False when it was empty already. */
   clearSlot(slot: number): boolean {
-    return mapDelete(this.slotsFd, slotKey(slot));
+    return this.locked(() => {
+      this.writeMask(slot);
+      return mapDelete(this.slotsFd, slotKey(slot));
+    });
   }
 
-  /** Counters of a slot (0..7), the root (8) or the interface totals (9). */
+  /** Where the mask and the array disagree, read under the lock so that a
+   *  change in progress is not one: filled slots the root skips (put there
+   *  by another tool, or a change cut short) and empty slots still in the
+   *  mask. Null when they agree. */
+  maskMismatch(): { skipped: number[]; empty: number[] } | null {
+    const [mask, ids] = this.locked(() => [this.slotMask(), this.slotIds()] as const, true);
+    const skipped = ids.flatMap((id, slot) => (id && !(mask & (1 << slot)) ? [slot] : []));
+    const empty = ids.flatMap((id, slot) => (!id && mask & (1 << slot) ? [slot] : []));
+    return skipped.length || empty.length ? { skipped, empty } : null;
+  }
+
+  /** Changes to the slots, the mask and the counters' baselines, one
+   *  process at a time per interface (see writeMask()). */
+  private locked<T>(fn: () => T, shared = false): T {
+    return this.dir ? withDirLock(this.dir, fn, shared) : fn();
+  }
+
+  /** Counters of a slot (0..7) since it last restarted, or of the root's
+   *  own fall-through (ROW_ROOT). */
   counters(row: number): Counters {
-    return readRow(this.statsFd, row);
+    if (row === ROW_ROOT) return actionCounts(readRow(this.statsFd, row));
+    // The baseline first: read after the row, it could be a newer one.
+    const baseline = readRow(this.statsFd, BASELINE_ROW + row);
+    return actionCounts(readRow(this.statsFd, row), baseline);
   }
 
-  clearCounters(row?: number): void {
-    for (let r = 0; r < ROWS; r++) if (row === undefined || r === row) clearRow(this.statsFd, r);
+  /** The interface totals, what the kernel finally did with each packet,
+   *  derived from the rows as the kernel wrote them (see stats.ts). */
+  totals(): Counters {
+    return deriveTotals(
+      Array.from({ length: SLOTS }, (_, slot) => readRow(this.statsFd, slot)),
+      readRow(this.statsFd, ROW_ROOT),
+    );
+  }
+
+  /** Restart a slot's counters: its row is left to the kernel and its
+   *  baseline becomes what it holds now, so the totals keep every packet.
+   *  Without a slot, zero every counter, totals included. */
+  clearCounters(slot?: number): void {
+    this.locked(() => {
+      if (slot !== undefined) {
+        writeRow(this.statsFd, BASELINE_ROW + slot, readRowPerCpu(this.statsFd, slot));
+        return;
+      }
+      // Baselines first, so that a reader in between never sees a row below
+      // its baseline.
+      for (let s = 0; s < SLOTS; s++) clearRow(this.statsFd, BASELINE_ROW + s);
+      for (let row = 0; row <= ROW_ROOT; row++) clearRow(this.statsFd, row);
+    });
   }
 
   /** The sample protocol's maps, or an error an operator can act on. */
@@ -146,7 +242,7 @@ export class RootArray {
   }
 
   close(): void {
-    [this.rootFd, this.slotsFd, this.statsFd, ...Object.values(this.sampleFds ?? {})].forEach(closeFd);
+    [this.rootFd, this.slotsFd, this.statsFd, this.maskFd, ...Object.values(this.sampleFds ?? {})].forEach(closeFd);
   }
 }
 

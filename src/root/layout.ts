@@ -18,7 +18,7 @@ export function interfaceDir(ifname: string): string {
 }
 
 export const PIN = {
-  root: 'root', link: 'link', slots: 'slots', stats: 'stats',
+  root: 'root', link: 'link', slots: 'slots', stats: 'stats', slot_mask: 'slot_mask',
   samples: 'samples', sampling: 'sampling', sample_stats: 'sample_stats',
 } as const;
 

@@ -9,7 +9,8 @@ import {
 import { UsageError, XdplbError } from '../errors.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS, ensurePinDir, interfaceDir } from './layout.js';
-import { RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
+import { COUNTERS_SIZE } from './stats.js';
+import { MASK_MAP, RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
 
 /** The section holding `const volatile __u32 xdplb_slot` (bpf/include/xdplb/slot.h). */
 export const SLOT_SECTION = '.rodata.xdplb';
@@ -21,9 +22,17 @@ export interface SlotProgramRequest {
   /** Load a program that does not follow the slot protocol. */
   force?: boolean;
   /** The program's own maps kept in bpffs, per directory: a map already
-   *  pinned there is reused (its contents survive a reload), any other is
-   *  pinned there after load. */
+   *  pinned there (under pinName()) is reused (its contents survive a
+   *  reload), any other is pinned there after load. */
   pins?: Array<{ dir: string; maps: string[] }>;
+}
+
+const GLOBAL_SECTION = '.data.';
+
+/** A map's file in its pin directory: its name, but a global's section map
+ *  (`.data.<name>`, which libbpf names after the section) as <name>. */
+export function pinName(map: string): string {
+  return map.startsWith(GLOBAL_SECTION) ? map.slice(GLOBAL_SECTION.length) : map;
 }
 
 export function parseSlot(value: unknown): number {
@@ -56,8 +65,19 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
     if ((shared.length < 2 || !hasSlotVar) && !req.force) {
       throw notConforming(req, 'its object lacks the xdplb_slots/xdplb_stats maps or the xdplb_slot variable');
     }
+    // Built against another <xdplb/slot.h>, it would write its counters at
+    // the wrong places of ours (the verifier only checks the value size).
+    const sameCounters = shared.includes(STATS_MAP) && obj.mapValueSize(STATS_MAP) === COUNTERS_SIZE;
+    if (shared.includes(STATS_MAP) && !sameCounters && !req.force) {
+      throw new XdplbError(
+        `program '${req.program}' in ${req.object} was built against another version of <xdplb/slot.h> ` +
+          `(its counter rows are ${obj.mapValueSize(STATS_MAP)} bytes, not ${COUNTERS_SIZE}): ` +
+          'rebuild it against this one, or pass --force to load it anyway (it will not count)',
+      );
+    }
     if (shared.includes(SLOTS_MAP)) obj.reuseMap(SLOTS_MAP, root.slotsFd);
-    if (shared.includes(STATS_MAP)) obj.reuseMap(STATS_MAP, root.statsFd);
+    if (sameCounters) obj.reuseMap(STATS_MAP, root.statsFd);
+    if (obj.hasMap(MASK_MAP)) obj.reuseMap(MASK_MAP, root.maskFd);
     // The sample protocol's maps, when both sides have them (an object built
     // before it, or a root pinned before it, keeps its own copies).
     for (const [pin, map] of Object.entries(SAMPLE_MAPS)) {
@@ -100,7 +120,7 @@ function reusePinnedMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['p
   try {
     for (const { dir, maps } of pins) {
       for (const name of maps) {
-        const fd = openPinned(join(dir, name));
+        const fd = openPinned(join(dir, pinName(name)));
         if (fd === null) continue;
         fds.push(fd);
         obj.reuseMap(name, fd);
@@ -119,7 +139,7 @@ function pinNewMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['pins']
     for (const { dir, maps } of pins) {
       ensurePinDir(dir);
       for (const name of maps) {
-        const path = join(dir, name);
+        const path = join(dir, pinName(name));
         if (existsSync(path)) continue;
         pinObject(obj.mapFd(name), path);
         created.push(path);

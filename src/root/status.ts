@@ -5,7 +5,7 @@ import { validateInterfaceName } from '../net/interface.js';
 import { interfaceDir, pinRoot } from './layout.js';
 import { RootArray, describeProg } from './array.js';
 import { attachedPrograms, type AttachedMode } from './attach.js';
-import { ROW_ROOT, ROW_TOTAL, type ActionCounts } from './stats.js';
+import { ROW_ROOT, type ActionCounts } from './stats.js';
 
 export interface SlotStatus {
   slot: number;
@@ -30,6 +30,8 @@ export type InterfaceStatus =
       /** Final verdicts: what the kernel did with each packet. */
       statistics: ActionCounts;
       bytes: ActionCounts;
+      /** Only when the slot mask and the slots disagree (see RootArray). */
+      slot_mask_mismatch?: { skipped: number[]; empty: number[] };
     };
 
 /** Interfaces that have pins, in name order. */
@@ -66,11 +68,13 @@ export function interfaceStatus(ifname: string): InterfaceStatus {
       };
     });
     const rootRow = root.counters(ROW_ROOT);
-    const total = root.counters(ROW_TOTAL);
+    const total = root.totals();
+    const mismatch = root.maskMismatch();
     return {
       root_loaded: true, mode: mine.mode, ifindex, root_id: root.rootId, subprograms,
       root: { statistics: rootRow.packets, bytes: rootRow.bytes },
       statistics: total.packets, bytes: total.bytes,
+      ...(mismatch && { slot_mask_mismatch: mismatch }),
     };
   } finally {
     root.close();

@@ -18,7 +18,8 @@ export interface SubprogramSpec {
   /** Program (function) name in the object, e.g. 'xdp_filter'. */
   program: string;
   defaultSlot: number;
-  /** Maps kept per interface, under /sys/fs/bpf/xdplb/<if>/<name>/. */
+  /** Maps kept per interface, under /sys/fs/bpf/xdplb/<if>/<name>/ (each
+   *  as pinName() of its map name). */
   interfaceMaps: string[];
   /** Maps shared by every interface, under .../program-shared-state/<name>/. */
   sharedMaps?: string[];

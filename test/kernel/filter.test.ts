@@ -8,7 +8,7 @@ import { XdplbError } from '../../src/errors.js';
 import { RootArray } from '../../src/root/array.js';
 import { interfaceDir, pinRoot } from '../../src/root/layout.js';
 import { attachSubprogram } from '../../src/root/subprogram.js';
-import { ROW_TOTAL, zeroCounts, type ActionCounts } from '../../src/root/stats.js';
+import { zeroCounts, type ActionCounts } from '../../src/root/stats.js';
 import { FILTER, PTB_WINDOW_LAYOUT, STATS } from '../../src/programs/filter/layout.js';
 import { FilterMaps, type FilterStats } from '../../src/programs/filter/maps.js';
 import { parsePrefix } from '../../src/programs/filter/prefix.js';
@@ -116,7 +116,7 @@ describe('filter: clean traffic and malformed frames', () => {
     for (const pkt of [tcp4Frame(), udp4Frame(), udp6Frame()]) expect(verdict(pkt)).toBe(XDP.PASS);
     expect(maps.stats()).toEqual(stats());
     expect(root.counters(SLOT).packets).toEqual(slot({ XDP_PASS: 3n }));
-    expect(root.counters(ROW_TOTAL).packets).toEqual(slot({ XDP_PASS: 3n }));
+    expect(root.totals().packets).toEqual(slot({ XDP_PASS: 3n }));
   });
 
   it('passes ARP and other EtherTypes untouched', () => {

@@ -1,12 +1,18 @@
 // The root array and the slot protocol, loaded into the running kernel and
 // driven with BPF_PROG_TEST_RUN: verdicts and exact counters.
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { testRun, closeFd } from '../../src/libbpf/index.js';
-import { RootArray } from '../../src/root/array.js';
-import { loadSlotProgram } from '../../src/root/slot.js';
-import { ROW_ROOT, ROW_TOTAL, zeroCounts, type ActionCounts } from '../../src/root/stats.js';
+import { testRun, closeFd, mapCreate, mapDelete, mapUpdate, pinObject } from '../../src/libbpf/index.js';
+import { RootArray, slotKey } from '../../src/root/array.js';
+import { detach } from '../../src/root/attach.js';
+import { interfaceDir } from '../../src/root/layout.js';
+import { loadIntoSlot, loadSlotProgram, unloadSlot } from '../../src/root/slot.js';
+import { attachSubprogram, detachSubprogram } from '../../src/root/subprogram.js';
+import { SAMPLER } from '../../src/programs/sampler/config.js';
+import { BASELINE_ROW, ROW_ROOT, readRow, zeroCounts, type ActionCounts } from '../../src/root/stats.js';
 import { XdplbError } from '../../src/errors.js';
-import { BPF } from '../helpers/cli.js';
+import { BIN, BPF } from '../helpers/cli.js';
 import { udp4 } from '../helpers/packets.js';
 
 const FIXTURES = BPF('xdp_fixtures.o');
@@ -41,7 +47,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(r.retval).toBe(XDP.PASS);
     expect(r.data.equals(pkt)).toBe(true);
     expect(root.counters(ROW_ROOT)).toEqual({ packets: counts({ XDP_PASS: 100n }), bytes: counts({ XDP_PASS: 100n * len }) });
-    expect(root.counters(ROW_TOTAL)).toEqual({ packets: counts({ XDP_PASS: 100n }), bytes: counts({ XDP_PASS: 100n * len }) });
+    expect(root.totals()).toEqual({ packets: counts({ XDP_PASS: 100n }), bytes: counts({ XDP_PASS: 100n * len }) });
     for (let s = 0; s < 8; s++) expect(root.counters(s).packets).toEqual(zeroCounts());
   });
 
@@ -50,7 +56,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     const r = testRun(root.rootFd, pkt, 37);
     expect(r.retval).toBe(XDP.DROP);
     expect(root.counters(2)).toEqual({ packets: counts({ XDP_DROP: 37n }), bytes: counts({ XDP_DROP: 37n * len }) });
-    expect(root.counters(ROW_TOTAL).packets).toEqual(counts({ XDP_DROP: 37n }));
+    expect(root.totals().packets).toEqual(counts({ XDP_DROP: 37n }));
     expect(root.counters(ROW_ROOT).packets).toEqual(zeroCounts());
     expect(root.slotIds().map((id) => id !== 0)).toEqual([false, false, true, false, false, false, false, false]);
   });
@@ -62,8 +68,8 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(r.retval).toBe(XDP.DROP);
     expect(root.counters(1).packets).toEqual(counts({ XDP_PASS: 10n }));
     expect(root.counters(5).packets).toEqual(counts({ XDP_DROP: 10n }));
-    expect(root.counters(ROW_TOTAL).packets).toEqual(counts({ XDP_DROP: 10n }));
-    expect(root.counters(ROW_TOTAL).bytes).toEqual(counts({ XDP_DROP: 10n * len }));
+    expect(root.totals().packets).toEqual(counts({ XDP_DROP: 10n }));
+    expect(root.totals().bytes).toEqual(counts({ XDP_DROP: 10n * len }));
   });
 
   it('a pass in the last slot is the final verdict', () => {
@@ -72,7 +78,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
     expect(root.counters(0).packets).toEqual(counts({ XDP_PASS: 3n }));
     expect(root.counters(7).packets).toEqual(counts({ XDP_PASS: 3n }));
-    expect(root.counters(ROW_TOTAL).packets).toEqual(counts({ XDP_PASS: 3n }));
+    expect(root.totals().packets).toEqual(counts({ XDP_PASS: 3n }));
     expect(root.counters(ROW_ROOT).packets).toEqual(zeroCounts());
   });
 
@@ -81,7 +87,118 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     const r = testRun(root.rootFd, pkt, 4);
     expect(r.retval).toBe(XDP.ABORTED);
     expect(root.counters(3)).toEqual({ packets: counts({ XDP_INVALID_ACTION: 4n }), bytes: counts({ XDP_INVALID_ACTION: 4n * len }) });
-    expect(root.counters(ROW_TOTAL).packets).toEqual(counts({ XDP_ABORTED: 4n }));
+    expect(root.totals().packets).toEqual(counts({ XDP_ABORTED: 4n }));
+  });
+
+  it('counts a PASS once per row: handed on under PASS, final under FINAL_PASS, shown together', () => {
+    fill(1, 'xdp_pass_test');
+    fill(3, 'xdp_pass_test');
+    testRun(root.rootFd, pkt, 6);
+    expect(readRow(root.statsFd, 1)).toEqual({ packets: [0n, 0n, 6n, 0n, 0n, 0n, 0n], bytes: [0n, 0n, 6n * len, 0n, 0n, 0n, 0n] });
+    expect(readRow(root.statsFd, 3)).toEqual({ packets: [0n, 0n, 0n, 0n, 0n, 0n, 6n], bytes: [0n, 0n, 0n, 0n, 0n, 0n, 6n * len] });
+    expect(readRow(root.statsFd, ROW_ROOT).packets.every((n) => n === 0n)).toBe(true);
+    expect(root.counters(1)).toEqual({ packets: counts({ XDP_PASS: 6n }), bytes: counts({ XDP_PASS: 6n * len }) });
+    expect(root.counters(3)).toEqual({ packets: counts({ XDP_PASS: 6n }), bytes: counts({ XDP_PASS: 6n * len }) });
+    expect(root.totals().packets).toEqual(counts({ XDP_PASS: 6n }));
+  });
+
+  it('derives exact totals over chains of PASS, DROP and invalid actions', () => {
+    const runs: Array<[Record<number, string>, number, Partial<ActionCounts>]> = [
+      [{ 0: 'xdp_pass_test', 2: 'xdp_pass_test', 6: 'xdp_drop_test' }, 5, { XDP_DROP: 5n }],
+      [{ 1: 'xdp_pass_test', 4: 'xdp_bad_action' }, 3, { XDP_ABORTED: 3n }],
+      [{ 3: 'xdp_pass_test', 5: 'xdp_pass_test' }, 7, { XDP_PASS: 7n }],
+      [{}, 2, { XDP_PASS: 2n }],
+    ];
+    const want = zeroCounts();
+    for (const [slots, n, verdicts] of runs) {
+      for (let s = 0; s < 8; s++) root.clearSlot(s);
+      for (const [s, program] of Object.entries(slots)) fill(Number(s), program);
+      testRun(root.rootFd, pkt, n);
+      for (const [a, count] of Object.entries(verdicts)) want[a as keyof ActionCounts] += count;
+      expect(root.totals().packets).toEqual(want);
+      expect(root.totals().bytes).toEqual(Object.fromEntries(Object.entries(want).map(([a, v]) => [a, v * len])));
+    }
+    expect(root.counters(ROW_ROOT).packets).toEqual(counts({ XDP_PASS: 2n }));
+    expect(root.counters(4).packets).toEqual(counts({ XDP_INVALID_ACTION: 3n }));
+    expect(root.counters(3).packets).toEqual(counts({ XDP_PASS: 7n }));
+  });
+
+  it('restarts one slot\'s counters and keeps every packet in the totals', () => {
+    fill(2, 'xdp_pass_test');
+    fill(5, 'xdp_drop_test');
+    testRun(root.rootFd, pkt, 4);
+    root.clearCounters(5);
+    expect(root.counters(5).packets).toEqual(zeroCounts());
+    expect(root.counters(2).packets).toEqual(counts({ XDP_PASS: 4n }));
+    expect(root.totals().packets).toEqual(counts({ XDP_DROP: 4n }));
+
+    // A new program in slot 5 counts from zero; the totals go on.
+    fill(5, 'xdp_pass_test');
+    testRun(root.rootFd, pkt, 3);
+    expect(root.counters(5).packets).toEqual(counts({ XDP_PASS: 3n }));
+    expect(root.totals().packets).toEqual(counts({ XDP_DROP: 4n, XDP_PASS: 3n }));
+    root.clearCounters(5);
+    root.clearCounters(2);
+    expect(root.counters(2).packets).toEqual(zeroCounts());
+    expect(root.totals()).toEqual({
+      packets: counts({ XDP_DROP: 4n, XDP_PASS: 3n }), bytes: counts({ XDP_DROP: 4n * len, XDP_PASS: 3n * len }),
+    });
+    testRun(root.rootFd, pkt, 1);
+    expect(root.counters(2).packets).toEqual(counts({ XDP_PASS: 1n }));
+    expect(root.counters(5).packets).toEqual(counts({ XDP_PASS: 1n }));
+    expect(root.totals().packets).toEqual(counts({ XDP_DROP: 4n, XDP_PASS: 4n }));
+  });
+
+  it('keeps the slot mask in step with the slots', () => {
+    expect(root.slotMask()).toBe(0);
+    fill(2, 'xdp_pass_test');
+    fill(5, 'xdp_drop_test');
+    expect(root.slotMask()).toBe(0b100100);
+    fill(5, 'xdp_pass_test');
+    expect(root.slotMask()).toBe(0b100100);
+    expect(root.clearSlot(2)).toBe(true);
+    expect(root.slotMask()).toBe(0b100000);
+    expect(root.clearSlot(2)).toBe(false);
+    expect(root.clearSlot(5)).toBe(true);
+    expect(root.slotMask()).toBe(0);
+    expect(root.maskMismatch()).toBeNull();
+  });
+
+  it('skips a slot filled behind its back, says so, and takes it in at the next change', () => {
+    const fd = loadSlotProgram(root, { object: FIXTURES, program: 'xdp_drop_test', slot: 3 });
+    try {
+      const value = Buffer.alloc(4);
+      value.writeInt32LE(fd);
+      mapUpdate(root.slotsFd, slotKey(3), value); // the prog array alone, as bpftool would
+    } finally {
+      closeFd(fd);
+    }
+    expect(root.maskMismatch()).toEqual({ skipped: [3], empty: [] });
+    expect(testRun(root.rootFd, pkt, 2).retval).toBe(XDP.PASS);
+    expect(root.counters(3).packets).toEqual(zeroCounts());
+    expect(root.counters(ROW_ROOT).packets).toEqual(counts({ XDP_PASS: 2n }));
+
+    fill(6, 'xdp_pass_test');
+    expect(root.maskMismatch()).toBeNull();
+    expect(root.slotMask()).toBe(0b1001000);
+    expect(testRun(root.rootFd, pkt, 2).retval).toBe(XDP.DROP);
+    expect(root.counters(3).packets).toEqual(counts({ XDP_DROP: 2n }));
+  });
+
+  it('says so when a slot in the mask was emptied behind its back, and passes through it', () => {
+    fill(1, 'xdp_pass_test');
+    fill(4, 'xdp_drop_test');
+    mapDelete(root.slotsFd, slotKey(4));
+    expect(root.maskMismatch()).toEqual({ skipped: [], empty: [4] });
+    expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
+    // Handed on, then nothing took it: final in slot 1 after all.
+    expect(readRow(root.statsFd, 1).packets).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n]);
+    expect(readRow(root.statsFd, 1).bytes).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n * len]);
+    expect(root.counters(1).packets).toEqual(counts({ XDP_PASS: 3n }));
+    expect(root.totals().packets).toEqual(counts({ XDP_PASS: 3n }));
+    expect(root.clearSlot(4)).toBe(false);
+    expect(root.maskMismatch()).toBeNull();
+    expect(root.slotMask()).toBe(0b10);
   });
 
   it('the slot number set before load decides which row counts', () => {
@@ -115,7 +232,9 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     fill(2, 'xdp_drop_test');
     testRun(root.rootFd, pkt, 5);
     root.clearCounters();
-    for (let row = 0; row < 10; row++) expect(root.counters(row).packets).toEqual(zeroCounts());
+    for (let row = 0; row <= ROW_ROOT; row++) expect(root.counters(row).packets).toEqual(zeroCounts());
+    expect(root.totals()).toEqual({ packets: zeroCounts(), bytes: zeroCounts() });
+    for (let row = 0; row < BASELINE_ROW + 8; row++) expect(readRow(root.statsFd, row).packets.every((n) => n === 0n)).toBe(true);
   });
 
   it('refuses a program that does not use the slot protocol, and says why', () => {
@@ -131,7 +250,20 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
     expect(root.counters(1).packets).toEqual(zeroCounts());
     expect(root.counters(5).packets).toEqual(zeroCounts());
-    expect(root.counters(ROW_TOTAL).packets).toEqual(zeroCounts());
+    expect(root.totals().packets).toEqual(zeroCounts());
+  });
+
+  it('refuses a program built against another <xdplb/slot.h>; forced, it keeps its counters to itself', () => {
+    const OLD = BPF('xdp_old_slot.o');
+    expect(() => fill(2, 'xdp_old_slot', OLD)).toThrow(new XdplbError(
+      `program 'xdp_old_slot' in ${OLD} was built against another version of <xdplb/slot.h> ` +
+        '(its counter rows are 96 bytes, not 112): rebuild it against this one, or pass --force to load it anyway (it will not count)',
+    ));
+    expect(root.slotIds()[2]).toBe(0);
+    fill(2, 'xdp_old_slot', OLD, true);
+    expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
+    // It wrote its "totals" row 9, which is slot 0's baseline here: not ours.
+    for (let row = 0; row < BASELINE_ROW + 8; row++) expect(readRow(root.statsFd, row).packets.every((n) => n === 0n)).toBe(true);
   });
 
   it('names the programs an object has when the one asked for is missing', () => {
@@ -148,5 +280,101 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(() => fill(2, 'xdp_drop_test', '/etc/hostname')).toThrow(
       /cannot open BPF object \/etc\/hostname: bpf_object__open_file failed with LIBBPF_ERRNO__FORMAT \(BPF object format invalid\)/,
     );
+  });
+});
+
+describe('pinned roots of another version', () => {
+  const pins = `/sys/fs/bpf/xdplb-kt-${process.pid}`;
+  beforeEach(() => {
+    process.env.XDPLB_PIN_ROOT = pins;
+  });
+  afterEach(() => {
+    rmSync(pins, { recursive: true, force: true });
+    delete process.env.XDPLB_PIN_ROOT;
+  });
+
+  it('refuses counters of another layout and says how to start over; --detach still cleans up', () => {
+    const root = RootArray.load();
+    try {
+      root.pin(interfaceDir('old0'));
+    } finally {
+      root.close();
+    }
+    // The layout before FINAL_PASS and the baselines: 6 columns, 10 rows.
+    unlinkSync(`${interfaceDir('old0')}/stats`);
+    const old = mapCreate(6, 'xdplb_stats', 4, 96, 10);
+    try {
+      pinObject(old, `${interfaceDir('old0')}/stats`);
+    } finally {
+      closeFd(old);
+    }
+    expect(() => RootArray.openPinned(interfaceDir('old0'))).toThrow(new XdplbError(
+      `the root array pinned in ${interfaceDir('old0')} was attached by another version of xdplb (its counters differ): ` +
+        'run xdp-root --detach --interface old0 and --attach again',
+    ));
+    expect(detach(['old0'])).toEqual([{ ifname: 'old0', changed: true }]);
+    expect(existsSync(interfaceDir('old0'))).toBe(false);
+  });
+});
+
+describe('a pinned root: the slot mask through every path that changes slots', () => {
+  const pins = `/sys/fs/bpf/xdplb-kt-${process.pid}`;
+  const IF = 'kmask0';
+  let root: RootArray;
+  beforeEach(() => {
+    process.env.XDPLB_PIN_ROOT = pins;
+    root = RootArray.load();
+    root.pin(interfaceDir(IF));
+  });
+  afterEach(() => {
+    root.close();
+    rmSync(pins, { recursive: true, force: true });
+    delete process.env.XDPLB_PIN_ROOT;
+  });
+
+  /** The mask as a second opener of the pins sees it. */
+  function pinnedMask(): number {
+    const r = RootArray.openPinned(interfaceDir(IF))!;
+    try {
+      return r.slotMask();
+    } finally {
+      r.close();
+    }
+  }
+
+  it('--load and --unload, subprogram attach and detach', () => {
+    loadIntoSlot(IF, { object: FIXTURES, program: 'xdp_drop_test', slot: 4 });
+    expect(pinnedMask()).toBe(0b10000);
+    expect(attachSubprogram(IF, SAMPLER, 1).changed).toBe(true);
+    expect(pinnedMask()).toBe(0b10010);
+    loadIntoSlot(IF, { object: FIXTURES, program: 'xdp_pass_test', slot: 4, replace: true });
+    expect(pinnedMask()).toBe(0b10010);
+    expect(detachSubprogram(IF, SAMPLER)).toBe(true);
+    expect(pinnedMask()).toBe(0b10000);
+    expect(unloadSlot(IF, 4)).toBe(true);
+    expect(pinnedMask()).toBe(0);
+    expect(root.slotMask()).toBe(0);
+  });
+
+  it('keeps every bit when processes fill and empty slots at the same time', async () => {
+    const xdpRootAll = (argsOf: (slot: number) => string[]) => Promise.all(Array.from({ length: 8 }, (_, slot) =>
+      new Promise<number>((done) => {
+        spawn(BIN('xdp-root'), argsOf(slot), { env: { ...process.env, XDPLB_PIN_ROOT: pins }, stdio: 'ignore' })
+          .on('exit', (code) => done(code ?? -1));
+      })));
+    const load = (slot: number) => ['--load', '--interface', IF, '--slot', String(slot), '--object', FIXTURES, '--program', 'xdp_pass_test'];
+    expect(await xdpRootAll(load)).toEqual(Array(8).fill(0));
+    expect(root.slotIds().every((id) => id !== 0)).toBe(true);
+    expect(pinnedMask()).toBe(0xff);
+    expect(await xdpRootAll((slot) => ['--unload', '--interface', IF, '--slot', String(slot)])).toEqual(Array(8).fill(0));
+    expect(root.slotIds().every((id) => id === 0)).toBe(true);
+    expect(pinnedMask()).toBe(0);
+  });
+
+  it('refuses pins without the slot mask, and says how to clean up', () => {
+    unlinkSync(`${interfaceDir(IF)}/slot_mask`);
+    expect(() => RootArray.openPinned(interfaceDir(IF))).toThrow(new XdplbError(
+      `incomplete root array pins in ${interfaceDir(IF)}: slot_mask is missing; run xdp-root --detach to clean up`,
+    ));
   });
 });

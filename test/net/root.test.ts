@@ -1,6 +1,6 @@
 // xdp-root on real interfaces: network namespaces and a veth pair made here,
 // real pings, real attach in native and skb mode, `ip` and bpffs as witnesses.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
 import { makeLab, type Lab } from '../helpers/netns.js';
@@ -79,6 +79,33 @@ for (const mode of ['native', 'skb'] as const) {
   });
 }
 
+describe('the slot mask', () => {
+  it('reports a slot filled by another tool, which the root skips until the next --load', () => {
+    ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'native']));
+    const foreign = `/sys/fs/bpf/xdplb-foreign-${process.pid}`;
+    try {
+      sh('bpftool', ['prog', 'loadall', BPF('xdp_fixtures.o'), foreign, 'type', 'xdp']);
+      sh('bpftool', ['map', 'update', 'pinned', `/sys/fs/bpf/xdplb/${lab.serverIf}/slots`,
+        'key', '3', '0', '0', '0', 'value', 'pinned', `${foreign}/xdp_drop_test`]);
+      expect(ping(2)).toEqual({ sent: 2, received: 2 });
+      const status = statusJson();
+      expect(status.subprograms[3]).toMatchObject({ prog_loaded: true, name: 'xdp_drop_test' });
+      expect(status.slot_mask_mismatch).toEqual({ skipped: [3], empty: [] });
+      expect(ok(root(['--status', '--interface', lab.serverIf]))).toContain(
+        `Warning: the slot mask of ${lab.serverIf} disagrees with its slots: slot 3 holds a program that the root skips`,
+      );
+
+      // --load rewrites the mask from the slots: slot 3 runs from now on.
+      ok(root(['--load', '--interface', lab.serverIf, '--slot', '6', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_pass_test']));
+      expect(statusJson().slot_mask_mismatch).toBeUndefined();
+      expect(ok(root(['--status', '--interface', lab.serverIf]))).not.toContain('Warning');
+      expect(ping(2)).toEqual({ sent: 2, received: 0 });
+    } finally {
+      rmSync(foreign, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('attach', () => {
   it('is idempotent when the root is already ours', () => {
     ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'native']));
@@ -100,6 +127,8 @@ describe('attach', () => {
     const after = statusJson();
     expect(after.root_id).toBe(before.root_id);
     expect(after.subprograms[2].id).toBe(before.subprograms[2].id);
+    // The slot mask came along: slot 2 is still called.
+    expect(after.slot_mask_mismatch).toBeUndefined();
   });
 
   it('replaces a foreign XDP program only with --force', () => {

@@ -68,6 +68,19 @@ describe('formatStatus', () => {
     expect(lines).toHaveLength(17);
   });
 
+  it('warns after the table when the slot mask disagrees with the slots', () => {
+    const eth0 = { ...status.eth0, slot_mask_mismatch: { skipped: [3], empty: [4, 6] } } as InterfaceStatus;
+    const lines = formatStatus({ eth0 }).split('\n');
+    expect(lines[15]).toBe(
+      'Warning: the slot mask of eth0 disagrees with its slots: slot 3 holds a program that the root skips ' +
+        '(put there by another tool?); slots 4, 6 are empty but still in the mask. ' +
+        'Any xdp-root --load or --unload on eth0 rewrites the mask from the slots.',
+    );
+    expect(lines).toHaveLength(16);
+    const only = { ...status.eth0, slot_mask_mismatch: { skipped: [1, 2], empty: [] } } as InterfaceStatus;
+    expect(formatStatus({ eth0: only }).split('\n')[15]).toMatch(/: slots 1, 2 hold programs that the root skips \(put there by another tool\?\)\. Any/);
+  });
+
   it('says so when nothing is attached anywhere', () => {
     expect(formatStatus({})).toBe('No root array attached to any interface.');
   });

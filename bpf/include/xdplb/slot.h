@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * The slot protocol. The root tail-calls slots 0..7 in order; a subprogram
- * ends with `return xdplb_return(ctx, action);`, which counts the verdict in
- * the subprogram's own slot, hands XDP_PASS on to the later slots and, when
- * nothing later takes the packet or the verdict is final, counts it in the
- * interface totals and returns it.
+ * The slot protocol. The root tail-calls the filled slots of 0..7 in order;
+ * a subprogram ends with `return xdplb_return(ctx, action);`, which counts
+ * the verdict once in the subprogram's own row: a PASS handed on to the
+ * later filled slots as PASS, one that no later slot takes as FINAL_PASS.
+ * A packet touches one row per slot it crosses and no other; userspace
+ * derives the interface totals.
  *
- * Every object that includes this header declares the same shared maps; the
- * loader makes them the interface's pinned ones (bpf_map__reuse_fd) before
- * the program is loaded, so one object file serves any interface and slot.
+ * Every object that includes this header declares the same shared maps
+ * (the global xdplb_slot_mask is one too); the loader makes them the
+ * interface's pinned ones (bpf_map__reuse_fd) before the program is
+ * loaded, so one object file serves any interface and slot.
  *
  * Samples: final non-PASS verdicts can be reported, 1 in N at random, into
  * the interface's ring buffer with the first snaplen bytes of the frame (the
@@ -36,6 +38,16 @@ struct {
 	__type(value, struct xdplb_counters);
 } xdplb_stats SEC(".maps");
 
+/* Bit i set: slot i holds a program, so the chain tail-calls it; an empty
+ * slot costs a bit test instead of a tail call that finds nothing.
+ * Userspace keeps it in step with xdplb_slots: a slot is filled before its
+ * bit is set, and its bit is cleared before it is emptied (RootArray in
+ * src/root/array.ts, the one place that changes either). A global in a
+ * section of its own is a one-entry array map, which the loader shares like
+ * the maps above; the program reads it with one load (no lookup, no null
+ * check). */
+__u32 xdplb_slot_mask SEC(".data.xdplb") = 0;
+
 /* Samples for userspace (xdp-sampler --capture). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -56,35 +68,44 @@ struct {
 	__type(value, struct xdplb_sample_counters);
 } xdplb_sample_stats SEC(".maps");
 
-static __always_inline void xdplb_count(__u32 row, __u32 column, __u64 bytes)
+/* A row of the stats map (an array lookup the verifier inlines). */
+static __always_inline struct xdplb_counters *xdplb_row(__u32 row)
 {
-	struct xdplb_counters *c;
+	return bpf_map_lookup_elem(&xdplb_stats, &row);
+}
+
+static __always_inline void xdplb_add(struct xdplb_counters *c, __u32 column, __u64 bytes)
+{
 	/* Check and index with one 64-bit register: with a verdict known only
 	 * at run time, clang otherwise zero-extends a second copy for the index
 	 * after the check, and the verifier rejects the unbounded access. */
 	__u64 col = column;
 
 	asm volatile("" : "+r"(col));
-	if (col >= XDPLB_ACTIONS)
-		return;
-	c = bpf_map_lookup_elem(&xdplb_stats, &row);
-	if (!c)
+	if (col >= XDPLB_COLUMNS)
 		return;
 	/* Per-CPU value: plain adds, no atomics on the fast path. */
 	c->packets[col] += 1;
 	c->bytes[col] += bytes;
 }
 
-/* Tail-call slots first..7 in order. The keys are constants, so the
- * verifier turns each call into a direct jump; when `first` is itself a
- * load-time constant the calls before it are dead code and pruned. A call
- * into an empty slot falls through to the next one. */
-static __always_inline void xdplb_chain(struct xdp_md *ctx, __u32 first)
+/* Tail-call the slots whose bits are set in `mask`, in order. The keys are
+ * constants, so the verifier turns each call into a direct jump. A slot
+ * emptied after the mask was read falls through to the next one. */
+static __always_inline void xdplb_call(struct xdp_md *ctx, __u32 mask)
 {
 #pragma unroll
 	for (__u32 i = 0; i < XDPLB_SLOTS; i++)
-		if (i >= first)
+		if (mask & (1u << i))
 			bpf_tail_call(ctx, &xdplb_slots, i);
+}
+
+/* The filled slots from `first` on. When `first` is a load-time constant (a
+ * subprogram's slot + 1), the verifier knows the lower bits are clear and
+ * prunes the calls to those slots. */
+static __always_inline __u32 xdplb_later(__u32 first)
+{
+	return xdplb_slot_mask & (~0u << first);
 }
 
 #ifndef XDPLB_ROOT_PROGRAM
@@ -113,8 +134,11 @@ static __always_inline int xdplb_one_in(__u32 rate)
 	return rate && (rate == 1 || bpf_get_prandom_u32() % rate == 0);
 }
 
-/* Write one sample of this frame into the ring buffer, or count it lost. */
-static __always_inline void xdplb_sample(struct xdp_md *ctx, __u32 kind, __u32 action)
+/* Write one sample of this frame into the ring buffer, or count it lost.
+ * Not inlined: a subprogram of its own, it keeps its many helper calls'
+ * registers out of the programs' hot paths (fewer registers saved on the
+ * way in and out of every packet). */
+static __noinline void xdplb_sample(struct xdp_md *ctx, __u32 kind, __u32 action)
 {
 	struct xdplb_sample_counters *counters;
 	struct xdplb_sampling *cfg;
@@ -171,23 +195,50 @@ static __always_inline void xdplb_sample_verdict(struct xdp_md *ctx, __u32 actio
 		xdplb_sample(ctx, XDPLB_SAMPLE_VERDICT, action);
 }
 
+/* A PASS, in a constant column: no run-time bounds check (see xdplb_add). */
+static __always_inline void xdplb_add_pass(struct xdp_md *ctx, struct xdplb_counters *c, __u32 column)
+{
+	if (c) {
+		c->packets[column] += 1;
+		c->bytes[column] += ctx->data_end - ctx->data;
+	}
+}
+
 static __always_inline int xdplb_return(struct xdp_md *ctx, int action)
 {
-	__u32 slot = xdplb_slot;
-	__u64 bytes = ctx->data_end - ctx->data;
-	__u32 column = action;
+	struct xdplb_counters *c = xdplb_row(xdplb_slot);
+	__u32 column = action, later;
 
 	if ((__u32)action > XDP_REDIRECT) {
 		column = XDPLB_INVALID_ACTION;
 		action = XDP_ABORTED;
 	}
-	xdplb_count(slot, column, bytes);
-	if (action == XDP_PASS)
-		xdplb_chain(ctx, slot + 1);
-	else
+	if (action != XDP_PASS) {
+		if (c)
+			xdplb_add(c, column, ctx->data_end - ctx->data);
 		xdplb_sample_verdict(ctx, action);
-	xdplb_count(XDPLB_ROW_TOTAL, action, bytes);
-	return action;
+		return action;
+	}
+	/* Nothing filled after this slot: one test rather than one per slot
+	 * (every taken branch costs here, about half a nanosecond). */
+	later = xdplb_later(xdplb_slot + 1);
+	if (!later) {
+		xdplb_add_pass(ctx, c, XDPLB_FINAL_PASS);
+		return XDP_PASS;
+	}
+	xdplb_add_pass(ctx, c, XDP_PASS);
+	xdplb_call(ctx, later);
+	/* Every later slot was emptied since the mask was read: the packet
+	 * leaves here after all, so it moves to FINAL_PASS. The row is looked
+	 * up again so that only ctx lives across the calls: fewer registers to
+	 * save on every program's way in and out. */
+	c = xdplb_row(xdplb_slot);
+	if (c) {
+		c->packets[XDP_PASS] -= 1;
+		c->bytes[XDP_PASS] -= ctx->data_end - ctx->data;
+	}
+	xdplb_add_pass(ctx, c, XDPLB_FINAL_PASS);
+	return XDP_PASS;
 }
 #endif
 

@@ -5,14 +5,17 @@ import { UsageError } from '../../errors.js';
 import type { SubprogramSpec } from '../../root/subprogram.js';
 import { SAMPLE_COUNTERS, SAMPLER_CONFIG, SAMPLING, SNAP_DEFAULT } from './layout.js';
 
+/** The sampler's rate: the global sampler_config in the section of that
+ *  name (one load per packet, no lookup), whose map is pinned as this. */
+export const CONFIG_MAP = 'sampler_config';
+
 export const SAMPLER: SubprogramSpec = {
   name: 'sampler',
   object: 'xdp_sampler.o',
   program: 'xdp_sampler',
   defaultSlot: 1,
-  interfaceMaps: ['sampler_config'],
+  interfaceMaps: [`.data.${CONFIG_MAP}`],
 };
-export const CONFIG_MAP = 'sampler_config';
 
 export const DEFAULT_RATE = 1000;
 export const DEFAULT_VERDICT_RATE = 0;
