@@ -59,6 +59,19 @@ static __always_inline struct lb_counters *lb_stats(void *map, __u32 id)
 	return bpf_map_lookup_elem(map, &id);
 }
 
+/* One packet on a VIP's or backend's row (`c` NULL: none), either way. */
+static __always_inline struct lb_counters *lb_count(struct lb_counters *c, int reply, __u32 bytes)
+{
+	if (c && reply) {
+		c->reply_packets++;
+		c->reply_bytes += bytes;
+	} else if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+	return c;
+}
+
 /* 0: a TCP or UDP packet (or first fragment), LB_FRAG_LATER: a later
  * fragment of one (no ports), -1: anything else. */
 static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
@@ -180,13 +193,7 @@ static __always_inline __u32 lb_maglev_pick(const struct lb_vip *vip, const stru
 /* Count a client packet on its VIP; NULL when the VIP's row is missing. */
 static __always_inline struct lb_counters *lb_vip_count(__u32 vip_id, const struct lb_pkt *p)
 {
-	struct lb_counters *vc = lb_stats(&lb_vip_stats, vip_id);
-
-	if (vc) {
-		vc->packets++;
-		vc->bytes += p->bytes;
-	}
-	return vc;
+	return lb_count(lb_stats(&lb_vip_stats, vip_id), 0, p->bytes);
 }
 
 /* client -> VIP  becomes  NAT source:port -> backend `be` (id `backend`). */
@@ -194,14 +201,11 @@ static __always_inline int lb_send(struct xdp_md *ctx, struct lb_pkt *p, const s
 				   const struct lb_addr *nat, struct lb_counters *vc, const struct lb_backend *be,
 				   __u32 backend, __be16 nport, int created, __u64 now)
 {
-	struct lb_counters *bc = lb_stats(&lb_be_stats, backend);
+	struct lb_counters *bc = lb_count(lb_stats(&lb_be_stats, backend), 0, p->bytes);
 	struct lb_tuple from, to;
 
-	if (bc) {
-		bc->packets++;
-		bc->bytes += p->bytes;
+	if (bc)
 		bc->new_conns += created;
-	}
 	if (p->th && p->th->rst) {
 		struct lb_nat_key key = { .backend = be->addr, .bport = be->port, .nport = nport,
 					  .proto = p->flow.proto, .family = p->flow.family };
@@ -284,7 +288,7 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	struct lb_nat_key key = { .backend = p->flow.src, .bport = p->flow.sport, .nport = p->flow.dport,
 				  .proto = p->flow.proto, .family = p->flow.family };
 	__u64 now = lb_now(cfg);
-	struct lb_counters *vc, *bc;
+	struct lb_counters *vc;
 	struct lb_tuple from, to;
 	struct lb_conn *c;
 	struct lb_nat *n;
@@ -292,16 +296,8 @@ static __always_inline int lb_reply(struct xdp_md *ctx, struct lb_pkt *p, const 
 	n = bpf_map_lookup_elem(&lb_nat, &key);
 	if (!n)
 		return XDP_PASS;
-	vc = lb_stats(&lb_vip_stats, n->vip);
-	if (vc) {
-		vc->reply_packets++;
-		vc->reply_bytes += p->bytes;
-	}
-	bc = lb_stats(&lb_be_stats, n->backend);
-	if (bc) {
-		bc->reply_packets++;
-		bc->reply_bytes += p->bytes;
-	}
+	vc = lb_count(lb_stats(&lb_vip_stats, n->vip), 1, p->bytes);
+	lb_count(lb_stats(&lb_be_stats, n->backend), 1, p->bytes);
 	from = (struct lb_tuple){ .src = p->flow.src, .dst = p->flow.dst, .sport = p->flow.sport, .dport = p->flow.dport };
 	to = (struct lb_tuple){ .src = n->flow.dst, .dst = n->flow.src, .sport = n->flow.dport, .dport = n->flow.sport };
 	/* The connection entry is touched once a tick, and on FIN: another
@@ -327,7 +323,7 @@ static __always_inline int lb_fragment(struct xdp_md *ctx, struct lb_pkt *p, con
 {
 	struct lb_frag_pair *s = lb_frag_key_of(&p->flow, p->frag_id);
 	struct lb_backend *be = NULL;
-	struct lb_counters *vc, *bc;
+	struct lb_counters *vc;
 	__u64 now = lb_now(cfg);
 	struct lb_frag *e;
 	__u32 backend;
@@ -338,28 +334,10 @@ static __always_inline int lb_fragment(struct xdp_md *ctx, struct lb_pkt *p, con
 	if (!e || e->expires <= now)
 		return XDP_PASS;
 	backend = e->backend;
-	vc = lb_stats(&lb_vip_stats, e->vip);
-	bc = lb_stats(&lb_be_stats, backend);
-	if (e->reply) {
-		if (vc) {
-			vc->reply_packets++;
-			vc->reply_bytes += p->bytes;
-		}
-		if (bc) {
-			bc->reply_packets++;
-			bc->reply_bytes += p->bytes;
-		}
-	} else {
-		if (vc) {
-			vc->packets++;
-			vc->bytes += p->bytes;
-		}
-		if (bc) {
-			bc->packets++;
-			bc->bytes += p->bytes;
-		}
+	vc = lb_count(lb_stats(&lb_vip_stats, e->vip), e->reply, p->bytes);
+	lb_count(lb_stats(&lb_be_stats, backend), e->reply, p->bytes);
+	if (!e->reply)
 		be = bpf_map_lookup_elem(&lb_backends, &backend);
-	}
 	if (p->ip) {
 		xdplb_csum_replace4(&p->ip->check, p->ip->saddr, e->src.w[0]);
 		xdplb_csum_replace4(&p->ip->check, p->ip->daddr, e->dst.w[0]);

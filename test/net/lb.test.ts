@@ -26,6 +26,16 @@ function config(l: LbLab, vips: unknown[]): string {
 const HTTP4 = { address: '10.0.0.10', port: 8000, protocol: 'tcp', backends: [{ address: '10.0.0.2' }, { address: '10.0.0.3' }] };
 const HTTP6 = { address: 'fd00::10', port: 8000, protocol: 'tcp', backends: [{ address: 'fd00::2' }, { address: 'fd00::3' }] };
 
+/** The lab with UDP echo servers on port 5353 behind udp:10.0.0.10:53. */
+function udpEchoLab(): LbLab {
+  lab = makeLbLab();
+  startUdpEcho(lab);
+  ok(xdpRoot(['--attach', '--interface', lab.lbIf, '--mode', 'native'], { netns: lab.ns.lb }));
+  ok(lb(['--attach', '--interface', lab.lbIf]));
+  ok(lb(['--vip-add', 'udp:10.0.0.10:53', '--backend', '10.0.0.2:5353,10.0.0.3:5353', '--nat-source', '10.0.0.10']));
+  return lab;
+}
+
 async function setUp(mode: 'native' | 'skb', vips: unknown[]): Promise<LbLab> {
   lab = makeLbLab();
   await startHttpBackends(lab);
@@ -148,12 +158,7 @@ describe('xdp-lb', () => {
   });
 
   it('echoes UDP through a UDP VIP to both backends', async () => {
-    lab = makeLbLab();
-    const l = lab;
-    startUdpEcho(l);
-    ok(xdpRoot(['--attach', '--interface', l.lbIf, '--mode', 'native'], { netns: l.ns.lb }));
-    ok(lb(['--attach', '--interface', l.lbIf]));
-    ok(lb(['--vip-add', 'udp:10.0.0.10:53', '--backend', '10.0.0.2:5353,10.0.0.3:5353', '--nat-source', '10.0.0.10']));
+    const l = udpEchoLab();
     const script = `
 const dgram = require('node:dgram');
 const seen = {};
@@ -179,12 +184,7 @@ let n = 0;
   });
 
   it('echoes 4000-byte UDP datagrams, fragmented both ways, through the UDP VIP', async () => {
-    lab = makeLbLab();
-    const l = lab;
-    startUdpEcho(l);
-    ok(xdpRoot(['--attach', '--interface', l.lbIf, '--mode', 'native'], { netns: l.ns.lb }));
-    ok(lb(['--attach', '--interface', l.lbIf]));
-    ok(lb(['--vip-add', 'udp:10.0.0.10:53', '--backend', '10.0.0.2:5353,10.0.0.3:5353', '--nat-source', '10.0.0.10']));
+    const l = udpEchoLab();
     const script = `
 const dgram = require('node:dgram');
 const crypto = require('node:crypto');
