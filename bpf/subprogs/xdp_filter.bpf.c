@@ -59,11 +59,15 @@ static __always_inline int filter_listed4(__be32 addr)
 static __always_inline int filter_listed6(const struct in6_addr *a)
 {
 	struct filter_key6 key = { .prefixlen = 128 };
+	__u32 bucket = filter_hint6_bucket(a->s6_addr32[0]), *hint;
 	struct filter_prefix *p;
 
 	if (a->s6_addr32[0] == 0 && a->s6_addr32[1] == 0 && a->s6_addr32[2] == bpf_htonl(0xffff) &&
 	    filter_listed4(a->s6_addr32[3]))
 		return 1;
+	hint = bpf_map_lookup_elem(&filter_hint6, &bucket);
+	if (!hint || !*hint)
+		return 0;
 	__builtin_memcpy(key.addr, a->s6_addr32, sizeof(key.addr));
 	p = bpf_map_lookup_elem(&filter_drop6, &key);
 	if (!p)

@@ -3,13 +3,13 @@
 // compared byte for byte with frames built here.
 import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mapInfo, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { arrayValues, mapInfo, mapLookup, testRun } from '../../src/libbpf/index.js';
 import { XdplbError } from '../../src/errors.js';
 import { RootArray } from '../../src/root/array.js';
 import { interfaceDir, pinRoot } from '../../src/root/layout.js';
 import { attachSubprogram } from '../../src/root/subprogram.js';
 import { zeroCounts, type ActionCounts } from '../../src/root/stats.js';
-import { FILTER, PTB_WINDOW_LAYOUT, STATS } from '../../src/programs/filter/layout.js';
+import { FILTER, HINT6_BITS, PTB_WINDOW_LAYOUT, STATS, hint6Bucket } from '../../src/programs/filter/layout.js';
 import { FilterMaps, type FilterStats } from '../../src/programs/filter/maps.js';
 import { parsePrefix } from '../../src/programs/filter/prefix.js';
 import { inetChecksum } from '../helpers/packets.js';
@@ -259,6 +259,34 @@ describe('filter: source drop lists', () => {
     expect([hint('0.0'), hint('128.77'), hint('255.255')]).toEqual([1, 1, 1]);
     expect(maps.clearLists()).toBe(1);
     expect([hint('0.0'), hint('128.77'), hint('255.255')]).toEqual([0, 0, 0]);
+  });
+
+  it('keeps the IPv6 hint in step: one bucket per /32, every bucket below /16, cleared with the last prefix', () => {
+    const set = () => {
+      const raw = arrayValues(maps.fds.hint6, 4, 1 << HINT6_BITS);
+      return Array.from({ length: 1 << HINT6_BITS }, (_, i) => raw.readUInt32LE(i * 4)).flatMap((v, i) => (v ? [i] : []));
+    };
+    // One host: one bucket, the one TypeScript computes; the program finds
+    // the source through it, so it hashes alike.
+    drop('2001:db8:5::7/128');
+    expect(set()).toEqual([hint6Bucket(0x20010db8)]);
+    expect(verdict(udp6Frame('2001:db8:5::7'))).toBe(XDP.DROP);
+    expect(verdict(udp6Frame('2001:db8:5::8'))).toBe(XDP.PASS);
+    // A /20 covers 4096 /32s.
+    drop('2001::/20');
+    const twenty = new Set(Array.from({ length: 4096 }, (_, i) => hint6Bucket(0x20010000 + i)));
+    expect(set()).toEqual([...new Set([...twenty, hint6Bucket(0x20010db8)])].sort((a, b) => a - b));
+    expect(verdict(udp6Frame('2001:dbf:ffff::1'))).toBe(XDP.DROP);
+    expect(verdict(udp6Frame('2001:1000::1'))).toBe(XDP.PASS);
+    maps.remove([parsePrefix('2001::/20')]);
+    expect(set()).toEqual([hint6Bucket(0x20010db8)]);
+    // Shorter than /16: every bucket; gone with it.
+    drop('2000::/3');
+    expect(set()).toHaveLength(1 << HINT6_BITS);
+    expect(verdict(udp6Frame('3fff::1'))).toBe(XDP.DROP);
+    expect(maps.clearLists()).toBe(2);
+    expect(set()).toEqual([]);
+    expect(verdict(udp6Frame('2001:db8:5::7'))).toBe(XDP.PASS);
   });
 
   it('refuses a batch that would overflow a list, and a batch that fails midway puts back what it changed', () => {

@@ -8,6 +8,7 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 struct filter_config {
 	__u32 frags_drop;	/* 1: drop IPv4 fragments and IPv6 Fragment headers */
@@ -106,5 +107,22 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } filter_hint4 SEC(".maps");
+
+/* The same for IPv6, by the first 32 bits hashed into 65536 buckets (the /16s
+ * of IPv6 are too few and too full of traffic to tell much): 1 where a listed
+ * prefix covers part of a /32 with that hash. A prefix shorter than /16 sets
+ * every bucket. xdp-filter computes the same hash (filter_hint6_bucket). */
+#define FILTER_HINT6_BITS 16
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << FILTER_HINT6_BITS);
+	__type(key, __u32);
+	__type(value, __u32);
+} filter_hint6 SEC(".maps");
+
+static __always_inline __u32 filter_hint6_bucket(__be32 first32)
+{
+	return (bpf_ntohl(first32) * 0x9e3779b1u) >> (32 - FILTER_HINT6_BITS);
+}
 
 #endif

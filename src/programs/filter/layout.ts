@@ -10,6 +10,7 @@ export const MAPS = {
   drop6: 'filter_drop6',
   ptb: 'filter_ptb',
   hint4: 'filter_hint4',
+  hint6: 'filter_hint6',
 } as const;
 
 export const FILTER: SubprogramSpec = {
@@ -43,6 +44,15 @@ export const PREFIX_LAYOUT = { size: 80, hits: 0, load_time: 8, tag: 16 } as con
 /** filter_hint4: one __u32 per /16 of IPv4 space, 1 where a listed prefix
  *  covers part of it. */
 export const HINT4_BITS = 16;
+
+/** filter_hint6: one __u32 per bucket of /32s (the first 32 bits hashed as
+ *  filter_hint6_bucket() in filter_maps.h does), 1 where a listed prefix
+ *  covers part of a /32 of that bucket. */
+export const HINT6_BITS = 16;
+
+export function hint6Bucket(first32: number): number {
+  return Math.imul(first32, 0x9e3779b1) >>> (32 - HINT6_BITS);
+}
 
 /** struct filter_ptb_window: the lock, then this second's window. */
 export const PTB_WINDOW_LAYOUT = { size: 16, second: 4, sent: 8 } as const;

@@ -7,7 +7,7 @@ import {
 import { XdplbError } from '../../errors.js';
 import { openSubprogramMap } from '../../root/subprogram.js';
 import { encodeConfig, decodeConfig, type FilterConfig } from './config.js';
-import { FILTER, HINT4_BITS, MAPS, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
+import { FILTER, HINT4_BITS, HINT6_BITS, MAPS, hint6Bucket, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
 import { keyPrefix, prefixKey, type Prefix } from './prefix.js';
 
 export type FilterStats = Record<StatName, bigint>;
@@ -66,7 +66,11 @@ export class FilterMaps {
    *  trie without the prefix. */
   add(p: Prefix, tag: string, loadTime = new Date()): void {
     this.write(p, tag, loadTime, 0n, UPDATE_ANY);
-    if (p.family === 4) for (const b of slash16s(p)) mapUpdate(this.fds.hint4, u32(b), u32(1));
+    for (const b of hintSlots(p)) mapUpdate(this.hint(p.family), u32(b), u32(1));
+  }
+
+  private hint(family: 4 | 6): number {
+    return family === 4 ? this.fds.hint4 : this.fds.hint6;
   }
 
   /** Add several; if one fails, put back what was there and rethrow. On
@@ -119,26 +123,28 @@ export class FilterMaps {
   /** Unlist prefixes; returns those that were listed. */
   remove(prefixes: Prefix[]): Prefix[] {
     const removed = prefixes.filter((p) => mapDelete(this.trie(p), prefixKey(p)));
-    this.refreshHint(removed.filter((p) => p.family === 4).flatMap(slash16s));
+    for (const family of [4, 6] as const) this.refreshHint(family, removed.filter((p) => p.family === family).flatMap(hintSlots));
     return removed;
   }
 
-  /** Clear the hint of /16s no listed prefix covers any more. Then look
+  /** Clear the hint slots no listed prefix covers any more. Then look
    *  again and set back any that a concurrent `--drop` listed meanwhile: its
    *  trie update came before its hint update, so this second look sees it
    *  whenever the clear could have undone its hint. */
-  private refreshHint(slash16List: number[]): void {
-    const covered = this.coveredSlash16s();
-    const cleared = [...new Set(slash16List)].filter((b) => !covered[b]);
-    for (const b of cleared) mapUpdate(this.fds.hint4, u32(b), u32(0));
-    const now = this.coveredSlash16s();
-    for (const b of cleared) if (now[b]) mapUpdate(this.fds.hint4, u32(b), u32(1));
+  private refreshHint(family: 4 | 6, slots: number[]): void {
+    if (!slots.length) return;
+    const covered = this.covered(family);
+    const cleared = [...new Set(slots)].filter((b) => !covered[b]);
+    for (const b of cleared) mapUpdate(this.hint(family), u32(b), u32(0));
+    const now = this.covered(family);
+    for (const b of cleared) if (now[b]) mapUpdate(this.hint(family), u32(b), u32(1));
   }
 
-  private coveredSlash16s(): Uint8Array {
-    const covered = new Uint8Array(1 << HINT4_BITS);
-    for (const key of mapKeys(this.fds.drop4, KEY4_LAYOUT.size)) {
-      for (const b of slash16s(keyPrefix(4, key))) covered[b] = 1;
+  private covered(family: 4 | 6): Uint8Array {
+    const covered = new Uint8Array(1 << (family === 4 ? HINT4_BITS : HINT6_BITS));
+    const layout = family === 4 ? KEY4_LAYOUT : KEY6_LAYOUT;
+    for (const key of mapKeys(this.trie({ family }), layout.size)) {
+      for (const b of hintSlots(keyPrefix(family, key))) covered[b] = 1;
     }
     return covered;
   }
@@ -183,10 +189,19 @@ export class FilterMaps {
 }
 
 /** The /16s an IPv4 prefix covers all or part of. */
-function slash16s(p: Prefix): number[] {
-  const first = p.addr.readUInt16BE(0);
-  const count = p.len >= HINT4_BITS ? 1 : 1 << (HINT4_BITS - p.len);
-  return Array.from({ length: count }, (_, i) => first + i);
+/** The hint slots a prefix covers: its /16s for IPv4; for IPv6 the buckets
+ *  of its /32s, or every bucket for a prefix shorter than /16 (too many /32s
+ *  to walk, and they would fill every bucket anyway). */
+function hintSlots(p: Prefix): number[] {
+  if (p.family === 4) {
+    const first = p.addr.readUInt16BE(0);
+    const count = p.len >= HINT4_BITS ? 1 : 1 << (HINT4_BITS - p.len);
+    return Array.from({ length: count }, (_, i) => first + i);
+  }
+  if (p.len < 16) return Array.from({ length: 1 << HINT6_BITS }, (_, i) => i);
+  const first = p.addr.readUInt32BE(0);
+  const count = p.len >= 32 ? 1 : 2 ** (32 - p.len);
+  return [...new Set(Array.from({ length: count }, (_, i) => hint6Bucket((first + i) >>> 0)))];
 }
 
 function u32(n: number): Buffer {
