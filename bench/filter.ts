@@ -1,5 +1,5 @@
 // Per-packet cost of the filter in slot 2, through the root, with 10,000
-// IPv4 prefixes listed: measured by the kernel with BPF_PROG_TEST_RUN against
+// IPv4 and 1,000 IPv6 prefixes listed: measured by the kernel with BPF_PROG_TEST_RUN against
 // an empty XDP_PASS program (the floor) and a pass program in the same slot
 // (what the dispatcher alone costs), round by round.
 import { rmSync } from 'node:fs';
@@ -8,15 +8,17 @@ import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
 import { interfaceDir, pinRoot } from '../src/root/layout.js';
 import { loadSlotProgram } from '../src/root/slot.js';
 import { attachSubprogram } from '../src/root/subprogram.js';
-import { FILTER } from '../src/programs/filter/layout.js';
+import { FILTER, hint6Bucket } from '../src/programs/filter/layout.js';
 import { FilterMaps } from '../src/programs/filter/maps.js';
-import { formatPrefix, type Prefix } from '../src/programs/filter/prefix.js';
+import { formatPrefix, parsePrefix, type Prefix } from '../src/programs/filter/prefix.js';
 import { BPF } from '../test/helpers/cli.js';
-import { ETH_IPV4, PROTO, eth, ip4, pattern, tcp } from '../test/helpers/frames.js';
+import { ETH_IPV4, ETH_IPV6, PROTO, eth, ip4, ip6, pattern, tcp } from '../test/helpers/frames.js';
 import { summarize, type Summary } from './stats.js';
 
 export const CLEAN_GOAL_NS = 15;
 export const PREFIX_COUNT = 10_000;
+/** IPv6 prefixes listed as well: 2001:db8:N::/48. */
+export const PREFIX6_COUNT = 1_000;
 const XDP = { DROP: 1, PASS: 2, TX: 3 };
 
 export interface FilterCase {
@@ -68,6 +70,7 @@ function covers(p: Prefix, addr: Buffer): boolean {
 }
 
 const tcpFrame = (src: string) => Buffer.concat([eth(ETH_IPV4), ip4(20, { src, proto: PROTO.TCP }), tcp()]);
+const tcp6Frame = (src: string) => Buffer.concat([eth(ETH_IPV6), ip6(20, { src, nexthdr: PROTO.TCP }), tcp()]);
 
 export function measureFilter(rounds: number, repeat: number, ptbRuns = 2001): FilterResult {
   const savedPinRoot = process.env.XDPLB_PIN_ROOT;
@@ -104,6 +107,11 @@ export function measureFilter(rounds: number, repeat: number, ptbRuns = 2001): F
       if (!list.some((p) => covers(p, near))) break;
     }
     const listed = list.find((p) => p.len === 24)!;
+    for (let n = 0; n < PREFIX6_COUNT; n++) maps.add(parsePrefix(`2001:db8:${n.toString(16)}::/48`), 'bench');
+    // An IPv6 source whose /32 falls in a clear hint bucket.
+    let clean6 = 0x2a000000;
+    while (hint6Bucket(clean6) === hint6Bucket(0x20010db8)) clean6++;
+    const clean6Src = `${(clean6 >>> 16).toString(16)}:${(clean6 & 0xffff).toString(16)}::1`;
 
     const cases = [
       { name: 'floor', what: 'xdp_plain_pass alone (empty XDP_PASS)', fd: floorFd, pkt: tcpFrame('192.0.2.1'), expect: XDP.PASS },
@@ -111,6 +119,9 @@ export function measureFilter(rounds: number, repeat: number, ptbRuns = 2001): F
       { name: 'clean', what: 'root -> filter: IPv4 TCP from an unlisted /16', fd: root.rootFd, pkt: tcpFrame('192.0.2.1'), expect: XDP.PASS },
       { name: 'clean, listed /16', what: 'root -> filter: IPv4 TCP, trie walked, no match', fd: root.rootFd, pkt: tcpFrame([...near].join('.')), expect: XDP.PASS },
       { name: 'listed source', what: `root -> filter: IPv4 TCP from ${formatPrefix(listed)} (drop)`, fd: root.rootFd, pkt: tcpFrame([...listed.addr].join('.')), expect: XDP.DROP },
+      { name: 'clean IPv6', what: `root -> filter: IPv6 TCP from ${clean6Src} (hint bucket clear)`, fd: root.rootFd, pkt: tcp6Frame(clean6Src), expect: XDP.PASS },
+      { name: 'clean IPv6, listed /32', what: 'root -> filter: IPv6 TCP from 2001:db8:ffff::1, trie walked', fd: root.rootFd, pkt: tcp6Frame('2001:db8:ffff::1'), expect: XDP.PASS },
+      { name: 'listed IPv6 source', what: 'root -> filter: IPv6 TCP from 2001:db8:7::/48 (drop)', fd: root.rootFd, pkt: tcp6Frame('2001:db8:7::1'), expect: XDP.DROP },
     ].map((c) => ({ ...c, samples: [] as number[] }));
 
     for (let round = 0; round < rounds; round++) {

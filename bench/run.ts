@@ -13,7 +13,7 @@ import { table } from '../src/cli/format.js';
 import { ROOT_DIR } from '../test/helpers/cli.js';
 import { measureCli } from './cli.js';
 import { measureDispatch } from './dispatch.js';
-import { measureFilter } from './filter.js';
+import { PREFIX6_COUNT, measureFilter } from './filter.js';
 import { measureSampler } from './sampler.js';
 import { GOALS as LB_GOALS, measureLb } from './lb.js';
 import { envCount } from './stats.js';
@@ -46,7 +46,7 @@ function main(): void {
   ));
 
   const filter = measureFilter(rounds, repeat);
-  console.log(`\nFilter in slot 2 with ${filter.prefixes} IPv4 prefixes listed, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+  console.log(`\nFilter in slot 2 with ${filter.prefixes} IPv4 and ${PREFIX6_COUNT} IPv6 prefixes listed, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
   console.log(table(
     ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
     [
