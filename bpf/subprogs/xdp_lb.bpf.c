@@ -338,15 +338,7 @@ static __always_inline int lb_fragment(struct xdp_md *ctx, struct lb_pkt *p, con
 	lb_count(lb_stats(&lb_be_stats, backend), e->reply, p->bytes);
 	if (!e->reply)
 		be = bpf_map_lookup_elem(&lb_backends, &backend);
-	if (p->ip) {
-		xdplb_csum_replace4(&p->ip->check, p->ip->saddr, e->src.w[0]);
-		xdplb_csum_replace4(&p->ip->check, p->ip->daddr, e->dst.w[0]);
-		p->ip->saddr = e->src.w[0];
-		p->ip->daddr = e->dst.w[0];
-	} else if (p->ip6) {
-		__builtin_memcpy(&p->ip6->saddr, &e->src, 16);
-		__builtin_memcpy(&p->ip6->daddr, &e->dst, 16);
-	}
+	lb_rewrite_ip(p->ip, p->ip6, &e->src, &e->dst);
 	return lb_xmit(ctx, p->eth, p->flow.family, p->flow.proto, &e->src, &e->dst, p->tot_len,
 		       be && (be->flags & LB_BACKEND_MAC) ? be : NULL,
 		       e->reply ? NULL : bpf_map_lookup_elem(&lb_l2_cache, &backend), cfg, now, vc);

@@ -154,28 +154,18 @@ static __always_inline void lb_icmp_rewrite(struct lb_icmp *m, struct lb_icmp_da
 	m->iports[0] = d->to.sport;
 	m->iports[1] = d->to.dport;
 	if (m->iip) {
+		/* The quoted IPv4 header's checksum change is summed too. */
 		__u16 old = m->iip->check;
 
-		xdplb_csum_replace4(&m->iip->check, m->iip->saddr, d->to.src.w[0]);
-		xdplb_csum_replace4(&m->iip->check, m->iip->daddr, d->to.dst.w[0]);
+		lb_rewrite_ip(m->iip, NULL, &d->to.src, &d->to.dst);
 		xdplb_csum_replace2((__sum16 *)&icmp, old, m->iip->check);
-		m->iip->saddr = d->to.src.w[0];
-		m->iip->daddr = d->to.dst.w[0];
+	} else {
+		lb_rewrite_ip(NULL, m->iip6, &d->to.src, &d->to.dst);
 	}
-	if (m->ip) {
-		xdplb_csum_replace4(&m->ip->check, m->ip->saddr, d->oto.src.w[0]);
-		xdplb_csum_replace4(&m->ip->check, m->ip->daddr, d->oto.dst.w[0]);
-		m->ip->saddr = d->oto.src.w[0];
-		m->ip->daddr = d->oto.dst.w[0];
-	}
-	if (m->iip6 && m->ip6) {
-		/* ICMPv6 also sums the outer addresses (its pseudo-header). */
+	/* ICMPv6 also sums the outer addresses (its pseudo-header). */
+	if (m->ip6)
 		icmp = lb_csum_apply(icmp, &d->ofrom, &d->oto);
-		__builtin_memcpy(&m->iip6->saddr, &d->to.src, 16);
-		__builtin_memcpy(&m->iip6->daddr, &d->to.dst, 16);
-		__builtin_memcpy(&m->ip6->saddr, &d->oto.src, 16);
-		__builtin_memcpy(&m->ip6->daddr, &d->oto.dst, 16);
-	}
+	lb_rewrite_ip(m->ip, m->ip6, &d->oto.src, &d->oto.dst);
 	*m->check = icmp;
 }
 

@@ -46,6 +46,21 @@ static __always_inline __u16 lb_csum_apply(__u16 check, const struct lb_tuple *f
 	return xdplb_csum_fold(sum);
 }
 
+/* New addresses in an IPv4 header (its checksum updated) or an IPv6 one. */
+static __always_inline void lb_rewrite_ip(struct iphdr *ip, struct ipv6hdr *ip6, const struct lb_addr *src,
+					  const struct lb_addr *dst)
+{
+	if (ip) {
+		xdplb_csum_replace4(&ip->check, ip->saddr, src->w[0]);
+		xdplb_csum_replace4(&ip->check, ip->daddr, dst->w[0]);
+		ip->saddr = src->w[0];
+		ip->daddr = dst->w[0];
+	} else if (ip6) {
+		__builtin_memcpy(&ip6->saddr, src, 16);
+		__builtin_memcpy(&ip6->daddr, dst, 16);
+	}
+}
+
 /* Write `to` over the packet's `from`: L4 checksum (pseudo-header and ports),
  * then for IPv4 the header checksum. UDP over IPv4 with checksum 0 (none)
  * keeps 0; a computed 0 is sent as 0xffff (RFC 768). */
@@ -65,15 +80,7 @@ static __always_inline void lb_rewrite(struct iphdr *ip, struct ipv6hdr *ip6, st
 		uh->source = to->sport;
 		uh->dest = to->dport;
 	}
-	if (ip) {
-		xdplb_csum_replace4(&ip->check, ip->saddr, to->src.w[0]);
-		xdplb_csum_replace4(&ip->check, ip->daddr, to->dst.w[0]);
-		ip->saddr = to->src.w[0];
-		ip->daddr = to->dst.w[0];
-	} else if (ip6) {
-		__builtin_memcpy(&ip6->saddr, &to->src, 16);
-		__builtin_memcpy(&ip6->daddr, &to->dst, 16);
-	}
+	lb_rewrite_ip(ip, ip6, &to->src, &to->dst);
 }
 
 static __always_inline int lb_port_is_vip(const struct lb_addr *nat, __be16 port, __u8 proto, __u8 family)
