@@ -2,14 +2,14 @@
 BPF_CC     ?= clang
 ARCH_INC   := /usr/include/$(shell uname -m)-linux-gnu
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Werror -Wno-unused-parameter \
-              -I bpf/include -I $(ARCH_INC)
+              -I bpf/include -I bpf -I $(ARCH_INC)
 BPF_OUT    := build/bpf
-BPF_SRCS   := $(wildcard bpf/xdp_root/*.bpf.c bpf/subprogs/*.bpf.c bpf/fixtures/*.bpf.c)
+BPF_SRCS   := $(wildcard bpf/xdp_root/*.bpf.c bpf/subprogs/*/*.bpf.c bpf/fixtures/*.bpf.c)
 BPF_OBJS   := $(patsubst %.bpf.c,$(BPF_OUT)/%.o,$(notdir $(BPF_SRCS)))
-BPF_HDRS   := $(wildcard bpf/include/xdplb/*.h)
+BPF_HDRS   := $(wildcard bpf/include/xdplb/*.h bpf/lib/*.h bpf/subprogs/*/*.h)
 TS_SRCS    := $(shell find src -name '*.ts')
 
-vpath %.bpf.c bpf/xdp_root bpf/subprogs bpf/fixtures
+vpath %.bpf.c bpf/xdp_root $(wildcard bpf/subprogs/*) bpf/fixtures
 
 .PHONY: all build bpf js deps test test-unit test-kernel test-net bench demo clean typecheck
 

@@ -21,6 +21,7 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "abi.h"
 #include "stats.h"
 #include "sample.h"
 
@@ -109,9 +110,17 @@ static __always_inline __u32 xdplb_later(__u32 first)
 }
 
 #ifndef XDPLB_ROOT_PROGRAM
-/* This program's slot, set by the loader before load. It lives alone in its
- * own section so the loader can write it without parsing BTF. */
-const volatile __u32 xdplb_slot SEC(".rodata.xdplb") = 0;
+/* This program's slot, set by the loader before load, and the ABI it was
+ * built against, which the loader checks. Alone in their own section, in a
+ * struct so the layout is fixed: the loader reads and writes the section
+ * without parsing BTF. A read-only value known at load time, so the
+ * verifier prunes the calls to slots at or before this one. */
+struct xdplb_self {
+	__u32 slot;
+	__u32 abi;
+};
+const volatile struct xdplb_self xdplb_self SEC(".rodata.xdplb") = { .slot = 0, .abi = XDPLB_ABI_VERSION };
+#define xdplb_slot (xdplb_self.slot)
 
 /* Where a sample is assembled: the ring buffer takes a record of constant
  * size from bpf_ringbuf_reserve, so a bounded copy goes through here and

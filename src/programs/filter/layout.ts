@@ -1,5 +1,5 @@
 // The filter's place in the root array and the layout of what its maps hold
-// (bpf/include/xdplb/filter_maps.h; checked against BTF by
+// (bpf/subprogs/filter/filter_maps.h; checked against BTF by
 // test/kernel/filter-layout.test.ts).
 import type { SubprogramSpec } from '../../root/subprogram.js';
 

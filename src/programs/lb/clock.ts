@@ -1,6 +1,6 @@
 // The data plane's clock for idle timeouts: jiffies, which bpf_jiffies64()
 // reads inline, when the kernel's HZ is known; otherwise the coarse clock in
-// nanoseconds (lb_now() in bpf/include/xdplb/lb_conntrack.h), a helper call
+// nanoseconds (lb_now() in bpf/subprogs/lb/lb_conntrack.h), a helper call
 // that costs an established packet tens of ns more.
 import { readFileSync } from 'node:fs';
 import { release } from 'node:os';

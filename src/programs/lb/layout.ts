@@ -1,4 +1,4 @@
-// The load balancer's map structs, byte for byte (bpf/include/xdplb/lb_maps.h);
+// The load balancer's map structs, byte for byte (bpf/subprogs/lb/lb_maps.h);
 // test/kernel/lb-layout.test.ts checks every offset against the object's BTF.
 // Addresses and ports are kept in network order, as the data plane reads them.
 import { isIP } from 'node:net';

@@ -1,6 +1,6 @@
 // The data plane's first question about a packet: may its destination be a
 // VIP? One bit per hash of the VIP key, in lb_vip_bits; lb_vip_maybe() in
-// bpf/include/xdplb/lb_hash.h mixes the same five little-endian words of a
+// bpf/subprogs/lb/lb_hash.h mixes the same five little-endian words of a
 // struct lb_vip_key with the same constants, so both sides agree on the bit.
 import { LAYOUT } from './layout.js';
 

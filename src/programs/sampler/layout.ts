@@ -1,6 +1,6 @@
 // Layouts shared with C: the sample records of the ring buffer, the
 // interface's sampling settings and counters (bpf/include/xdplb/sample.h) and
-// the sampler's own setting (bpf/include/xdplb/sampler_config.h). Checked
+// the sampler's own setting (bpf/subprogs/sampler/sampler_config.h). Checked
 // against the objects' BTF by test/kernel/sampler-layout.test.ts.
 import { ACTIONS } from '../../root/stats.js';
 

@@ -19,14 +19,14 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <xdplb/slot.h>
-#include <xdplb/parsing.h>
-#include <xdplb/lb_maps.h>
-#include <xdplb/lb_hash.h>
-#include <xdplb/lb_conntrack.h>
-#include <xdplb/lb_nat.h>
-#include <xdplb/lb_fib.h>
-#include <xdplb/lb_icmp.h>
-#include <xdplb/lb_frag.h>
+#include "lib/parsing.h"
+#include "lb_maps.h"
+#include "lb_hash.h"
+#include "lb_conntrack.h"
+#include "lb_nat.h"
+#include "lb_fib.h"
+#include "lb_icmp.h"
+#include "lb_frag.h"
 
 /* A parsed TCP/UDP packet. */
 struct lb_pkt {
@@ -45,15 +45,6 @@ struct lb_pkt {
 #define LB_FRAG_NONE 0
 #define LB_FRAG_FIRST 1
 #define LB_FRAG_LATER 2
-#define NEXTHDR_FRAGMENT 44
-
-struct lb_ipv6_frag {
-	__u8 nexthdr;
-	__u8 reserved;
-	__be16 frag_off; /* offset in 8-byte units << 3, then 2 bits, then M */
-	__be32 identification;
-};
-
 static __always_inline struct lb_counters *lb_stats(void *map, __u32 id)
 {
 	return bpf_map_lookup_elem(map, &id);
@@ -101,8 +92,8 @@ static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
 		__builtin_memcpy(&p->flow.src, &p->ip6->saddr, 16);
 		__builtin_memcpy(&p->flow.dst, &p->ip6->daddr, 16);
 		p->tot_len = bpf_ntohs(p->ip6->payload_len) + sizeof(struct ipv6hdr);
-		if (proto == NEXTHDR_FRAGMENT) {
-			struct lb_ipv6_frag *fh = c.pos;
+		if (proto == IPPROTO_FRAGMENT) {
+			struct xdplb_frag6_hdr *fh = c.pos;
 
 			if ((void *)(fh + 1) > c.end)
 				return -1;

@@ -6,10 +6,10 @@
  * else goes on to the next slot.
  */
 #include <xdplb/slot.h>
-#include <xdplb/parsing.h>
-#include <xdplb/csum.h>
-#include <xdplb/filter_maps.h>
-#include <xdplb/filter_ptb.h>
+#include "lib/parsing.h"
+#include "lib/csum.h"
+#include "filter_maps.h"
+#include "filter_ptb.h"
 
 #ifndef IPPROTO_MH
 #define IPPROTO_MH 135
@@ -24,13 +24,6 @@
 		if (s_)                                                   \
 			s_->field += 1;                                   \
 	} while (0)
-
-struct filter_frag6_hdr {
-	__u8 nexthdr;
-	__u8 reserved;
-	__be16 frag_off; /* offset in 8-byte units << 3, bit 0: more fragments */
-	__be32 identification;
-};
 
 struct filter_ext6_hdr {
 	__u8 nexthdr;
@@ -116,7 +109,7 @@ static __always_inline int filter_ipv4(struct xdp_md *ctx, struct xdplb_cursor *
 static __always_inline int filter_ipv6(struct xdp_md *ctx, struct xdplb_cursor *c, __u32 l2len,
 				       const struct filter_config *cfg)
 {
-	struct filter_frag6_hdr *frag = 0;
+	struct xdplb_frag6_hdr *frag = 0;
 	struct ipv6hdr *ip6;
 	int nexthdr = xdplb_parse_ipv6(c, &ip6);
 

@@ -14,10 +14,10 @@
 #define XDPLB_FILTER_PTB_H
 
 #include <linux/icmpv6.h>
-#include <xdplb/parsing.h>
-#include <xdplb/csum.h>
-#include <xdplb/filter_maps.h>
-#include <xdplb/icmp.h>
+#include "lib/parsing.h"
+#include "lib/csum.h"
+#include "filter_maps.h"
+#include "lib/icmp.h"
 
 /* Ethernet and up to two VLAN tags. */
 #define FILTER_L2_MAX (sizeof(struct ethhdr) + XDPLB_VLAN_MAX * sizeof(struct xdplb_vlan_hdr))

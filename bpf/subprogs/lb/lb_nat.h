@@ -16,7 +16,7 @@
 #define XDPLB_LB_NAT_H
 
 #include <linux/in.h>
-#include "csum.h"
+#include "lib/csum.h"
 #include "lb_maps.h"
 #include "lb_hash.h"
 #include "lb_conntrack.h"

@@ -22,9 +22,9 @@
 #define XDPLB_LB_ICMP_H
 
 #include <linux/icmpv6.h>
-#include "icmp.h"
-#include "parsing.h"
-#include "csum.h"
+#include "lib/icmp.h"
+#include "lib/parsing.h"
+#include "lib/csum.h"
 #include "lb_maps.h"
 #include "lb_nat.h"
 

@@ -3,7 +3,7 @@
  * buffer of samples (header and the first snaplen bytes, see
  * <xdplb/sample.h>). It changes nothing and passes every packet on. */
 #include <xdplb/slot.h>
-#include <xdplb/sampler_config.h>
+#include "sampler_config.h"
 
 /* The rate, a global alone in its section: libbpf makes that a one-entry
  * array map (pinned per interface as sampler/sampler_config), and every

@@ -98,6 +98,15 @@ static __always_inline int xdplb_parse_ipv6(struct xdplb_cursor *c, struct ipv6h
 	return ip6->nexthdr;
 }
 
+/* The IPv6 Fragment extension header (IPPROTO_FRAGMENT, RFC 8200 4.5); the
+ * kernel's struct frag_hdr is not in the UAPI headers. */
+struct xdplb_frag6_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-byte units << 3, then 2 bits, then M */
+	__be32 identification;
+};
+
 static __always_inline int xdplb_ipv4_is_fragment(const struct iphdr *ip)
 {
 	return (ip->frag_off & bpf_htons(0x3fff)) != 0; /* MF set or offset != 0 */
