@@ -40,6 +40,7 @@ export const c = {
   bpf_map__value_size: libbpf.func('uint32_t bpf_map__value_size(bpf_map *map)'),
   bpf_map__reuse_fd: libbpf.func('int bpf_map__reuse_fd(bpf_map *map, int fd)'),
   bpf_map__set_initial_value: libbpf.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
+  bpf_map__initial_value: libbpf.func('void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *psize)'),
 
   bpf_obj_pin: libbpf.func('int bpf_obj_pin(int fd, const char *path)'),
   bpf_obj_get: libbpf.func('int bpf_obj_get(const char *path)'),

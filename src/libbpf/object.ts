@@ -2,7 +2,7 @@
 import { c } from './ffi.js';
 import { BpfError } from './errors.js';
 import { installLogger, resetLog, explainLog } from './log.js';
-import { errno } from './ffi.js';
+import { errno, view } from './ffi.js';
 
 export const PROG_TYPE_XDP = 6;
 
@@ -62,6 +62,16 @@ export class BpfObject {
     const map = c.bpf_object__find_map_by_name(this.obj, name);
     if (!map) throw new Error(`${this.path} has no map ${name}`);
     return c.bpf_map__value_size(map);
+  }
+
+  /** A data section's initial value as the object file has it (a copy),
+   *  null when the object has no such section. */
+  data(section: string): Buffer | null {
+    const map = c.bpf_object__find_map_by_name(this.obj, section);
+    if (!map) return null;
+    const size = [0];
+    const ptr = c.bpf_map__initial_value(map, size);
+    return ptr ? view(ptr, Number(size[0])) : null;
   }
 
   /** Set a data section's initial value (e.g. ".rodata.xdplb") before load. */

@@ -10,10 +10,13 @@ import { UsageError, XdplbError } from '../errors.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS, ensurePinDir, interfaceDir } from './layout.js';
 import { COUNTERS_SIZE } from './stats.js';
+import { ABI_VERSION } from './abi.js';
 import { MASK_MAP, RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
 
-/** The section holding `const volatile __u32 xdplb_slot` (bpf/include/xdplb/slot.h). */
+/** The section holding `const volatile struct xdplb_self` (bpf/include/xdplb/slot.h):
+ *  the slot (u32), then the ABI the object was built against (u32). */
 export const SLOT_SECTION = '.rodata.xdplb';
+const SELF_SIZE = 8;
 
 export interface SlotProgramRequest {
   object: string;
@@ -61,20 +64,22 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
       throw new XdplbError(`program '${req.program}' in ${req.object} is not an XDP program: expected SEC("xdp")`);
     }
     const shared = [SLOTS_MAP, STATS_MAP].filter((m) => obj.hasMap(m));
-    const hasSlotVar = obj.hasMap(SLOT_SECTION);
-    if ((shared.length < 2 || !hasSlotVar) && !req.force) {
+    const self = obj.data(SLOT_SECTION);
+    if ((shared.length < 2 || !self) && !req.force) {
       throw notConforming(req, 'its object lacks the xdplb_slots/xdplb_stats maps or the xdplb_slot variable');
     }
     // Built against another <xdplb/slot.h>, it would write its counters at
     // the wrong places of ours (the verifier only checks the value size).
-    const sameCounters = shared.includes(STATS_MAP) && obj.mapValueSize(STATS_MAP) === COUNTERS_SIZE;
-    if (shared.includes(STATS_MAP) && !sameCounters && !req.force) {
+    const abi = self && self.length === SELF_SIZE ? self.readUInt32LE(4) : null;
+    const sameAbi = abi === ABI_VERSION && shared.includes(STATS_MAP) && obj.mapValueSize(STATS_MAP) === COUNTERS_SIZE;
+    if (self && shared.length === 2 && !sameAbi && !req.force) {
       throw new XdplbError(
         `program '${req.program}' in ${req.object} was built against another version of <xdplb/slot.h> ` +
-          `(its counter rows are ${obj.mapValueSize(STATS_MAP)} bytes, not ${COUNTERS_SIZE}): ` +
+          `(ABI ${abi ?? 'from before ABI versions'}, not ${ABI_VERSION}): ` +
           'rebuild it against this one, or pass --force to load it anyway (it will not count)',
       );
     }
+    const sameCounters = sameAbi;
     if (shared.includes(SLOTS_MAP)) obj.reuseMap(SLOTS_MAP, root.slotsFd);
     if (sameCounters) obj.reuseMap(STATS_MAP, root.statsFd);
     if (obj.hasMap(MASK_MAP)) obj.reuseMap(MASK_MAP, root.maskFd);
@@ -83,9 +88,9 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
     for (const [pin, map] of Object.entries(SAMPLE_MAPS)) {
       if (root.sampleFds && obj.hasMap(map)) obj.reuseMap(map, root.sampleFds[pin as keyof typeof SAMPLE_MAPS]);
     }
-    if (hasSlotVar) {
-      const value = Buffer.alloc(4);
-      value.writeUInt32LE(req.slot);
+    if (self) {
+      const value = Buffer.from(self);
+      value.writeUInt32LE(req.slot, 0);
       obj.setData(SLOT_SECTION, value);
     }
     const reused = reusePinnedMaps(obj, req.pins ?? []);

@@ -257,7 +257,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     const OLD = BPF('xdp_old_slot.o');
     expect(() => fill(2, 'xdp_old_slot', OLD)).toThrow(new XdplbError(
       `program 'xdp_old_slot' in ${OLD} was built against another version of <xdplb/slot.h> ` +
-        '(its counter rows are 96 bytes, not 112): rebuild it against this one, or pass --force to load it anyway (it will not count)',
+        '(ABI from before ABI versions, not 2): rebuild it against this one, or pass --force to load it anyway (it will not count)',
     ));
     expect(root.slotIds()[2]).toBe(0);
     fill(2, 'xdp_old_slot', OLD, true);
