@@ -53,3 +53,9 @@ export class BpfError extends Error {
     this.code = code;
   }
 }
+
+/** A libbpf-style return value: negative errno on failure. */
+export function check(call: string, r: number, context: string): number {
+  if (r < 0) throw new BpfError(call, -r, context);
+  return r;
+}

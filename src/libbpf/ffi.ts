@@ -1,5 +1,6 @@
-// The C signatures of libbpf.so.1 and the few libc calls the binding needs,
-// declared once. Nothing outside src/libbpf/ imports koffi or this file.
+// Every C signature the project calls, declared once: libbpf.so.1, the libc
+// calls of the binding and of src/sys/, and libsystemd (loaded on first
+// use). Nothing outside src/libbpf/ and src/sys/ imports koffi or this file.
 import koffi from 'koffi';
 
 const libbpf = koffi.load('libbpf.so.1');
@@ -75,6 +76,8 @@ export const c = {
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
   if_indextoname: libc.func('const char *if_indextoname(unsigned int ifindex, void *buf)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
+  // SO_NETNS_COOKIE: a network namespace's identity, never reused while the system runs.
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, _Out_ void *value, _Inout_ uint32_t *len)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   mount: libc.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)'),
   // Serializes the processes that change one interface's slots (root/array.ts).
@@ -108,6 +111,39 @@ export const c = {
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
 };
+
+// libsystemd: sd_notify(3) (READY/STATUS/WATCHDOG must come from the
+// daemon's own pid) and sd-bus, to ask systemd whether a stop is the first
+// half of a restart.
+function loadSystemd() {
+  const lib = koffi.load('libsystemd.so.0');
+  koffi.opaque('sd_bus');
+  koffi.opaque('sd_bus_message');
+  return {
+    sd_notify: lib.func('int sd_notify(int unset_environment, const char *state)'),
+    sd_pid_get_unit: lib.func('int sd_pid_get_unit(int pid, _Out_ char **unit)'),
+    sd_bus_new: lib.func('int sd_bus_new(_Out_ sd_bus **ret)'),
+    sd_bus_set_address: lib.func('int sd_bus_set_address(sd_bus *bus, const char *address)'),
+    sd_bus_start: lib.func('int sd_bus_start(sd_bus *bus)'),
+    sd_bus_flush_close_unref: lib.func('sd_bus *sd_bus_flush_close_unref(sd_bus *bus)'),
+    sd_bus_path_encode: lib.func('int sd_bus_path_encode(const char *prefix, const char *external_id, _Out_ char **ret_path)'),
+    sd_bus_get_property: lib.func(
+      'int sd_bus_get_property(sd_bus *bus, const char *destination, const char *path, const char *interface, const char *member, void *ret_error, _Out_ sd_bus_message **reply, const char *type)'),
+    sd_bus_get_property_string: lib.func(
+      'int sd_bus_get_property_string(sd_bus *bus, const char *destination, const char *path, const char *interface, const char *member, void *ret_error, _Out_ char **ret)'),
+    sd_bus_message_read: lib.func('int sd_bus_message_read(sd_bus_message *m, const char *types, ...)'),
+    sd_bus_message_unref: lib.func('sd_bus_message *sd_bus_message_unref(sd_bus_message *m)'),
+    sd_bus_error_free: lib.func('void sd_bus_error_free(void *e)'),
+  };
+}
+let systemd: ReturnType<typeof loadSystemd> | null = null;
+export function libsystemd() {
+  systemd ??= loadSystemd();
+  return systemd;
+}
+export const decodeString = (ptr: unknown): string | null => (ptr ? koffi.decode(ptr, 'char', -1) : null);
+/** The pointer stored in C memory at `mem`. */
+export const readPointer = (mem: unknown): unknown => koffi.decode(mem, 'void *');
 
 export const errno = (): number => koffi.errno();
 export const register = (fn: (...args: any[]) => number) => koffi.register(fn, koffi.pointer(PrintFn));

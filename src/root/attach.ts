@@ -1,17 +1,20 @@
 // Attaching and detaching the root array on interfaces. Every request is
 // checked for all interfaces before the kernel is touched, and a failure
-// part-way undoes what this request did.
+// part-way undoes what this request did. An interface is its namespace and
+// ifindex (see pins.ts): another namespace's interface of the same name is
+// never seen, and a new device never inherits a deleted one's chain.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BpfError, XDP_FLAGS, closeFd, linkDetach, linkFdById, linkIds, linkInfo, openPinned, pinObject,
-  progFdById, withFd, xdpAttachNetlink, xdpDetachNetlink, xdpLinkCreate, xdpQuery, LINK_TYPE_XDP,
+  BpfError, XDP_FLAGS, closeFd, describeProg, linkDetach, linkFdById, linkIds, linkInfo, openPinned, pinObject,
+  progFdById, progFullName, withFd, xdpAttachNetlink, xdpDetachNetlink, xdpLinkCreate, xdpQuery, LINK_TYPE_XDP,
 } from '../libbpf/index.js';
 import { UsageError, XdplbError } from '../errors.js';
-import { interfaceIndex, validateInterfaceName } from '../net/interface.js';
-import { PIN, interfaceDir } from './layout.js';
-import { RootArray, describeProg, removePins } from './array.js';
-import { progFullName } from '../libbpf/index.js';
+import { withDirLock } from '../sys/lock.js';
+import { linkState, vethPeer } from '../sys/netdev.js';
+import { Undo } from '../undo.js';
+import { PIN, ensureIfaceDir, findPinned, ifaceDir, namespaceDir, resolveIface, type Iface, type PinnedIface } from './pins.js';
+import { RootArray, removePins } from './array.js';
 
 export const MODES = ['native', 'skb', 'auto'] as const;
 export type Mode = (typeof MODES)[number];
@@ -33,16 +36,6 @@ interface XdpProgram {
   mode: AttachedMode;
 }
 
-/** What is on an interface now, from the kernel and our pins. */
-export interface InterfaceState {
-  ifname: string;
-  ifindex: number;
-  root: RootArray | null;
-  /** Our root's attach mode on this device, null when not attached here. */
-  ours: AttachedMode | null;
-  foreign: XdpProgram[];
-}
-
 export function attachedPrograms(ifindex: number): XdpProgram[] {
   const q = xdpQuery(ifindex);
   const progs: XdpProgram[] = [];
@@ -52,14 +45,27 @@ export function attachedPrograms(ifindex: number): XdpProgram[] {
   return progs;
 }
 
-export function inspect(ifname: string): InterfaceState {
-  const ifindex = interfaceIndex(ifname);
-  const root = RootArray.openPinned(interfaceDir(ifname));
-  const progs = attachedPrograms(ifindex);
+/** What is on an interface now, from the kernel and our pins. */
+interface InterfaceState {
+  iface: Iface;
+  root: RootArray | null;
+  /** Our root's attach mode on this device, null when not attached here. */
+  ours: AttachedMode | null;
+  foreign: XdpProgram[];
+  /** Pins in its directory that are not a root of this device (a deleted
+   *  device whose ifindex this one got): removed before attaching. */
+  stale: boolean;
+}
+
+function inspect(name: string): InterfaceState {
+  const iface = resolveIface(name);
+  const root = RootArray.openPinned(ifaceDir(iface), name);
+  const progs = attachedPrograms(iface.ifindex);
   const mine = progs.find((p) => root && p.id === root.rootId);
   return {
-    ifname, ifindex, root, ours: mine?.mode ?? null,
+    iface, root, ours: mine?.mode ?? null,
     foreign: progs.filter((p) => p !== mine),
+    stale: !!root && !mine,
   };
 }
 
@@ -75,6 +81,9 @@ export interface AttachResult {
   warnings: string[];
 }
 
+/** Attach the root to each interface, adopting a root already attached
+ *  (a restarted service); the interfaces' checks come first, and what this
+ *  call did is undone if one fails. Serialized per namespace. */
 export function attach(ifnames: string[], mode: Mode, force = false): AttachResult[] {
   const states: InterfaceState[] = [];
   try {
@@ -82,77 +91,104 @@ export function attach(ifnames: string[], mode: Mode, force = false): AttachResu
     for (const s of states) {
       if (s.foreign.length && !force) {
         throw new XdplbError(
-          `${s.ifname} already has ${s.foreign.map(describeForeign).join(' and ')} attached: ` +
-            'pass --force to replace it',
+          `${s.iface.name} already has ${s.foreign.map(describeForeign).join(' and ')} attached: pass --force to replace it`,
         );
       }
       if (s.ours && mode !== 'auto' && s.ours !== mode) {
         throw new XdplbError(
-          `${s.ifname} already has the root array attached in ${s.ours} mode, not ${mode}: ` +
-            `run xdp-root --detach --interface ${s.ifname} first to change mode`,
+          `${s.iface.name} already has the root array attached in ${s.ours} mode, not ${mode}: ` +
+            `run xdp-root --detach --interface ${s.iface.name} first to change mode`,
         );
       }
     }
-    const done: Array<() => void> = [];
-    const results: AttachResult[] = [];
-    try {
-      for (const s of states) results.push(attachOne(s, mode, done));
-    } catch (err) {
-      for (const undo of done.reverse()) {
-        try { undo(); } catch { /* keep undoing; the first error is the one to report */ }
-      }
-      throw err;
-    }
-    return results;
+    ensureIfaceDir(states[0]?.iface ?? resolveIface('lo'));
+    return withDirLock(namespaceDir(), () => Undo.run((undo) => states.map((s) => attachOne(s, mode, undo))));
   } finally {
     for (const s of states) s.root?.close();
   }
 }
 
-function attachOne(s: InterfaceState, mode: Mode, undo: Array<() => void>): AttachResult {
-  if (s.ours) return { ifname: s.ifname, mode: s.ours, changed: false, warnings: [] };
-  const dir = interfaceDir(s.ifname);
-  const warnings: string[] = [];
+function attachOne(s: InterfaceState, mode: Mode, undo: Undo): AttachResult {
+  const warnings = xdpTxWarnings(s.iface);
+  if (s.ours) return { ifname: s.iface.name, mode: s.ours, changed: false, warnings };
   let root = s.root;
+  if (s.stale) {
+    // Pins of a device that is gone: its ifindex is this device's now. They
+    // were never this device's chain, so they are not reinstalled on it.
+    root!.close();
+    s.root = root = null;
+    removePins(ifaceDir(s.iface));
+    warnings.push(`${s.iface.name}: removed the stale pins of a deleted device that had ifindex ${s.iface.ifindex}`);
+  }
+  const dir = ensureIfaceDir(s.iface);
   if (!root) {
-    // Fresh: load and pin. Otherwise adopt what is pinned (slots and
-    // counters carry on), e.g. after the device was deleted and re-created.
     root = RootArray.load();
     s.root = root;
     root.pin(dir);
     undo.push(() => removePins(dir));
   }
   for (const p of s.foreign) {
-    removeForeign(s.ifindex, p);
-    undo.push(() => restoreForeign(s.ifindex, p));
+    removeForeign(s.iface.ifindex, p);
+    undo.push(() => restoreForeign(s.iface.ifindex, p));
   }
-  const staleLink = join(dir, PIN.link);
-  if (existsSync(staleLink)) removePins(staleLink);
+  const linkPin = join(dir, PIN.link);
+  if (existsSync(linkPin)) removePins(linkPin);
 
   let used: AttachedMode = mode === 'skb' ? 'skb' : 'native';
   let linkFd: number;
   try {
-    linkFd = xdpLinkCreate(root.rootFd, s.ifindex, MODE_FLAG[used], `cannot attach the root to ${s.ifname} in ${used} mode`);
+    linkFd = xdpLinkCreate(root.rootFd, s.iface.ifindex, MODE_FLAG[used], `cannot attach the root to ${s.iface.name} in ${used} mode`);
   } catch (err) {
-    if (mode !== 'auto' || !(err instanceof BpfError)) throw err;
-    warnings.push(`${s.ifname}: native XDP is not available (${err.code}); attached in skb (generic) mode`);
+    if (!(err instanceof BpfError)) throw err;
+    if (mode !== 'auto') throw explainAttach(err, s.iface, used);
+    warnings.push(`${s.iface.name}: native XDP is not available (${explainAttach(err, s.iface, 'native').message}); attached in skb (generic) mode`);
     used = 'skb';
-    linkFd = xdpLinkCreate(root.rootFd, s.ifindex, MODE_FLAG.skb, `cannot attach the root to ${s.ifname} in skb mode`);
+    try {
+      linkFd = xdpLinkCreate(root.rootFd, s.iface.ifindex, MODE_FLAG.skb, `cannot attach the root to ${s.iface.name} in skb mode`);
+    } catch (err2) {
+      throw err2 instanceof BpfError ? explainAttach(err2, s.iface, 'skb') : err2;
+    }
   }
   try {
-    pinObject(linkFd, staleLink);
+    pinObject(linkFd, linkPin);
     undo.push(() => {
-      const fd = openPinned(staleLink);
-      if (fd !== null) withFd(fd, (l) => linkDetach(l, `cannot detach the root from ${s.ifname}`));
-      removePins(staleLink);
+      const fd = openPinned(linkPin);
+      if (fd !== null) withFd(fd, (l) => linkDetach(l, `cannot detach the root from ${s.iface.name}`));
+      removePins(linkPin);
     });
   } catch (err) {
-    linkDetach(linkFd, `cannot detach the root from ${s.ifname}`);
+    linkDetach(linkFd, `cannot detach the root from ${s.iface.name}`);
     throw err;
   } finally {
     closeFd(linkFd);
   }
-  return { ifname: s.ifname, mode: used, changed: true, warnings };
+  return { ifname: s.iface.name, mode: used, changed: true, warnings };
+}
+
+/** Native XDP refused for the MTU says ERANGE: name the MTU and the way out. */
+function explainAttach(err: BpfError, iface: Iface, mode: AttachedMode): Error {
+  if (err.code === 'ERANGE' && mode === 'native') {
+    const mtu = linkState(iface.name)?.mtu;
+    return new XdplbError(
+      `cannot attach the root to ${iface.name} in native mode: its MTU ${mtu ?? '?'} is too large for native XDP on this driver ` +
+        '(ERANGE); lower the MTU (on veth: at most one page of frame, about 3500 bytes, unless GRO or multi-buffer XDP is on) or use --mode skb',
+    );
+  }
+  return err;
+}
+
+/** XDP_TX on a veth is delivered only when the peer runs XDP (or has GRO
+ *  on); otherwise the kernel counts xdp_tx errors while the slots' counters
+ *  say TX. Said at attach time, when it can still be fixed, where the peer
+ *  is in this namespace (elsewhere it cannot be seen from here). */
+function xdpTxWarnings(iface: Iface): string[] {
+  const peer = vethPeer(iface.name);
+  if (!peer || attachedPrograms(peer.ifindex).length || peer.gro) return [];
+  return [
+    `${iface.name} is a veth whose peer ${peer.name} runs no XDP program and has GRO off: packets a slot sends back ` +
+      `with XDP_TX are dropped by the kernel (ethtool -S ${iface.name} counts them as xdp_tx errors); ` +
+      `attach an XDP program to ${peer.name} or turn GRO on there`,
+  ];
 }
 
 /** Take a foreign program off a device: through its bpf_link when it has
@@ -180,44 +216,52 @@ function restoreForeign(ifindex: number, p: XdpProgram): void {
 export interface DetachResult {
   ifname: string;
   changed: boolean;
+  /** Pins of devices of this name that are gone, removed by this call. */
+  stale: number;
 }
 
-/** Remove the root and every pin of the interface. The device need not
- *  exist any more: detaching is also how stale pins are cleaned up. */
+/** Remove the root and every pin of each interface: the live device of
+ *  that name in this namespace, and pins left by devices of that name that
+ *  are gone (detaching is how stale pins are cleaned up). A name with
+ *  neither is unknown. */
 export function detach(ifnames: string[]): DetachResult[] {
-  ifnames.forEach(validateInterfaceName);
-  return ifnames.map((ifname) => {
-    const dir = interfaceDir(ifname);
-    if (!existsSync(dir)) return { ifname, changed: false };
-    const linkFd = openPinned(join(dir, PIN.link));
-    if (linkFd !== null) {
-      withFd(linkFd, (l) => {
-        if (linkInfo(l).ifindex) linkDetach(l, `cannot detach the root from ${ifname}`);
-      });
-    } else {
-      detachNetlinkRoot(ifname, dir);
-    }
-    removePins(dir);
-    return { ifname, changed: true };
+  const found = ifnames.map((name) => ({ name, ...findPinned(name) }));
+  for (const f of found) {
+    if (!f.live && !f.gone.length) resolveIface(f.name); // unknown here: says so
+  }
+  return found.map((f) => {
+    for (const g of f.gone) removePins(g.dir);
+    if (!f.live) return { ifname: f.name, changed: false, stale: f.gone.length };
+    detachDir(f.live);
+    return { ifname: f.name, changed: true, stale: f.gone.length };
   });
 }
 
+function detachDir(p: PinnedIface): void {
+  const linkFd = openPinned(join(p.dir, PIN.link));
+  if (linkFd !== null) {
+    withFd(linkFd, (l) => {
+      if (linkInfo(l).ifindex === p.ifindex) linkDetach(l, `cannot detach the root from ${p.name}`);
+    });
+  } else {
+    detachNetlinkRoot(p);
+  }
+  removePins(p.dir);
+}
+
 /** A root attached by netlink (no link pin) is removed only if it is ours. */
-function detachNetlinkRoot(ifname: string, dir: string): void {
+function detachNetlinkRoot(p: PinnedIface): void {
   let root: RootArray | null = null;
   try {
-    root = RootArray.openPinned(dir);
+    root = RootArray.openPinned(p.dir, p.name);
   } catch {
-    return; // incomplete pins: nothing of ours can be attached
+    return; // incomplete or another ABI's pins: nothing of ours to take off
   }
   if (!root) return;
   try {
-    const ifindex = interfaceIndex(ifname);
-    for (const p of attachedPrograms(ifindex)) {
-      if (p.id === root.rootId) xdpDetachNetlink(ifindex, MODE_FLAG[p.mode], `cannot detach the root from ${ifname}`);
+    for (const prog of attachedPrograms(p.ifindex)) {
+      if (prog.id === root.rootId) xdpDetachNetlink(p.ifindex, MODE_FLAG[prog.mode], `cannot detach the root from ${p.name}`);
     }
-  } catch (err) {
-    if (!(err instanceof XdplbError)) throw err; // device gone: nothing attached
   } finally {
     root.close();
   }

@@ -3,15 +3,12 @@
 // and it must actually use the slot protocol unless forced.
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  BpfObject, PROG_TYPE_XDP, dupFd, progInfo, progFullName, closeFd, openPinned, pinObject,
-} from '../libbpf/index.js';
+import { BpfObject, PROG_TYPE_XDP, dupFd, progInfo, closeFd, openPinned, pinObject } from '../libbpf/index.js';
 import { UsageError, XdplbError } from '../errors.js';
-import { validateInterfaceName } from '../net/interface.js';
-import { SLOTS, ensurePinDir, interfaceDir } from './layout.js';
+import { SLOTS, checkMarker, ensureProgramDir } from './pins.js';
 import { COUNTERS_SIZE } from './stats.js';
 import { ABI_VERSION } from './abi.js';
-import { MASK_MAP, RootArray, SAMPLE_MAPS, SLOTS_MAP, STATS_MAP, describeProg } from './array.js';
+import { RootArray, SHARED_MAPS, SLOTS_MAP, STATS_MAP } from './array.js';
 
 /** The section holding `const volatile struct xdplb_self` (bpf/include/xdplb/slot.h):
  *  the slot (u32), then the ABI the object was built against (u32). */
@@ -26,8 +23,9 @@ export interface SlotProgramRequest {
   force?: boolean;
   /** The program's own maps kept in bpffs, per directory: a map already
    *  pinned there (under pinName()) is reused (its contents survive a
-   *  reload), any other is pinned there after load. */
-  pins?: Array<{ dir: string; maps: string[] }>;
+   *  reload), any other is pinned there after load. State another ABI
+   *  pinned is refused with `recovery`. */
+  pins?: Array<{ dir: string; maps: string[]; recovery: string }>;
 }
 
 const GLOBAL_SECTION = '.data.';
@@ -80,13 +78,11 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
       );
     }
     const sameCounters = sameAbi;
-    if (shared.includes(SLOTS_MAP)) obj.reuseMap(SLOTS_MAP, root.slotsFd);
-    if (sameCounters) obj.reuseMap(STATS_MAP, root.statsFd);
-    if (obj.hasMap(MASK_MAP)) obj.reuseMap(MASK_MAP, root.maskFd);
-    // The sample protocol's maps, when both sides have them (an object built
-    // before it, or a root pinned before it, keeps its own copies).
-    for (const [pin, map] of Object.entries(SAMPLE_MAPS)) {
-      if (root.sampleFds && obj.hasMap(map)) obj.reuseMap(map, root.sampleFds[pin as keyof typeof SAMPLE_MAPS]);
+    // The slot protocol's maps become the interface's; a forced object of
+    // another ABI keeps its own counters (it would write ours wrongly).
+    for (const [pin, map] of Object.entries(SHARED_MAPS)) {
+      if (map === STATS_MAP && !sameCounters) continue;
+      if (obj.hasMap(map)) obj.reuseMap(map, root.maps[pin as keyof typeof SHARED_MAPS].fd);
     }
     if (self) {
       const value = Buffer.from(self);
@@ -104,7 +100,7 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
     // Every verdict through xdplb_return() is counted, so a program that
     // follows the protocol refers to the stats map; one that merely declares
     // the maps does not.
-    if (!req.force && !progInfo(fd).mapIds.includes(root.statsId)) {
+    if (!req.force && !progInfo(fd).mapIds.includes(root.stats.id)) {
       closeFd(fd);
       throw notConforming(req, 'it never reaches xdplb_return(), so it would not count or chain');
     }
@@ -123,7 +119,8 @@ export function loadSlotProgram(root: RootArray, req: SlotProgramRequest): numbe
 function reusePinnedMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['pins']>): number[] {
   const fds: number[] = [];
   try {
-    for (const { dir, maps } of pins) {
+    for (const { dir, maps, recovery } of pins) {
+      if (existsSync(dir)) checkMarker(dir, recovery);
       for (const name of maps) {
         const fd = openPinned(join(dir, pinName(name)));
         if (fd === null) continue;
@@ -142,7 +139,7 @@ function pinNewMaps(obj: BpfObject, pins: NonNullable<SlotProgramRequest['pins']
   const created: string[] = [];
   try {
     for (const { dir, maps } of pins) {
-      ensurePinDir(dir);
+      ensureProgramDir(dir);
       for (const name of maps) {
         const path = join(dir, pinName(name));
         if (existsSync(path)) continue;
@@ -163,60 +160,3 @@ function notConforming(req: SlotProgramRequest, why: string): XdplbError {
   );
 }
 
-/** Open an interface's pinned root, or say how to get one. */
-export function requireRoot(ifname: string): RootArray {
-  const root = RootArray.openPinned(interfaceDir(validateInterfaceName(ifname)));
-  if (!root) {
-    throw new XdplbError(
-      `Root array not attached to interface ${ifname}: run xdp-root --attach --interface ${ifname} first`,
-    );
-  }
-  return root;
-}
-
-export interface LoadResult {
-  ifname: string;
-  slot: number;
-  id: number;
-  name: string;
-  replaced: number;
-}
-
-/** Fill a slot: refuse an occupied one unless `replace`; the swap itself is
- *  one map update, and the slot's counters restart with the new program. */
-export function loadIntoSlot(ifname: string, req: SlotProgramRequest & { replace?: boolean }): LoadResult {
-  const root = requireRoot(ifname);
-  try {
-    const current = root.slotIds()[req.slot];
-    if (current && !req.replace) {
-      const info = describeProg(current);
-      throw new XdplbError(
-        `slot ${req.slot} of ${ifname} already holds '${info ? progFullName(info) : '?'}' (id ${current}): ` +
-          'pass --replace to swap it atomically',
-      );
-    }
-    const fd = loadSlotProgram(root, req);
-    try {
-      root.clearCounters(req.slot);
-      root.setSlot(req.slot, fd);
-      const info = progInfo(fd);
-      return { ifname, slot: req.slot, id: info.id, name: progFullName(info), replaced: current };
-    } finally {
-      closeFd(fd);
-    }
-  } finally {
-    root.close();
-  }
-}
-
-/** Empty a slot; false when it was empty already. */
-export function unloadSlot(ifname: string, slot: number): boolean {
-  const root = requireRoot(ifname);
-  try {
-    const removed = root.clearSlot(slot);
-    root.clearCounters(slot);
-    return removed;
-  } finally {
-    root.close();
-  }
-}

@@ -1,6 +1,6 @@
 // The stats map: per-CPU `struct xdplb_counters` rows (bpf/include/xdplb/stats.h).
-import { mapLookupPerCpu, mapUpdate, possibleCpus } from '../libbpf/index.js';
-import { SLOTS } from './layout.js';
+import type { BpfMap } from '../libbpf/index.js';
+import { SLOTS } from './pins.js';
 
 export const ACTIONS = [
   'XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT', 'XDP_INVALID_ACTION',
@@ -38,34 +38,24 @@ export interface Row {
   bytes: bigint[];
 }
 
-function rowKey(row: number): Buffer {
-  const key = Buffer.alloc(4);
-  key.writeUInt32LE(row);
-  return key;
-}
-
 /** The row as the kernel stores it: one value per possible CPU. */
-export function readRowPerCpu(statsFd: number, row: number): Buffer[] {
-  return mapLookupPerCpu(statsFd, rowKey(row), COUNTERS_SIZE) ?? [];
+export function readRowPerCpu(stats: BpfMap, row: number): Buffer[] {
+  return stats.lookupPerCpu(row) ?? [];
 }
 
-export function readRow(statsFd: number, row: number): Row {
-  const sum: Row = { packets: Array(COLUMNS).fill(0n), bytes: Array(COLUMNS).fill(0n) };
-  for (const cpu of readRowPerCpu(statsFd, row)) {
-    for (let i = 0; i < COLUMNS; i++) {
-      sum.packets[i] += cpu.readBigUInt64LE(COUNTERS_LAYOUT.packets + i * 8);
-      sum.bytes[i] += cpu.readBigUInt64LE(COUNTERS_LAYOUT.bytes + i * 8);
-    }
-  }
-  return sum;
+/** One row summed over CPUs: the u64 words are packets[COLUMNS] then
+ *  bytes[COLUMNS] (struct xdplb_counters). */
+export function readRow(stats: BpfMap, row: number): Row {
+  const words = stats.sumPerCpu(row);
+  return { packets: words.slice(0, COLUMNS), bytes: words.slice(COLUMNS, 2 * COLUMNS) };
 }
 
-export function writeRow(statsFd: number, row: number, perCpu: Buffer[]): void {
-  mapUpdate(statsFd, rowKey(row), Buffer.concat(perCpu));
+export function writeRow(stats: BpfMap, row: number, perCpu: Buffer[]): void {
+  stats.update(row, Buffer.concat(perCpu));
 }
 
-export function clearRow(statsFd: number, row: number): void {
-  mapUpdate(statsFd, rowKey(row), Buffer.alloc(COUNTERS_SIZE * possibleCpus()));
+export function clearRow(stats: BpfMap, row: number): void {
+  stats.zero(row);
 }
 
 /** A row's actions, less a baseline, with PASS handed on and final PASS

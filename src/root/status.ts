@@ -1,9 +1,8 @@
 // Status of root arrays, read back from bpffs pins and the kernel only.
-import { existsSync, readdirSync } from 'node:fs';
-import { bootTimeNs, ifNameToIndex, progFullName } from '../libbpf/index.js';
-import { validateInterfaceName } from '../net/interface.js';
-import { interfaceDir, pinRoot } from './layout.js';
-import { RootArray, describeProg } from './array.js';
+import { describeProg, progFullName } from '../libbpf/index.js';
+import { bootTimeNs } from '../sys/clock.js';
+import { findPinned, pinnedIfaces, resolveIface, type PinnedIface } from './pins.js';
+import { RootArray } from './array.js';
 import { attachedPrograms, type AttachedMode } from './attach.js';
 import { ROW_ROOT, type ActionCounts } from './stats.js';
 
@@ -18,7 +17,8 @@ export interface SlotStatus {
 }
 
 export type InterfaceStatus =
-  | { root_loaded: false; stale_pins?: true }
+  /** `gone`: pinned for a device that no longer exists (ifindex it had). */
+  | { root_loaded: false; gone?: true; ifindex?: number }
   | {
       root_loaded: true;
       mode: AttachedMode;
@@ -34,28 +34,18 @@ export type InterfaceStatus =
       slot_mask_mismatch?: { skipped: number[]; empty: number[] };
     };
 
-/** Interfaces that have pins, in name order. */
-export function pinnedInterfaces(): string[] {
-  const base = pinRoot();
-  if (!existsSync(base)) return [];
-  return readdirSync(base, { withFileTypes: true })
-    .filter((e) => e.isDirectory() && existsSync(`${base}/${e.name}/root`))
-    .map((e) => e.name)
-    .sort();
-}
-
 /** Convert a CLOCK_BOOTTIME stamp (bpf_prog_info.load_time) to wall time. */
 export function bootTimeToDate(ns: bigint, nowBoot = bootTimeNs(), nowMs = Date.now()): Date {
   return new Date(nowMs - Number((nowBoot - ns) / 1_000_000n));
 }
 
-export function interfaceStatus(ifname: string): InterfaceStatus {
-  const root = RootArray.openPinned(interfaceDir(validateInterfaceName(ifname)));
+export function interfaceStatus(p: PinnedIface): InterfaceStatus {
+  if (p.gone) return { root_loaded: false, gone: true, ifindex: p.ifindex };
+  const root = RootArray.openPinned(p.dir, p.name);
   if (!root) return { root_loaded: false };
   try {
-    const ifindex = ifNameToIndex(ifname);
-    const mine = ifindex ? attachedPrograms(ifindex).find((p) => p.id === root.rootId) : undefined;
-    if (!mine) return { root_loaded: false, stale_pins: true };
+    const mine = attachedPrograms(p.ifindex).find((a) => a.id === root.rootId);
+    if (!mine) return { root_loaded: false };
     const nowBoot = bootTimeNs();
     const nowMs = Date.now();
     const subprograms = root.slotIds().map((id, slot): SlotStatus => {
@@ -71,7 +61,7 @@ export function interfaceStatus(ifname: string): InterfaceStatus {
     const total = root.totals();
     const mismatch = root.maskMismatch();
     return {
-      root_loaded: true, mode: mine.mode, ifindex, root_id: root.rootId, subprograms,
+      root_loaded: true, mode: mine.mode, ifindex: p.ifindex, root_id: root.rootId, subprograms,
       root: { statistics: rootRow.packets, bytes: rootRow.bytes },
       statistics: total.packets, bytes: total.bytes,
       ...(mismatch && { slot_mask_mismatch: mismatch }),
@@ -81,16 +71,38 @@ export function interfaceStatus(ifname: string): InterfaceStatus {
   }
 }
 
+/** The interfaces named (each must exist here, or have pins left from a
+ *  device of that name), or every interface of this namespace with pins.
+ *  Keyed by name; pins of a gone device whose name a live one has now are
+ *  keyed `name@if<index>`. */
+export function selectIfaces(ifnames?: string[]): Array<[string, PinnedIface]> {
+  const chosen: PinnedIface[] = [];
+  if (ifnames) {
+    for (const name of ifnames) {
+      const { live, gone } = findPinned(name);
+      if (live) chosen.push(live);
+      else if (!gone.length) {
+        const iface = resolveIface(name); // unknown here: says so
+        chosen.push({ ...iface, dir: '', gone: false });
+      }
+      chosen.push(...gone);
+    }
+  } else {
+    chosen.push(...pinnedIfaces());
+  }
+  const live = new Set(chosen.filter((p) => !p.gone).map((p) => p.name));
+  return chosen.map((p) => [p.gone && live.has(p.name) ? `${p.name}@if${p.ifindex}` : p.name, p]);
+}
+
 export function status(ifnames?: string[]): Record<string, InterfaceStatus> {
-  const names = ifnames ?? pinnedInterfaces();
-  return Object.fromEntries(names.map((n) => [n, interfaceStatus(n)]));
+  return Object.fromEntries(selectIfaces(ifnames).map(([key, p]) => [key, p.dir ? interfaceStatus(p) : { root_loaded: false }]));
 }
 
 /** Zero every counter of the interfaces' root arrays; names of those cleared. */
 export function clearCounters(ifnames?: string[]): string[] {
-  const names = ifnames ?? pinnedInterfaces();
-  return names.filter((n) => {
-    const root = RootArray.openPinned(interfaceDir(validateInterfaceName(n)));
+  return selectIfaces(ifnames).filter(([, p]) => {
+    if (p.gone || !p.dir) return false;
+    const root = RootArray.openPinned(p.dir, p.name);
     if (!root) return false;
     try {
       root.clearCounters();
@@ -98,6 +110,5 @@ export function clearCounters(ifnames?: string[]): string[] {
     } finally {
       root.close();
     }
-  });
+  }).map(([key]) => key);
 }
-

@@ -1,42 +1,34 @@
 // The service's one config file (/etc/xdplb/xdplb.json), validated as a
-// whole: every error names the file, the line, the key and what was expected.
+// whole: every error names the file, the line and column, the key and what
+// was expected. The subprograms' sections come from the registry; each
+// program checks its own keys.
 import { readFileSync } from 'node:fs';
-import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
+import { getNodeValue, type Node } from 'jsonc-parser';
 import { XdplbError } from '../errors.js';
+import { JsonDoc } from '../json.js';
 import { MODES, type Mode } from '../root/attach.js';
 import { validateInterfaceName } from '../net/interface.js';
-import { SLOTS } from '../root/layout.js';
-
+import { SLOTS } from '../root/pins.js';
+import { SUBPROGRAMS } from '../programs/index.js';
+import type { SectionReader } from '../programs/contract.js';
 import { DEFAULT_CONFIG } from './defaults.js';
 
 export { DEFAULT_CONFIG };
 
 /** Settings common to every subprogram section, and the subprogram's own
- *  (checked and normalised by its module: see SectionSettings). */
+ *  (checked and normalised by its reader). */
 export interface SectionConfig {
   enabled: boolean;
   slot: number;
   settings: unknown;
 }
 
-/** How a subprogram reads its own keys of its section. */
-export interface SectionSettings {
-  keys: readonly string[];
-  /** Check and normalise the section's own keys (absent ones are absent).
-   *  An error's message starts with the key path inside the section and
-   *  ': ', e.g. `vips[0].port: expected ...`, so the line can be found. */
-  parse(value: Record<string, unknown>): unknown;
-}
-
-export const SECTIONS = { sampler: 1, filter: 2, lb: 7 } as const;
-export type SectionName = keyof typeof SECTIONS;
-
 export interface ServiceConfig {
   interfaces: string[] | 'auto';
   mode: Mode;
   /** Replace a foreign XDP program on a chosen interface. */
   force: boolean;
-  sections: Record<SectionName, SectionConfig>;
+  sections: Record<string, SectionConfig>;
 }
 
 /** A config that cannot be used: exit 2, so systemd does not restart into it. */
@@ -48,16 +40,10 @@ export class ConfigError extends XdplbError {
 }
 
 class Source {
-  constructor(readonly file: string, readonly text: string) {}
-
-  line(offset: number): number {
-    let line = 1;
-    for (let i = 0; i < offset && i < this.text.length; i++) if (this.text.charCodeAt(i) === 10) line++;
-    return line;
-  }
+  constructor(readonly doc: JsonDoc) {}
 
   fail(node: Node | undefined, path: string, message: string): never {
-    const where = node ? `${this.file}:${this.line(node.offset)}` : this.file;
+    const where = node ? this.doc.at(node.offset) : this.doc.file;
     throw new ConfigError(`${where}: ${path}: ${message}`);
   }
 }
@@ -76,7 +62,6 @@ function members(src: Source, node: Node, path: string, allowed: readonly string
     const name = key.value as string;
     const where = path ? `${path}.${name}` : name;
     if (!allowed.includes(name)) src.fail(key, where, `unknown key: expected one of ${allowed.join(', ')}`);
-    if (out.has(name)) src.fail(key, where, 'given twice');
     out.set(name, value);
   }
   return out;
@@ -116,51 +101,36 @@ function interfaces(src: Source, node: Node | undefined): string[] | 'auto' {
   return names;
 }
 
-/** `vips[0].backends[1].port` -> ['vips', 0, 'backends', 1, 'port']. */
-function pathSegments(path: string): Array<string | number> {
-  return [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]));
-}
-
-function sectionSettings(src: Source, name: string, node: Node | undefined, m: Map<string, Node>, reader?: SectionSettings) {
+function sectionSettings(src: Source, name: string, node: Node | undefined, m: Map<string, Node>, reader: SectionReader<unknown>) {
   const own = Object.fromEntries([...m].filter(([k]) => k !== 'enabled' && k !== 'slot').map(([k, v]) => [k, getNodeValue(v)]));
-  if (!reader) return own;
   try {
     return reader.parse(own);
   } catch (err) {
     const message = (err as Error).message;
     const colon = message.indexOf(': ');
     const path = colon > 0 ? message.slice(0, colon) : '';
-    const at = (path && node && findNodeAtLocation(node, pathSegments(path))) || node;
+    const at = node && path ? src.doc.find(path, node) : node;
     return src.fail(at, path ? `${name}.${path}` : name, colon > 0 ? message.slice(colon + 2) : message);
   }
 }
 
-export function parseConfig(
-  text: string, file = DEFAULT_CONFIG, readers: Partial<Record<SectionName, SectionSettings>> = {},
-): ServiceConfig {
-  const src = new Source(file, text);
-  const errors: ParseError[] = [];
-  const tree = parseTree(text, errors, { disallowComments: true, allowTrailingComma: false });
-  if (errors.length || !tree) {
-    const e = errors[0];
-    throw new ConfigError(
-      `${file}:${e ? src.line(e.offset) : 1}: invalid JSON: ${e ? printParseErrorCode(e.error) : 'empty file'}`,
-    );
-  }
-  const top = members(src, tree, '', ['interfaces', 'mode', 'force', ...Object.keys(SECTIONS)]);
+
+export function parseConfig(text: string, file = DEFAULT_CONFIG): ServiceConfig {
+  const doc = JsonDoc.parse(text, file, (m) => new ConfigError(m));
+  const src = new Source(doc);
+  const top = members(src, doc.tree, '', ['interfaces', 'mode', 'force', ...SUBPROGRAMS.map((s) => s.name)]);
   const modeNode = top.get('mode');
   if (modeNode && !MODES.includes(modeNode.value as Mode)) {
     src.fail(modeNode, 'mode', `expected "native", "skb" or "auto", got ${describe(modeNode)}`);
   }
-  const sections = {} as Record<SectionName, SectionConfig>;
-  for (const [name, defaultSlot] of Object.entries(SECTIONS) as Array<[SectionName, number]>) {
-    const node = top.get(name);
-    const reader = readers[name];
-    const m = node ? members(src, node, name, ['enabled', 'slot', ...(reader?.keys ?? [])]) : new Map<string, Node>();
-    sections[name] = {
-      enabled: bool(src, m.get('enabled'), `${name}.enabled`, false),
-      slot: slot(src, m.get('slot'), `${name}.slot`, defaultSlot),
-      settings: sectionSettings(src, name, node, m, reader),
+  const sections: Record<string, SectionConfig> = {};
+  for (const sub of SUBPROGRAMS) {
+    const node = top.get(sub.name);
+    const m = node ? members(src, node, sub.name, ['enabled', 'slot', ...sub.section.keys]) : new Map<string, Node>();
+    sections[sub.name] = {
+      enabled: bool(src, m.get('enabled'), `${sub.name}.enabled`, false),
+      slot: slot(src, m.get('slot'), `${sub.name}.slot`, sub.defaultSlot),
+      settings: sectionSettings(src, sub.name, node, m, sub.section),
     };
   }
   const used = new Map<number, string>();
@@ -178,7 +148,7 @@ export function parseConfig(
   };
 }
 
-export function readConfig(file = DEFAULT_CONFIG, readers: Partial<Record<SectionName, SectionSettings>> = {}): ServiceConfig {
+export function readConfig(file = DEFAULT_CONFIG): ServiceConfig {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -187,5 +157,5 @@ export function readConfig(file = DEFAULT_CONFIG, readers: Partial<Record<Sectio
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code);
     throw new ConfigError(`cannot read config ${file}: ${why}`);
   }
-  return parseConfig(text, file, readers);
+  return parseConfig(text, file);
 }

@@ -8,7 +8,7 @@
 // reads the same facts from files.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { linkState, type LinkState } from '../libbpf/index.js';
+import { linkState, type LinkState } from '../sys/netdev.js';
 import type { Mode } from '../root/attach.js';
 
 export interface SystemView {

@@ -1,21 +1,21 @@
 // `xdp-root run`: the root array as a systemd service (see daemon.ts).
 // Attaches (adopting whatever is pinned), applies a changed config on SIGHUP
-// without detaching what stays, and detaches everything it attached on
-// SIGTERM. A SIGKILL leaves the data plane running for the next start to
+// without detaching what stays, gives an interface that comes back its root
+// again, and detaches everything it attached on SIGTERM, unless a restart
+// follows. A SIGKILL leaves the data plane running for the next start to
 // adopt.
 import { attach, detach } from '../root/attach.js';
+import { findPinned } from '../root/pins.js';
 import { status } from '../root/status.js';
 import { XdplbError } from '../errors.js';
 import { readConfig, type ServiceConfig } from './config.js';
-import { SECTION_READERS } from './sections.js';
-import { serve } from './daemon.js';
+import { makeLog, serve, type Health } from './daemon.js';
 import { chooseInterfaces, interfaceProblems, type Choice, type SystemView, HOST } from './interfaces.js';
 
 export interface RunOptions {
   config: string;
   dryRun?: boolean;
   view?: SystemView;
-  log?: (line: string) => void;
 }
 
 export interface Plan {
@@ -25,7 +25,7 @@ export interface Plan {
 }
 
 export function plan(file: string, view: SystemView = HOST): Plan {
-  const config = readConfig(file, SECTION_READERS);
+  const config = readConfig(file);
   const choice = chooseInterfaces(config.interfaces, view);
   const problems = choice.interfaces.length
     ? choice.interfaces.flatMap((i) => interfaceProblems(i, config.mode, view))
@@ -35,18 +35,23 @@ export function plan(file: string, view: SystemView = HOST): Plan {
 
 /** The STATUS= line: what `systemctl status` shows an operator. */
 export function statusLine(ifnames: string[]): string {
-  const all = status(ifnames);
-  return Object.entries(all)
-    .map(([name, s]) => {
-      if (!s.root_loaded) return `${name}: not attached`;
+  return ifnames
+    .map((name) => {
+      let s;
+      try {
+        s = status([name])[name];
+      } catch {
+        return `${name}: no such interface`;
+      }
+      if (!s?.root_loaded) return `${name}: not attached`;
       const slots = s.subprograms.filter((p) => p.prog_loaded).map((p) => `${p.slot}=${p.name}`);
       return `${name} (${s.mode}): ${slots.length ? `slots ${slots.join(' ')}` : 'all slots empty'}`;
     })
     .join('; ');
 }
 
-export function runRootService(opts: RunOptions): Promise<number> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(`xdp-root: ${line}\n`));
+export async function runRootService(opts: RunOptions): Promise<number> {
+  const log = makeLog('xdp-root');
   const view = opts.view ?? HOST;
   const first = plan(opts.config, view);
   if (opts.dryRun) {
@@ -54,15 +59,16 @@ export function runRootService(opts: RunOptions): Promise<number> {
     process.stdout.write(`mode: ${first.config.mode}\n`);
     for (const p of first.problems) process.stdout.write(`problem: ${p}\n`);
     process.stdout.write(first.problems.length ? 'would not attach\n' : `would attach to: ${first.choice.interfaces.join(', ')}\n`);
-    return Promise.resolve(first.problems.length ? 1 : 0);
+    return first.problems.length ? 1 : 0;
   }
   let managed = first.choice.interfaces;
+  let config = first.config;
   return serve({
     start() {
       if (first.problems.length) throw new XdplbError(first.problems.join('; '));
-      for (const r of attach(managed, first.config.mode, first.config.force)) {
-        r.warnings.forEach(log);
-        log(`${r.changed ? 'attached to' : 'adopted the root on'} ${r.ifname} (${r.mode} mode)`);
+      for (const r of attach(managed, config.mode, config.force)) {
+        r.warnings.forEach((w) => log(w, 'warning'));
+        log(`${r.changed ? 'attached to' : 'adopted the root on'} ${r.ifname} (${r.mode} mode)`, 'notice');
       }
     },
     reload() {
@@ -71,14 +77,48 @@ export function runRootService(opts: RunOptions): Promise<number> {
       const keep = next.choice.interfaces;
       const gone = managed.filter((i) => !keep.includes(i));
       const added = keep.filter((i) => !managed.includes(i));
-      if (added.length) for (const r of attach(added, next.config.mode, next.config.force)) log(`attached to ${r.ifname} (${r.mode} mode)`);
-      if (gone.length) for (const r of detach(gone)) log(`detached from ${r.ifname}`);
+      const lines: string[] = [];
+      if (added.length) for (const r of attach(added, next.config.mode, next.config.force)) lines.push(`attached to ${r.ifname} (${r.mode} mode)`);
+      if (gone.length) for (const r of detach(gone)) lines.push(`detached from ${r.ifname}`);
       managed = keep;
-      log(`reloaded ${opts.config}: ${added.length} attached, ${gone.length} detached, ${keep.length - added.length} unchanged`);
+      config = next.config;
+      return lines;
     },
-    stop() {
-      for (const r of detach(managed)) if (r.changed) log(`detached from ${r.ifname}`);
+    stop(leave) {
+      if (leave) return;
+      for (const r of detach(managed.filter((n) => findPinned(n).live || findPinned(n).gone.length))) {
+        if (r.changed) log(`detached from ${r.ifname}`, 'notice');
+      }
     },
     status: () => statusLine(managed),
+    reconcile(): Health {
+      const problems: string[] = [];
+      let failed = false;
+      for (const name of managed) {
+        const pinned = findPinned(name);
+        if (pinned.gone.length) {
+          detach([name]);
+          log(`${name}: removed the pins of a deleted device of that name`, 'notice');
+        }
+        let s;
+        try {
+          s = status([name])[name];
+        } catch {
+          problems.push(`${name}: no such interface (waiting for it)`);
+          continue;
+        }
+        if (s.root_loaded) continue;
+        try {
+          for (const r of attach([name], config.mode, config.force)) {
+            r.warnings.forEach((w) => log(w, 'warning'));
+            log(`${name}: the root array was missing; attached again (${r.mode} mode)`, 'warning');
+          }
+        } catch (err) {
+          problems.push(`${name}: cannot attach the root array: ${(err as Error).message}`);
+          failed = true;
+        }
+      }
+      return { problems, failed };
+    },
   }, log);
 }

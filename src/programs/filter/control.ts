@@ -1,90 +1,42 @@
-// What xdp-filter does to interfaces: put the filter in a slot and configure
-// it, take it out, edit the drop lists, zero the counters. Every request is
-// checked on every interface before the first one is changed.
-import { existsSync } from 'node:fs';
+// What xdp-filter does to interfaces beyond placing the filter: configure
+// it, edit the drop lists, zero the counters. Every request is checked on
+// every interface before the first one is changed, and undone everywhere
+// if a change fails part way.
+import { Undo } from '../../undo.js';
 import { XdplbError } from '../../errors.js';
-import { interfaceIndex } from '../../net/interface.js';
-import { requireRoot, unloadSlot } from '../../root/slot.js';
-import { subprogramDir } from '../../root/layout.js';
-import { attachSubprogram, checkPlacement, detachSubprogram, findSubprogram } from '../../root/subprogram.js';
+import { findProgram, withRoot, type Placed } from '../../root/place.js';
+import { resolveIface, type Iface } from '../../root/pins.js';
 import type { FilterConfig } from './config.js';
 import { FILTER } from './layout.js';
 import { FilterMaps } from './maps.js';
-import type { Prefix } from './prefix.js';
+import { formatPrefix, type Prefix } from './prefix.js';
 
-export interface AttachResult {
-  ifname: string;
-  slot: number;
-  id: number;
-  changed: boolean;
-  config: FilterConfig;
-}
-
-/** The interface exists here and has a root array; where the filter is. */
-function inspect(ifname: string): { slot: number; id: number } | null {
-  interfaceIndex(ifname);
-  const root = requireRoot(ifname);
-  try {
-    return findSubprogram(root, FILTER);
-  } finally {
-    root.close();
-  }
-}
-
-/** Place the filter in `slot` of each interface (where it is not there yet)
- *  and apply `changes` to its configuration in one map update. An interface
- *  that already runs it keeps its program, lists and counters. */
-export function attachFilter(ifnames: string[], slot: number, changes: Partial<FilterConfig>): AttachResult[] {
-  for (const ifname of ifnames) {
-    interfaceIndex(ifname);
-    const root = requireRoot(ifname);
-    try {
-      checkPlacement(root, ifname, FILTER, slot);
-    } finally {
-      root.close();
-    }
-  }
-  // Undoing an attach that reused maps pinned from before (the slot was
-  // emptied with xdp-root --unload) empties the slot but keeps those maps.
-  const pinnedBefore = new Set(ifnames.filter((i) => existsSync(subprogramDir(i, FILTER.name))));
-  const placed: Array<{ ifname: string; slot: number; id: number; changed: boolean }> = [];
-  try {
-    for (const ifname of ifnames) placed.push(attachSubprogram(ifname, FILTER, slot));
-  } catch (err) {
-    for (const p of placed.filter((x) => x.changed)) {
-      if (pinnedBefore.has(p.ifname)) unloadSlot(p.ifname, p.slot);
-      else detachSubprogram(p.ifname, FILTER);
-    }
-    throw err;
-  }
-  return placed.map((p) => {
-    const maps = FilterMaps.open(p.ifname);
+/** Apply `changes` over each placed filter's configuration, one map update
+ *  each; returns the configuration each now has. */
+export function configure(placed: Array<Pick<Placed, 'iface'>>, changes: Partial<FilterConfig>): FilterConfig[] {
+  return placed.map(({ iface }) => {
+    const maps = FilterMaps.open(iface);
     try {
       const config = { ...maps.config(), ...changes };
       maps.setConfig(config);
-      return { ...p, config };
+      return config;
     } finally {
       maps.close();
     }
   });
 }
 
-/** Take the filter out of each interface; false where it was not there. */
-export function detachFilter(ifnames: string[]): Array<{ ifname: string; changed: boolean }> {
-  ifnames.forEach(inspect);
-  return ifnames.map((ifname) => ({ ifname, changed: detachSubprogram(ifname, FILTER) }));
-}
-
 /** Run `fn` with the filter maps of every interface, all opened (and so
  *  checked) before it runs. */
-export function withAllFilters<T>(ifnames: string[], fn: (all: Array<{ ifname: string; maps: FilterMaps }>) => T): T {
-  const opened: Array<{ ifname: string; maps: FilterMaps }> = [];
+export function withAllFilters<T>(ifnames: string[], fn: (all: Array<{ iface: Iface; maps: FilterMaps }>) => T): T {
+  const opened: Array<{ iface: Iface; maps: FilterMaps }> = [];
   try {
-    for (const ifname of ifnames) {
-      if (!inspect(ifname)) {
-        throw new XdplbError(`xdp-filter is not attached to ${ifname}: run xdp-filter --attach --interface ${ifname} first`);
+    for (const name of ifnames) {
+      const iface = resolveIface(name);
+      if (!withRoot(iface, (root) => findProgram(root, FILTER))) {
+        throw new XdplbError(`xdp-filter is not attached to ${name}: run xdp-filter --attach --interface ${name} first`);
       }
-      opened.push({ ifname, maps: FilterMaps.open(ifname) });
+      opened.push({ iface, maps: FilterMaps.open(iface) });
     }
     return fn(opened);
   } finally {
@@ -93,8 +45,8 @@ export function withAllFilters<T>(ifnames: string[], fn: (all: Array<{ ifname: s
 }
 
 /** `fn` on each interface's filter maps in turn, once all are open. */
-export function withFilters<T>(ifnames: string[], fn: (maps: FilterMaps, ifname: string) => T): T[] {
-  return withAllFilters(ifnames, (all) => all.map(({ maps, ifname }) => fn(maps, ifname)));
+export function withFilters<T>(ifnames: string[], fn: (maps: FilterMaps, iface: Iface) => T): T[] {
+  return withAllFilters(ifnames, (all) => all.map(({ maps, iface }) => fn(maps, iface)));
 }
 
 /** List the prefixes on every interface: refused before any change when a
@@ -102,19 +54,51 @@ export function withFilters<T>(ifnames: string[], fn: (maps: FilterMaps, ifname:
 export function dropPrefixes(ifnames: string[], prefixes: Prefix[], tags: string[]): void {
   const entries = prefixes.map((prefix, i) => ({ prefix, tag: tags[i] }));
   withAllFilters(ifnames, (all) => {
-    for (const { maps, ifname } of all) maps.checkRoom(prefixes, ifname);
+    for (const { maps, iface } of all) maps.checkRoom(prefixes, iface.name);
     const now = new Date();
-    const undo: Array<() => void> = [];
-    try {
+    Undo.run((undo) => {
       for (const { maps } of all) undo.push(maps.addAll(entries, now));
-    } catch (err) {
-      undo.reverse().forEach((u) => u());
-      throw err;
-    }
+    });
   });
 }
 
 /** Prefixes removed per interface (those not listed are skipped). */
 export function undropPrefixes(ifnames: string[], prefixes: Prefix[]): Array<{ ifname: string; removed: Prefix[] }> {
-  return withFilters(ifnames, (maps, ifname) => ({ ifname, removed: maps.remove(prefixes) }));
+  return withFilters(ifnames, (maps, iface) => ({ ifname: iface.name, removed: maps.remove(prefixes) }));
+}
+
+/** Make each interface's drop lists hold exactly `want` (tags included):
+ *  the room is checked on every interface before anything changes, then
+ *  what is new is listed, what is gone removed, a changed tag re-listed.
+ *  Returns one line per interface that changed. */
+export function syncDropLists(ifaces: Iface[], want: Array<{ prefix: Prefix; tag: string }>): string[] {
+  const wanted = new Map(want.map((d) => [formatPrefix(d.prefix), d]));
+  const plans = ifaces.map((iface) => {
+    const maps = FilterMaps.open(iface);
+    const listed = maps.list();
+    const stale = listed.filter((p) => wanted.get(formatPrefix(p))?.tag !== p.tag);
+    const have = new Set(listed.filter((p) => !stale.includes(p)).map((p) => formatPrefix(p)));
+    const add = want.filter((d) => !have.has(formatPrefix(d.prefix)));
+    return { iface, maps, stale, add };
+  });
+  try {
+    // Room for what the lists will hold once the stale entries are gone.
+    for (const p of plans) p.maps.checkRoom(p.add.map((d) => d.prefix), p.iface.name, p.stale);
+    const lines: string[] = [];
+    Undo.run((undo) => {
+      for (const p of plans) {
+        if (!p.stale.length && !p.add.length) continue;
+        const before = p.stale;
+        if (before.length) {
+          p.maps.remove(before);
+          undo.push(() => p.maps.addListed(before));
+        }
+        if (p.add.length) undo.push(p.maps.addAll(p.add));
+        lines.push(`${p.iface.name}: drop lists: ${p.add.length} listed, ${p.stale.length} removed`);
+      }
+    });
+    return lines;
+  } finally {
+    plans.forEach((p) => p.maps.close());
+  }
 }

@@ -1,7 +1,7 @@
 // The filter's place in the root array and the layout of what its maps hold
-// (bpf/subprogs/filter/filter_maps.h; checked against BTF by
-// test/kernel/filter-layout.test.ts).
-import type { SubprogramSpec } from '../../root/subprogram.js';
+// (bpf/subprogs/filter/filter_maps.h; checked against the object's BTF by
+// the layout test with every subprogram's).
+import type { ProgramSpec } from '../../root/place.js';
 
 export const MAPS = {
   config: 'filter_config',
@@ -13,7 +13,7 @@ export const MAPS = {
   hint6: 'filter_hint6',
 } as const;
 
-export const FILTER: SubprogramSpec = {
+export const FILTER: ProgramSpec = {
   name: 'filter',
   object: 'xdp_filter.o',
   program: 'xdp_filter',
@@ -56,3 +56,13 @@ export function hint6Bucket(first32: number): number {
 
 /** struct filter_ptb_window: the lock, then this second's window. */
 export const PTB_WINDOW_LAYOUT = { size: 16, second: 4, sent: 8 } as const;
+
+/** Every struct above, by C name, for the layout test. */
+export const LAYOUTS = {
+  filter_config: CONFIG_LAYOUT,
+  filter_stats: { size: STATS_SIZE, ...Object.fromEntries(STATS.map((s, i) => [s, i * 8])) },
+  filter_key4: KEY4_LAYOUT,
+  filter_key6: KEY6_LAYOUT,
+  filter_prefix: PREFIX_LAYOUT,
+  filter_ptb_window: PTB_WINDOW_LAYOUT,
+};

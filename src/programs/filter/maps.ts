@@ -1,13 +1,12 @@
 // One interface's filter maps, opened from their pins (or handed over as fds
 // by tests): configuration, drop lists, counters. Every change is a single
 // map update the data path sees whole.
-import {
-  BpfError, UPDATE_ANY, UPDATE_EXIST, closeFd, mapDelete, mapInfo, mapKeys, mapLookup, mapLookupPerCpu, mapUpdate, possibleCpus,
-} from '../../libbpf/index.js';
+import { BpfError, UPDATE_ANY, UPDATE_EXIST, closeMaps, u32, type BpfMap } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
-import { openSubprogramMap } from '../../root/subprogram.js';
+import { interfaceRecovery, openPinnedMaps } from '../../root/place.js';
+import { programDir, type Iface } from '../../root/pins.js';
 import { encodeConfig, decodeConfig, type FilterConfig } from './config.js';
-import { FILTER, HINT4_BITS, HINT6_BITS, MAPS, hint6Bucket, PREFIX_LAYOUT, STATS, STATS_SIZE, KEY4_LAYOUT, KEY6_LAYOUT, TAG_SIZE, type StatName } from './layout.js';
+import { FILTER, HINT4_BITS, HINT6_BITS, MAPS, hint6Bucket, PREFIX_LAYOUT, STATS, TAG_SIZE, type StatName } from './layout.js';
 import { keyPrefix, prefixKey, type Prefix } from './prefix.js';
 
 export type FilterStats = Record<StatName, bigint>;
@@ -18,47 +17,38 @@ export interface ListedPrefix extends Prefix {
   hits: bigint;
 }
 
-const ZERO = Buffer.alloc(4);
+export type FilterMapSet = Record<keyof typeof MAPS, BpfMap>;
 
 export class FilterMaps {
-  constructor(readonly fds: Record<keyof typeof MAPS, number>) {}
+  constructor(readonly maps: FilterMapSet) {}
 
-  /** The pinned maps of the filter on `ifname`. */
-  static open(ifname: string): FilterMaps {
-    const fds: Partial<Record<keyof typeof MAPS, number>> = {};
-    try {
-      for (const [k, name] of Object.entries(MAPS) as Array<[keyof typeof MAPS, string]>) {
-        fds[k] = openSubprogramMap(ifname, FILTER, name);
-      }
-    } catch (err) {
-      Object.values(fds).forEach(closeFd);
-      throw err;
-    }
-    return new FilterMaps(fds as Record<keyof typeof MAPS, number>);
+  /** The pinned maps of the filter on an interface. */
+  static open(iface: Iface): FilterMaps {
+    return new FilterMaps(openPinnedMaps(
+      programDir(iface, FILTER.name), MAPS, interfaceRecovery(FILTER, iface),
+      `xdp-filter is not attached to ${iface.name}: run xdp-filter --attach --interface ${iface.name} first`,
+    ));
   }
 
   close(): void {
-    Object.values(this.fds).forEach(closeFd);
+    closeMaps(this.maps);
   }
 
   config(): FilterConfig {
-    return decodeConfig(mapLookup(this.fds.config, ZERO, 8)!);
+    return decodeConfig(this.maps.config.lookup(0)!);
   }
 
   setConfig(cfg: FilterConfig): void {
-    mapUpdate(this.fds.config, ZERO, encodeConfig(cfg));
+    this.maps.config.update(0, encodeConfig(cfg));
   }
 
   stats(): FilterStats {
-    const sums = Object.fromEntries(STATS.map((s) => [s, 0n])) as FilterStats;
-    for (const cpu of mapLookupPerCpu(this.fds.stats, ZERO, STATS_SIZE) ?? []) {
-      STATS.forEach((s, i) => (sums[s] += cpu.readBigUInt64LE(i * 8)));
-    }
-    return sums;
+    const sums = this.maps.stats.sumPerCpu(0);
+    return Object.fromEntries(STATS.map((s, i) => [s, sums[i]])) as FilterStats;
   }
 
-  private trie(p: { family: 4 | 6 }): number {
-    return p.family === 4 ? this.fds.drop4 : this.fds.drop6;
+  private trie(p: { family: 4 | 6 }): BpfMap {
+    return p.family === 4 ? this.maps.drop4 : this.maps.drop6;
   }
 
   /** List a prefix (again): a new tag and load time, hits from zero. The
@@ -66,11 +56,11 @@ export class FilterMaps {
    *  trie without the prefix. */
   add(p: Prefix, tag: string, loadTime = new Date()): void {
     this.write(p, tag, loadTime, 0n, UPDATE_ANY);
-    for (const b of hintSlots(p)) mapUpdate(this.hint(p.family), u32(b), u32(1));
+    for (const b of hintSlots(p)) this.hint(p.family).update(b, u32(1));
   }
 
-  private hint(family: 4 | 6): number {
-    return family === 4 ? this.fds.hint4 : this.fds.hint6;
+  private hint(family: 4 | 6): BpfMap {
+    return family === 4 ? this.maps.hint4 : this.maps.hint6;
   }
 
   /** Add several; if one fails, put back what was there and rethrow. On
@@ -99,13 +89,14 @@ export class FilterMaps {
   }
 
   /** Refuse, naming the interface, when the prefixes not listed yet would
-   *  overflow a list. */
-  checkRoom(prefixes: Prefix[], ifname: string): void {
-    for (const [family, layout, fd] of [[4, KEY4_LAYOUT, this.fds.drop4], [6, KEY6_LAYOUT, this.fds.drop6]] as const) {
-      const listed = new Set(mapKeys(fd, layout.size).map((k) => k.toString('hex')));
+   *  overflow a list (once those `leaving` are removed). */
+  checkRoom(prefixes: Prefix[], ifname: string, leaving: Prefix[] = []): void {
+    const gone = new Set(leaving.map((p) => prefixKey(p).toString('hex')));
+    for (const [family, trie] of [[4, this.maps.drop4], [6, this.maps.drop6]] as const) {
+      const listed = new Set(trie.keys().map((k) => k.toString('hex')).filter((k) => !gone.has(k)));
       const fresh = new Set(prefixes.filter((p) => p.family === family).map((p) => prefixKey(p).toString('hex')));
       const total = listed.size + [...fresh].filter((k) => !listed.has(k)).length;
-      const room = mapInfo(fd).maxEntries;
+      const room = trie.maxEntries;
       if (total > room) {
         throw new XdplbError(`the IPv${family} drop list of ${ifname} would hold ${total} prefixes: it holds at most ${room}`);
       }
@@ -117,12 +108,21 @@ export class FilterMaps {
     value.writeBigUInt64LE(hits, PREFIX_LAYOUT.hits);
     value.writeBigUInt64LE(BigInt(loadTime.getTime()) * 1_000_000n, PREFIX_LAYOUT.load_time);
     value.write(tag, PREFIX_LAYOUT.tag, TAG_SIZE - 1, 'utf8');
-    mapUpdate(this.trie(p), prefixKey(p), value, flags);
+    this.trie(p).update(prefixKey(p), value, flags);
+  }
+
+  /** List entries again as they were (tag, load time, hits): undoing a
+   *  removal. */
+  addListed(entries: ListedPrefix[]): void {
+    for (const p of entries) {
+      this.write(p, p.tag, p.loadTime, p.hits, UPDATE_ANY);
+      for (const b of hintSlots(p)) this.hint(p.family).update(b, u32(1));
+    }
   }
 
   /** Unlist prefixes; returns those that were listed. */
   remove(prefixes: Prefix[]): Prefix[] {
-    const removed = prefixes.filter((p) => mapDelete(this.trie(p), prefixKey(p)));
+    const removed = prefixes.filter((p) => this.trie(p).delete(prefixKey(p)));
     for (const family of [4, 6] as const) this.refreshHint(family, removed.filter((p) => p.family === family).flatMap(hintSlots));
     return removed;
   }
@@ -135,15 +135,14 @@ export class FilterMaps {
     if (!slots.length) return;
     const covered = this.covered(family);
     const cleared = [...new Set(slots)].filter((b) => !covered[b]);
-    for (const b of cleared) mapUpdate(this.hint(family), u32(b), u32(0));
+    for (const b of cleared) this.hint(family).update(b, u32(0));
     const now = this.covered(family);
-    for (const b of cleared) if (now[b]) mapUpdate(this.hint(family), u32(b), u32(1));
+    for (const b of cleared) if (now[b]) this.hint(family).update(b, u32(1));
   }
 
   private covered(family: 4 | 6): Uint8Array {
     const covered = new Uint8Array(1 << (family === 4 ? HINT4_BITS : HINT6_BITS));
-    const layout = family === 4 ? KEY4_LAYOUT : KEY6_LAYOUT;
-    for (const key of mapKeys(this.trie({ family }), layout.size)) {
+    for (const key of this.trie({ family }).keys()) {
       for (const b of hintSlots(keyPrefix(family, key))) covered[b] = 1;
     }
     return covered;
@@ -151,12 +150,12 @@ export class FilterMaps {
 
   list(): ListedPrefix[] {
     const out: ListedPrefix[] = [];
-    for (const [family, layout] of [[4, KEY4_LAYOUT], [6, KEY6_LAYOUT]] as const) {
-      const fd = this.trie({ family });
-      for (const key of mapKeys(fd, layout.size)) {
+    for (const family of [4, 6] as const) {
+      const trie = this.trie({ family });
+      for (const key of trie.keys()) {
         // Looking up a stored key finds that very entry: its own prefix is
         // the longest that matches it.
-        const value = mapLookup(fd, key, PREFIX_LAYOUT.size);
+        const value = trie.lookup(key);
         if (!value) continue; // removed meanwhile
         const tag = value.subarray(PREFIX_LAYOUT.tag, PREFIX_LAYOUT.tag + TAG_SIZE);
         out.push({
@@ -177,7 +176,7 @@ export class FilterMaps {
 
   /** Zero the counters and every prefix's hits (tags and load times stay). */
   clearStats(): void {
-    mapUpdate(this.fds.stats, ZERO, Buffer.alloc(STATS_SIZE * possibleCpus()));
+    this.maps.stats.zero(0);
     for (const p of this.list()) {
       try {
         this.write(p, p.tag, p.loadTime, 0n, UPDATE_EXIST);
@@ -202,12 +201,6 @@ function hintSlots(p: Prefix): number[] {
   const first = p.addr.readUInt32BE(0);
   const count = p.len >= 32 ? 1 : 2 ** (32 - p.len);
   return [...new Set(Array.from({ length: count }, (_, i) => hint6Bucket((first + i) >>> 0)))];
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
 }
 
 /** IPv4 before IPv6, then by address, then shorter prefixes first. */

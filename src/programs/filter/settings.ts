@@ -1,7 +1,7 @@
 // The filter's section of the service config (/etc/xdplb/xdplb.json):
 // { "frags_drop": true, "ptb_max_pps": 20,
 //   "drop": ["198.51.100.0/24", { "prefix": "2001:db8::/32", "tag": "scanner" }] }
-import type { SectionSettings } from '../../service/config.js';
+import type { SectionReader } from '../contract.js';
 import { parseTag, type FilterConfig } from './config.js';
 import { formatPrefix, parsePrefix, type Prefix } from './prefix.js';
 
@@ -35,7 +35,7 @@ function entry(v: unknown, path: string): { prefix: Prefix; tag: string } {
   }
 }
 
-export const FILTER_SETTINGS: SectionSettings = {
+export const FILTER_SETTINGS: SectionReader<FilterSettings> = {
   keys: ['frags_drop', 'ptb_max_pps', 'drop'],
   parse(v): FilterSettings {
     if (v.frags_drop !== undefined && typeof v.frags_drop !== 'boolean') {

@@ -1,10 +1,8 @@
 // The filter's status per interface, read back from its pinned maps: the
 // ecbpf xdp_filter shape (configuration, stats), plus the drop lists.
-import { existsSync } from 'node:fs';
-import { XdplbError } from '../../errors.js';
-import { subprogramDir } from '../../root/layout.js';
-import { pinnedInterfaces } from '../../root/status.js';
-import { FILTER } from './layout.js';
+import { programIfaces } from '../../root/place.js';
+import { formatTime, table } from '../../format.js';
+import { FILTER, STATS } from './layout.js';
 import { FilterMaps, type FilterStats } from './maps.js';
 import { withFilters } from './control.js';
 import { formatAddress } from './prefix.js';
@@ -26,28 +24,37 @@ export function readStatus(maps: FilterMaps): FilterStatus {
   };
 }
 
-/** The named interfaces (each must run the filter), or every interface
- *  whose filter pins exist. */
+/** The named interfaces (each must run the filter), or every interface of
+ *  this namespace running it. */
 export function filterStatus(ifnames?: string[]): Record<string, FilterStatus> {
-  if (ifnames) {
-    const all = withFilters(ifnames, (maps) => readStatus(maps));
-    return Object.fromEntries(ifnames.map((n, i) => [n, all[i]]));
+  const names = ifnames ?? programIfaces(FILTER).map((p) => p.iface.name);
+  const all = withFilters(names, (maps) => readStatus(maps));
+  return Object.fromEntries(names.map((n, i) => [n, all[i]]));
+}
+
+export function formatStatus(all: Record<string, FilterStatus>): string {
+  const out: string[] = [];
+  for (const [ifname, s] of Object.entries(all)) {
+    const c = s.configuration;
+    out.push(
+      `=================== Status for interface '${ifname}' ===================`,
+      'Current Configuration:',
+      '',
+      `frags_drop? ${c.frags_drop}`,
+      `ptb_send? ${c.ptb_send}`,
+      `ptb_max_pps: ${c.ptb_max_pps}`,
+      '',
+      `Drop Maps for interface '${ifname}':`,
+      table(
+        ['Address', 'PrefixLen', 'Tag', 'Load Time', 'Hits'],
+        s.source_drops.map((d) => [d.address, d.prefix_len, d.tag, formatTime(d.load_time), d.hits]),
+      ),
+      '',
+      `Stats for interface '${ifname}':`,
+      '',
+      ...STATS.map((name) => `${name}: ${s.stats[name]}`),
+    );
   }
-  const out: Record<string, FilterStatus> = {};
-  for (const ifname of pinnedInterfaces()) {
-    if (!existsSync(subprogramDir(ifname, FILTER.name))) continue;
-    let maps: FilterMaps;
-    try {
-      maps = FilterMaps.open(ifname);
-    } catch (err) {
-      if (err instanceof XdplbError) continue; // detached while we looked
-      throw err;
-    }
-    try {
-      out[ifname] = readStatus(maps);
-    } finally {
-      maps.close();
-    }
-  }
-  return out;
+  if (!out.length) out.push('xdp-filter is not attached to any interface.');
+  return out.join('\n');
 }

@@ -5,6 +5,7 @@
 // to 65535, got 0`.
 import { isIP } from 'node:net';
 import { UsageError } from '../../errors.js';
+import { JsonDoc } from '../../json.js';
 import { DEFAULT_TABLE_SIZE, isPrime } from './maglev.js';
 import {
   LB_MAX_BACKENDS, LB_MAX_VIPS, PROTO, addrBytes, addrText, familyOf,
@@ -160,22 +161,16 @@ export function validateConfig(v: unknown): LbConfig {
 }
 
 /** JSON text to a checked config; malformed JSON is named with its line and column. */
+/** A config file's text: JSON (no comments, no key twice), checked whole;
+ *  an error names the file, line and column and the key path. */
 export function parseConfig(text: string, file: string): LbConfig {
-  let raw: unknown;
+  const doc = JsonDoc.parse(text, file, (m) => new ConfigError(m));
   try {
-    raw = JSON.parse(text);
+    return validateConfig(doc.value);
   } catch (err) {
-    const message = (err as Error).message;
-    const at = /at position (\d+)/.exec(message);
-    const pos = at ? Number(at[1]) : text.length;
-    const before = text.slice(0, pos).split('\n');
-    const reason = message.replace(/\s*in JSON at position \d+.*$/, '').replace(/ \(line \d+ column \d+\)$/, '');
-    throw new ConfigError(`${file}: malformed JSON at line ${before.length} column ${before[before.length - 1].length + 1}: ${reason}`);
-  }
-  try {
-    return validateConfig(raw);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(`${file}: ${err.message}`);
-    throw err;
+    if (!(err instanceof ConfigError)) throw err;
+    const colon = err.message.indexOf(': ');
+    const path = err.message.slice(0, colon);
+    throw new ConfigError(`${doc.where(path === 'config' ? '' : path)}: ${err.message}`);
   }
 }

@@ -36,24 +36,39 @@ function wrap<T>(fn: () => T, what: string, text: string, expected: string): T {
 const VIP_FORM = 'PROTOCOL:ADDRESS:PORT like tcp:10.0.0.10:8000 or udp:[fd00::10]:53';
 const BACKEND_FORM = 'ADDRESS[:PORT] like 10.0.0.2:8000 or [fd00::2]:8000';
 
-/** `tcp:10.0.0.10:8000`, `udp:[fd00::10]:53`; the protocol defaults to tcp. */
+/** `tcp:10.0.0.10:8000`, `udp:[fd00::10]:53`: the protocol is part of a
+ *  VIP's name, so it is never guessed. */
 export function parseVipRef(text: string): VipRef {
   return wrap(() => {
     const m = /^(tcp|udp):(.*)$/.exec(text);
-    const rest = m ? m[2] : text;
-    const { host, port: p } = split(rest);
+    if (!m) throw new Error();
+    const { host, port: p } = split(m[2]);
     if (p === undefined) throw new Error();
-    return { address: address(host, 'vip'), port: port(Number(p), 'vip'), protocol: protocol(m ? m[1] : 'tcp', 'vip') };
+    return { address: address(host, 'vip'), port: port(Number(p), 'vip'), protocol: protocol(m[1], 'vip') };
   }, 'VIP', text, VIP_FORM);
 }
 
+/** Backends, comma separated, each with a port or all without one (they
+ *  then take the VIP's): `10.0.0.2,10.0.0.3:8000` could mean either, so it
+ *  is refused rather than read one way. */
 export function parseBackendRefs(text: string): BackendRef[] {
-  return text.split(',').map((one) =>
+  const refs = text.split(',').map((one) =>
     wrap(() => {
       const { host, port: p } = split(one);
       return { address: address(host, 'backend'), ...(p === undefined ? {} : { port: port(Number(p), 'backend') }) };
     }, 'backend', one, BACKEND_FORM),
   );
+  const withPort = refs.filter((r) => r.port !== undefined).length;
+  if (withPort && withPort !== refs.length) {
+    throw new UsageError(`invalid --backend '${text}': give every backend a port or none (those without take the VIP's port)`);
+  }
+  return refs;
+}
+
+/** The command-line flag for a key path of the config, where there is one. */
+function flagFor(message: string): string {
+  return message.replace(/^nat\.source_ipv[46]/, '--nat-source').replace(/^(VIP \S+)\.table_size/, '$1 --table-size')
+    .replace(/^(VIP \S+)\.backends\[\d+\]\.weight/, '$1 --weight');
 }
 
 export function parseWeight(text: string): number {
@@ -109,6 +124,6 @@ export function editConfig(current: LbConfig, edit: Edit): LbConfig {
   try {
     return validateConfig(next);
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.replace(/^vips\[\d+\]/, `VIP ${name}`)}`);
+    throw new UsageError(flagFor((err as Error).message.replace(/^vips\[\d+\]/, `VIP ${name}`)));
   }
 }

@@ -1,5 +1,5 @@
 // The load balancer's map structs, byte for byte (bpf/subprogs/lb/lb_maps.h);
-// test/kernel/lb-layout.test.ts checks every offset against the object's BTF.
+// the layout test checks every offset against the object's BTF.
 // Addresses and ports are kept in network order, as the data plane reads them.
 import { isIP } from 'node:net';
 
@@ -13,8 +13,6 @@ export type Protocol = keyof typeof PROTO;
 
 export const BACKEND_FLAGS = { inUse: 1, mac: 2, removed: 4 } as const;
 export const CONFIG_FLAGS = { nat4: 1, nat6: 2 } as const;
-/** BPF_F_MMAPABLE, as map_info reports it. */
-const MAP_FLAG_MMAPABLE = 1 << 10;
 
 export const LAYOUT = {
   lb_addr: { size: 16 },
@@ -35,24 +33,6 @@ export const LAYOUT = {
     size: 88, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
     no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72, icmp_errors: 80,
   },
-} as const;
-
-/** Key size, value size and flags of each map, as this version's object
- *  declares them (a pinned map from another version is refused, not
- *  reused: libbpf would refuse it less clearly, or the program misread it). */
-export const MAP_SIZES = {
-  lb_vips: [LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size, 0],
-  lb_vip_bits: [4, 8, 0],
-  lb_vip_ids: [4, LAYOUT.lb_vip_key.size, 0],
-  lb_maglev: [4, 4, 0],
-  lb_backends: [4, LAYOUT.lb_backend.size, MAP_FLAG_MMAPABLE],
-  lb_config: [4, LAYOUT.lb_config.size, 0],
-  lb_conns: [LAYOUT.lb_flow.size, LAYOUT.lb_conn.size, 0],
-  lb_nat: [LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size, 0],
-  lb_frags: [LAYOUT.lb_frag_key.size, LAYOUT.lb_frag.size, 0],
-  lb_l2_cache: [4, LAYOUT.lb_l2.size, 0],
-  lb_vip_stats: [4, LAYOUT.lb_counters.size, 0],
-  lb_be_stats: [4, LAYOUT.lb_counters.size, 0],
 } as const;
 
 export const COUNTER_NAMES = [
@@ -258,8 +238,7 @@ export function decodeConfig(b: Buffer): { nat: NatConfig; timeouts: Timeouts } 
   };
 }
 
-export function decodeCounters(cpus: Buffer[]): LbCounters {
-  const out = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0n])) as LbCounters;
-  for (const cpu of cpus) for (const n of COUNTER_NAMES) out[n] += cpu.readBigUInt64LE(LAYOUT.lb_counters[n]);
-  return out;
+/** A counters row summed over CPUs (BpfMap.sumPerCpu: one word each). */
+export function decodeCounters(words: bigint[]): LbCounters {
+  return Object.fromEntries(COUNTER_NAMES.map((n) => [n, words[LAYOUT.lb_counters[n] / 8] ?? 0n])) as LbCounters;
 }

@@ -1,74 +1,74 @@
-// The balancer's pinned maps (shared by every interface it runs on) and the
-// interfaces it runs on, read back from bpffs and the kernel.
+// The balancer's state (VIPs, backends, tables, connections, NAT ports,
+// counters): pinned once per network namespace and shared by every
+// interface of that namespace the balancer runs on. It outlives the
+// balancer's processes and its detach from the last interface (a restarted
+// balancer adopts it, and no connection is reset); only --purge removes it.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { closeFd, mapInfo, openPinned } from '../../libbpf/index.js';
+import { closeMaps } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
-import { sharedDir, interfaceDir } from '../../root/layout.js';
-import { RootArray } from '../../root/array.js';
-import { pinnedInterfaces } from '../../root/status.js';
-import { findSubprogram } from '../../root/subprogram.js';
-import { LB_MAPS, LB_SPEC } from './spec.js';
-import type { LbFds } from './state.js';
-import { MAP_SIZES } from './layout.js';
+import { withDirLock } from '../../sys/lock.js';
+import { openPinnedMaps, programIfaces, sharedRecovery } from '../../root/place.js';
+import { removePins } from '../../root/array.js';
+import { sharedDir } from '../../root/pins.js';
+import { LB_MAPS, LB_SPEC, type LbMapName } from './spec.js';
+import type { LbMaps } from './state.js';
 
-/** The pinned maps, or null when the balancer runs nowhere. State pinned by
- *  another version of the balancer, whose maps the program would misread,
- *  is refused: each map's key and value size and flags must match. */
-export function openLbMaps(): LbFds | null {
-  const dir = sharedDir(LB_SPEC.name);
+const NAMES = Object.fromEntries(LB_MAPS.map((n) => [n, n])) as Record<LbMapName, string>;
+
+export function lbDir(): string {
+  return sharedDir(LB_SPEC.name);
+}
+
+/** The namespace's pinned maps, or null when the balancer never ran here
+ *  (or was purged). State another ABI pinned is refused untouched. */
+export function openLbMaps(): LbMaps | null {
+  const dir = lbDir();
   if (!existsSync(dir)) return null;
-  const fds: Partial<LbFds> = {};
-  try {
-    for (const name of LB_MAPS) {
-      const fd = openPinned(join(dir, name));
-      if (fd === null) throw new XdplbError(`incomplete load balancer pins in ${dir}: ${name} is missing; run xdp-lb --detach on every interface to clean up`);
-      fds[name] = fd;
-      const info = mapInfo(fd);
-      const [key, value, flags] = MAP_SIZES[name];
-      if (info.keySize !== key || info.valueSize !== value || info.flags !== flags) {
-        throw new XdplbError(
-          `the load balancer state pinned in ${dir} is from another version: map ${name} has ` +
-            `key/value sizes ${info.keySize}/${info.valueSize} and flags ${info.flags}, expected ${key}/${value} and ${flags}; ` +
-            'run xdp-lb --detach on every interface (its config goes with it) and attach again',
-        );
-      }
-    }
-  } catch (err) {
-    Object.values(fds).forEach(closeFd);
-    throw err;
+  return openPinnedMaps(dir, NAMES, sharedRecovery(LB_SPEC), `incomplete load balancer state in ${dir}: ${sharedRecovery(LB_SPEC)}`);
+}
+
+export function requireLbMaps(): LbMaps {
+  const maps = openLbMaps();
+  if (!maps) {
+    throw new XdplbError('the load balancer has no state in this network namespace: run xdp-lb --attach --interface IFNAME first');
   }
-  return fds as LbFds;
+  return maps;
 }
 
-/** Refuse state pinned by another version before attaching over it. */
-export function checkPinnedLayout(): void {
-  const fds = openLbMaps();
-  if (fds) closeLbMaps(fds);
+export function closeLbMaps(maps: LbMaps): void {
+  closeMaps(maps);
 }
 
-export function requireLbMaps(): LbFds {
-  const fds = openLbMaps();
-  if (!fds) throw new XdplbError('xdp-lb is not attached to any interface: run xdp-lb --attach --interface IFNAME first');
-  return fds;
+/** Run `fn` on the namespace's balancer state under its lock: applies are
+ *  serialized, so two at once end in one config or the other, never in a
+ *  mix of both. */
+export function withLbState<T>(fn: (maps: LbMaps) => T): T {
+  const maps = requireLbMaps();
+  try {
+    return withDirLock(lbDir(), () => fn(maps));
+  } finally {
+    closeLbMaps(maps);
+  }
 }
 
-export function closeLbMaps(fds: LbFds): void {
-  Object.values(fds).forEach(closeFd);
-}
-
-/** Interfaces whose root array holds the balancer, and where. */
+/** Interfaces of this namespace whose root array holds the balancer, and where. */
 export function lbInterfaces(only?: string[]): Record<string, { slot: number; id: number }> {
   const out: Record<string, { slot: number; id: number }> = {};
-  for (const ifname of only ?? pinnedInterfaces()) {
-    const root = RootArray.openPinned(interfaceDir(ifname));
-    if (!root) continue;
-    try {
-      const found = findSubprogram(root, LB_SPEC);
-      if (found) out[ifname] = found;
-    } finally {
-      root.close();
-    }
+  for (const p of programIfaces(LB_SPEC)) {
+    if (!only || only.includes(p.iface.name)) out[p.iface.name] = { slot: p.slot, id: p.id };
   }
   return out;
+}
+
+/** Remove the namespace's balancer state: its connections and NAT ports
+ *  go with it. Refused while the balancer is attached anywhere here. */
+export function purgeLbState(): boolean {
+  const where = Object.keys(lbInterfaces());
+  if (where.length) {
+    throw new XdplbError(`the load balancer is attached to ${where.join(', ')}: run xdp-lb --detach --interface ${where.join(',')} first, then --purge`);
+  }
+  const dir = lbDir();
+  if (!existsSync(dir)) return false;
+  withDirLock(dir, () => removePins(dir));
+  return true;
 }

@@ -1,30 +1,36 @@
 // The load balancer as a service (xdp-lb run): in its slot on the root's
-// interfaces, with the section's VIPs applied (only the difference written).
-import type { SectionHandler } from '../../service/section-service.js';
-import { attachSubprogram, detachSubprogram } from '../../root/subprogram.js';
+// interfaces, with the section's VIPs applied (only the difference written,
+// under the state's lock). Stopping takes it out of the slots; its state
+// stays for the next start.
+import type { ServiceHandler } from '../contract.js';
+import { findProgram, placeProgram, removeProgram, withRoot } from '../../root/place.js';
 import type { LbConfig } from './config.js';
-import { checkPinnedLayout, closeLbMaps, requireLbMaps } from './pins.js';
 import { LB_SPEC } from './spec.js';
+import { withLbState } from './pins.js';
 import { applyConfig } from './state.js';
 import { lbStatus } from './status.js';
+import { describeApply } from './cli.js';
 
-export const LB_SERVICE: SectionHandler<LbConfig> = {
-  section: 'lb',
-  apply(ifnames, slot, config) {
-    checkPinnedLayout();
-    for (const ifname of ifnames) attachSubprogram(ifname, LB_SPEC, slot);
-    const fds = requireLbMaps();
-    try {
-      applyConfig(fds, config);
-    } finally {
-      closeLbMaps(fds);
-    }
+export const LB_SERVICE: ServiceHandler<LbConfig> = {
+  apply(ifaces, slot, config) {
+    const placed = placeProgram(LB_SPEC, ifaces, slot);
+    const lines = placed.filter((p) => p.changed).map((p) => `${p.iface.name}: xdp_lb in slot ${p.slot}`);
+    const r = withLbState((maps) => applyConfig(maps, config));
+    const what = describeApply(r);
+    if (r.vips_added || r.vips_removed || r.vips_changed || r.tables_written || r.backends_written) lines.push(`lb: ${what}`);
+    return lines;
   },
-  detach(ifnames) {
-    for (const ifname of ifnames) detachSubprogram(ifname, LB_SPEC);
+  detach(ifaces) {
+    removeProgram(LB_SPEC, ifaces);
   },
-  status(ifnames) {
-    const s = lbStatus(ifnames);
+  check(ifaces, slot) {
+    return ifaces.flatMap((iface) => withRoot(iface, (root) => {
+      const at = findProgram(root, LB_SPEC);
+      return at && at.slot === slot ? [] : [`${iface.name}: xdp_lb not in slot ${slot}`];
+    }));
+  },
+  status(ifaces) {
+    const s = lbStatus(ifaces.map((i) => i.name));
     if (!s.loaded) return 'not loaded';
     const backends = s.vips.reduce((n, v) => n + v.backends.length, 0);
     return `${Object.keys(s.interfaces).join(', ')}: ${s.vips.length} VIPs, ${backends} backends, ` +

@@ -1,5 +1,5 @@
 // The load balancer as a subprogram: its object, default slot and maps.
-import type { SubprogramSpec } from '../../root/subprogram.js';
+import type { ProgramSpec } from '../../root/place.js';
 
 /** All of the balancer's maps are shared by the interfaces it runs on (none
  *  is per interface): a flow keeps its backend and NAT port whichever
@@ -9,7 +9,7 @@ export const LB_MAPS = [
 ] as const;
 export type LbMapName = (typeof LB_MAPS)[number];
 
-export const LB_SPEC: SubprogramSpec = {
+export const LB_SPEC: ProgramSpec = {
   name: 'lb',
   object: 'xdp_lb.o',
   program: 'xdp_lb',

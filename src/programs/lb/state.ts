@@ -2,10 +2,7 @@
 // kernel is the source of truth) and changed by applying a config, writing
 // only the difference. A Maglev table is never written in place: a new inner
 // map is filled and swapped in by one update of lb_maglev.
-import {
-  MAP_F_INNER_MAP, MAP_F_MMAPABLE, MAP_TYPE_ARRAY, arrayWriteMapped, closeFd, mapCreate, mapDelete, mapEntries, mapLookup,
-  mapLookupPerCpu, mapUpdate, mapUpdateBatch, mapCount, possibleCpus, mapInfo, mapFdById, arrayValues, arrayReadMapped,
-} from '../../libbpf/index.js';
+import { BpfMap, MAP_F, MAP_TYPE, possibleCpus } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { maglevTable } from './maglev.js';
 import { kernelHz } from './clock.js';
@@ -17,7 +14,7 @@ import {
 import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type BackendConfig, type LbConfig, type VipConfig } from './config.js';
 import type { LbMapName } from './spec.js';
 
-export type LbFds = Record<LbMapName, number>;
+export type LbMaps = Record<LbMapName, BpfMap>;
 
 export interface LbState {
   /** The config the kernel holds, built on first use: applying a whole
@@ -34,18 +31,18 @@ export interface LbState {
 const ZERO = u32(0);
 /** As struct lb_table's in lb_maps.h: the outer map takes only inner maps
  *  with the template's flags. */
-const TABLE_FLAGS = MAP_F_INNER_MAP | MAP_F_MMAPABLE;
+const TABLE_FLAGS = MAP_F.INNER_MAP | MAP_F.MMAPABLE;
 
-export function readState(fds: LbFds): LbState {
-  const cfgRaw = mapLookup(fds.lb_config, ZERO, LAYOUT.lb_config.size);
+export function readState(maps: LbMaps): LbState {
+  const cfgRaw = maps.lb_config.lookup(0);
   const vips = new Map<string, { id: number; tableSize: number; key: Buffer }>();
   // One batch call for every VIP, not a key walk and a lookup per VIP.
-  for (const [key, v] of mapEntries(fds.lb_vips, LAYOUT.lb_vip_key.size, LAYOUT.lb_vip.size, LB_MAX_VIPS)) {
+  for (const [key, v] of maps.lb_vips.entries(LB_MAX_VIPS)) {
     const { id, tableSize } = decodeVip(v);
     vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
   }
   const backends = new Map<number, BackendEntry>();
-  const raw = arrayReadMapped(fds.lb_backends, LAYOUT.lb_backend.size, LB_MAX_BACKENDS);
+  const raw = maps.lb_backends.readMapped(LB_MAX_BACKENDS);
   for (let id = 0; id < LB_MAX_BACKENDS; id++) {
     const e = decodeBackend(raw, id * LAYOUT.lb_backend.size);
     if (e) backends.set(id, e);
@@ -78,7 +75,7 @@ function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState
 
 /** One write the apply made, and how to undo it. */
 interface Undo {
-  fd: number;
+  map: BpfMap;
   key: Buffer;
   old: Buffer | null;
 }
@@ -97,7 +94,7 @@ export interface ApplyResult {
  * swap), then the VIP entries, and removals last. A kernel error part way
  * undoes the writes made so far.
  */
-export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readState(fds)): ApplyResult {
+export function applyConfig(maps: LbMaps, want: LbConfig, have: LbState = readState(maps)): ApplyResult {
   const result: ApplyResult = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
 
   // Plan ids before writing anything, so running out of room changes nothing.
@@ -160,45 +157,45 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
 
   const undo: Undo[] = [];
   /** Write unless the kernel holds it already; `old` is what readState saw. */
-  const write = (fd: number, key: Buffer, value: Buffer, old: Buffer | null) => {
+  const write = (map: BpfMap, key: Buffer, value: Buffer, old: Buffer | null) => {
     if (old && old.equals(value)) return;
-    mapUpdate(fd, key, value);
-    undo.push({ fd, key, old });
+    map.update(key, value);
+    undo.push({ map, key, old });
   };
-  const remove = (fd: number, key: Buffer, size: number) => {
-    const old = mapLookup(fd, key, size);
+  const remove = (map: BpfMap, key: Buffer) => {
+    const old = map.lookup(key);
     if (!old) return;
-    mapDelete(fd, key);
-    undo.push({ fd, key, old });
+    map.delete(key);
+    undo.push({ map, key, old });
   };
   /** Write the entries of an array map where `next` differs from `prev`
    *  (both the whole array), in one batch. */
-  const writeChanged = (fd: number, prev: Buffer, next: Buffer, size: number) => {
+  const writeChanged = (map: BpfMap, prev: Buffer, next: Buffer, size: number) => {
     const ids: number[] = [];
     for (let i = 0; i * size < next.length; i++) {
       const a = prev.subarray(i * size, (i + 1) * size);
       if (a.equals(next.subarray(i * size, (i + 1) * size))) continue;
       ids.push(i);
-      undo.push({ fd, key: u32(i), old: Buffer.from(a) });
+      undo.push({ map, key: u32(i), old: Buffer.from(a) });
     }
-    writeArray(fd, ids, ids.map((i) => next.subarray(i * size, (i + 1) * size)));
+    map.updateIndexes(ids, ids.map((i) => next.subarray(i * size, (i + 1) * size)));
   };
-  const swapped: Array<{ key: Buffer; oldFd: number | null }> = [];
-  const built: Array<{ id: number; fd: number }> = [];
+  const swapped: Array<{ key: Buffer; old: BpfMap | null }> = [];
+  const built: Array<{ id: number; table: BpfMap }> = [];
   try {
-    write(fds.lb_config, ZERO, encodeConfig(want.nat, want.timeouts, kernelHz()), have.configRaw);
+    write(maps.lb_config, ZERO, encodeConfig(want.nat, want.timeouts, kernelHz()), have.configRaw);
     // Changed backend entries in one batch, and zeroed counters for new ids
     // and new VIPs.
     const fresh = changed.filter((b) => !have.backends.has(b.id)).map((b) => b.id);
     for (const b of changed) {
       const old = have.backends.get(b.id);
-      undo.push({ fd: fds.lb_backends, key: u32(b.id), old: old ? encodeBackend(old) : Buffer.alloc(LAYOUT.lb_backend.size) });
+      undo.push({ map: maps.lb_backends, key: u32(b.id), old: old ? encodeBackend(old) : Buffer.alloc(LAYOUT.lb_backend.size) });
     }
-    writeArray(fds.lb_backends, changed.map((b) => b.id), changed.map((b) => encodeBackend(b.entry)));
-    writeArray(fds.lb_be_stats, fresh, fresh.map(() => Buffer.alloc(countersSize())));
+    maps.lb_backends.updateIndexes(changed.map((b) => b.id), changed.map((b) => encodeBackend(b.entry)));
+    maps.lb_be_stats.updateIndexes(fresh, fresh.map(() => Buffer.alloc(countersSize())));
     result.backends_written = changed.length;
     const newVips = plan.filter((p) => !p.current).map((p) => p.id);
-    writeArray(fds.lb_vip_stats, newVips, newVips.map(() => Buffer.alloc(countersSize())));
+    maps.lb_vip_stats.updateIndexes(newVips, newVips.map(() => Buffer.alloc(countersSize())));
     for (const p of plan) {
       if (p.sameTable) continue;
       const key = u32(p.id);
@@ -206,49 +203,49 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
       // read. Growing, the old size fits the new table: swap, then resize.
       // Shrinking, resize first so that no index runs past the new table.
       if (p.current && p.vip.table_size < p.current.tableSize) {
-        write(fds.lb_vips, p.current.key, encodeVip(p.id, p.vip.table_size), encodeVip(p.id, p.current.tableSize));
+        write(maps.lb_vips, p.current.key, encodeVip(p.id, p.vip.table_size), encodeVip(p.id, p.current.tableSize));
       }
-      swapped.push({ key, oldFd: innerFd(fds.lb_maglev, key) });
+      swapped.push({ key, old: innerMap(maps.lb_maglev, key) });
       const table = maglevTable(p.vip.backends.map((b, i) => ({ id: p.ids[i], key: `${b.address}:${b.port}`, weight: b.weight })), p.vip.table_size);
-      built.push({ id: p.id, fd: buildTable(table) });
+      built.push({ id: p.id, table: buildTable(table) });
       result.tables_written++;
       if (p.current) result.vips_changed++;
     }
     // Every new table in one batch update of the outer map: the kernel waits
     // for running programs to let go of the old tables (an RCU grace period)
     // once per update call, not once per table.
-    writeArray(fds.lb_maglev, built.map((t) => t.id), built.map((t) => u32(t.fd)));
+    maps.lb_maglev.updateIndexes(built.map((t) => t.id), built.map((t) => u32(t.table.fd)));
     // A new VIP's id and bit go in before its lb_vips entry, a removed one's
     // come out after it: the bits stay a superset of the VIPs throughout.
-    const ids = arrayValues(fds.lb_vip_ids, LAYOUT.lb_vip_key.size, LB_MAX_VIPS);
-    const bits = arrayValues(fds.lb_vip_bits, 8, VIP_BITS_WORDS);
+    const ids = maps.lb_vip_ids.values(LB_MAX_VIPS);
+    const bits = maps.lb_vip_bits.values(VIP_BITS_WORDS);
     const idsDuring = Buffer.from(ids);
     for (const p of plan) encodeVipKey(p.vip).copy(idsDuring, p.id * LAYOUT.lb_vip_key.size);
-    writeChanged(fds.lb_vip_ids, ids, idsDuring, LAYOUT.lb_vip_key.size);
+    writeChanged(maps.lb_vip_ids, ids, idsDuring, LAYOUT.lb_vip_key.size);
     const bitsDuring = vipBits([...have.vips.values()].map((v) => v.key).concat(plan.map((p) => encodeVipKey(p.vip))));
-    writeChanged(fds.lb_vip_bits, bits, bitsDuring, 8);
+    writeChanged(maps.lb_vip_bits, bits, bitsDuring, 8);
     for (const p of plan) {
       // Same size: nothing to write; smaller: written before the swap.
       if (p.current && p.vip.table_size <= p.current.tableSize) continue;
       const old = p.current ? encodeVip(p.current.id, p.current.tableSize) : null;
-      write(fds.lb_vips, p.current?.key ?? encodeVipKey(p.vip), encodeVip(p.id, p.vip.table_size), old);
+      write(maps.lb_vips, p.current?.key ?? encodeVipKey(p.vip), encodeVip(p.id, p.vip.table_size), old);
       if (!p.current) result.vips_added++;
     }
     for (const [name, v] of have.vips) {
       if (wanted.has(name)) continue;
-      remove(fds.lb_vips, v.key, LAYOUT.lb_vip.size);
-      swapped.push({ key: u32(v.id), oldFd: innerFd(fds.lb_maglev, u32(v.id)) });
-      mapDelete(fds.lb_maglev, u32(v.id));
+      remove(maps.lb_vips, v.key);
+      swapped.push({ key: u32(v.id), old: innerMap(maps.lb_maglev, u32(v.id)) });
+      maps.lb_maglev.delete(u32(v.id));
       result.vips_removed++;
     }
     for (const vipId of freedVipIds) {
       const held = byVip.get(vipId);
-      held?.ids.forEach((id, k) => write(fds.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(held.entries[k])));
+      held?.ids.forEach((id, k) => write(maps.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(held.entries[k])));
     }
     const idsAfter = Buffer.alloc(idsDuring.length);
     for (const p of plan) encodeVipKey(p.vip).copy(idsAfter, p.id * LAYOUT.lb_vip_key.size);
-    writeChanged(fds.lb_vip_ids, idsDuring, idsAfter, LAYOUT.lb_vip_key.size);
-    writeChanged(fds.lb_vip_bits, bitsDuring, vipBits(plan.map((p) => encodeVipKey(p.vip))), 8);
+    writeChanged(maps.lb_vip_ids, idsDuring, idsAfter, LAYOUT.lb_vip_key.size);
+    writeChanged(maps.lb_vip_bits, bitsDuring, vipBits(plan.map((p) => encodeVipKey(p.vip))), 8);
   } catch (err) {
     // Best effort: the error that stopped the apply is the one to report.
     const attempt = (fn: () => unknown) => {
@@ -258,14 +255,14 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
         // keep undoing the rest
       }
     };
-    for (const u of undo.reverse()) attempt(() => (u.old ? mapUpdate(u.fd, u.key, u.old) : mapDelete(u.fd, u.key)));
+    for (const u of undo.reverse()) attempt(() => (u.old ? u.map.update(u.key, u.old) : u.map.delete(u.key)));
     for (const s of swapped.reverse()) {
-      attempt(() => (s.oldFd !== null ? mapUpdate(fds.lb_maglev, s.key, u32(s.oldFd)) : mapDelete(fds.lb_maglev, s.key)));
+      attempt(() => (s.old ? maps.lb_maglev.update(s.key, u32(s.old.fd)) : maps.lb_maglev.delete(s.key)));
     }
     throw err;
   } finally {
-    for (const s of swapped) closeFd(s.oldFd ?? -1);
-    for (const t of built) closeFd(t.fd);
+    for (const s of swapped) s.old?.close();
+    for (const t of built) t.table.close();
   }
   return result;
 }
@@ -306,31 +303,23 @@ function holds(old: BackendEntry | undefined, vipId: number, b: BackendConfig): 
 /** One per-CPU counters value, for every CPU (each rounded to 8 bytes). */
 const countersSize = () => Math.ceil(LAYOUT.lb_counters.size / 8) * 8 * possibleCpus();
 
-/** Write array entries `ids` in one batch call. */
-function writeArray(fd: number, ids: number[], values: Buffer[]): void {
-  if (!ids.length) return;
-  const keys = Buffer.alloc(ids.length * 4);
-  ids.forEach((id, i) => keys.writeUInt32LE(id, i * 4));
-  mapUpdateBatch(fd, keys, Buffer.concat(values), ids.length);
-}
-
-/** An fd for the table now at `key` of the outer map, null when none. */
-function innerFd(outer: number, key: Buffer): number | null {
-  const id = mapLookup(outer, key, 4);
-  return id ? mapFdById(id.readUInt32LE(0)) : null;
+/** The table now at `key` of the outer map, null when none. */
+function innerMap(outer: BpfMap, key: Buffer): BpfMap | null {
+  const id = outer.lookup(key);
+  return id ? BpfMap.byId(id.readUInt32LE(0)) : null;
 }
 
 /** A new inner map holding `table`, filled through a memory mapping (one
  *  copy, not an update per entry); the caller swaps it in and closes it. */
-function buildTable(table: Uint32Array): number {
-  const fd = mapCreate(MAP_TYPE_ARRAY, 'lb_table', 4, 4, table.length, TABLE_FLAGS);
+function buildTable(table: Uint32Array): BpfMap {
+  const map = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 4, table.length, TABLE_FLAGS);
   try {
-    arrayWriteMapped(fd, Buffer.from(table.buffer, table.byteOffset, table.byteLength), 4, table.length);
+    map.writeMapped(Buffer.from(table.buffer, table.byteOffset, table.byteLength), table.length);
   } catch (err) {
-    closeFd(fd);
+    map.close();
     throw err;
   }
-  return fd;
+  return map;
 }
 
 export interface BackendStatus {
@@ -354,33 +343,33 @@ export interface VipStatus {
   backends: BackendStatus[];
 }
 
-function counters(fd: number, id: number): LbCounters {
-  return decodeCounters(mapLookupPerCpu(fd, u32(id), LAYOUT.lb_counters.size) ?? []);
+function counters(map: BpfMap, id: number): LbCounters {
+  return decodeCounters(map.sumPerCpu(id));
 }
 
-export function vipStatus(fds: LbFds, state = readState(fds)): VipStatus[] {
+export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
   return [...state.vips.values()]
     .sort((a, b) => a.id - b.id)
     .map((v) => ({
       id: v.id,
       ...decodeVipKey(v.key),
       table_size: v.tableSize,
-      counters: counters(fds.lb_vip_stats, v.id),
+      counters: counters(maps.lb_vip_stats, v.id),
       backends: [...state.backends.entries()]
         .filter(([, b]) => b.vipId === v.id)
         .map(([id, b]) => ({
           id, address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}),
-          removed: b.removed, counters: counters(fds.lb_be_stats, id),
+          removed: b.removed, counters: counters(maps.lb_be_stats, id),
         })),
     }));
 }
 
 /** How full the connection and NAT tables are: entries walked, of capacity. */
-export function tableFill(fds: LbFds): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
+export function tableFill(maps: LbMaps): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
   return {
-    connections: mapCount(fds.lb_conns, LAYOUT.lb_flow.size, LAYOUT.lb_conn.size),
-    connections_max: mapInfo(fds.lb_conns).maxEntries,
-    nat_ports: mapCount(fds.lb_nat, LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size),
-    nat_ports_max: mapInfo(fds.lb_nat).maxEntries,
+    connections: maps.lb_conns.count(),
+    connections_max: maps.lb_conns.maxEntries,
+    nat_ports: maps.lb_nat.count(),
+    nat_ports_max: maps.lb_nat.maxEntries,
   };
 }

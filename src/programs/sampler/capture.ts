@@ -2,10 +2,11 @@
 // capture file as it arrives, until a count, a duration or a stop request.
 // Verdict samples carry a comment naming the slot, the program in it and
 // the action, e.g. `slot=2 prog=xdp_filter action=XDP_DROP`.
-import { bootTimeNs, progFullName } from '../../libbpf/index.js';
-import { interfaceIndex } from '../../net/interface.js';
-import { describeProg, type RootArray } from '../../root/array.js';
-import { requireRoot } from '../../root/slot.js';
+import { describeProg, progFullName } from '../../libbpf/index.js';
+import { bootTimeNs } from '../../sys/clock.js';
+import type { RootArray } from '../../root/array.js';
+import { openRoot } from '../../root/place.js';
+import { resolveIface } from '../../root/pins.js';
 import { readSampleCounters, readSampling } from './config.js';
 import { SNAP_MAX, type Sample } from './layout.js';
 import { captureWriter, type CaptureInterface, type Format } from './pcap.js';
@@ -73,19 +74,21 @@ export class Capture {
   constructor(private req: CaptureRequest, private out: (bytes: Buffer) => void) {
     try {
       for (const ifname of req.ifnames) {
-        interfaceIndex(ifname);
-        const root = requireRoot(ifname);
+        const root = openRoot(resolveIface(ifname));
         this.roots.push(root);
-        const maps = root.sampleMaps(ifname);
+        const maps = root.maps;
         this.interfaces.push({ name: ifname, snaplen: Math.min(readSampling(maps.sampling).snaplen, SNAP_MAX) });
         this.lostAtStart.push(readSampleCounters(maps.sample_stats).lost);
       }
       const writer = captureWriter(req.format);
       const toWall = bootToWallClock();
+      // Samples taken before the capture started (still in the ring from
+      // earlier traffic) are not this capture's.
+      const start = bootTimeNs();
       this.roots.forEach((root, interfaceId) => {
         const names = new SlotNames(root);
-        this.readers.push(new SampleReader(root.sampleMaps(req.ifnames[interfaceId]).samples, (s: Sample) => {
-          if (this.done()) return;
+        this.readers.push(new SampleReader(root.maps.samples, (s: Sample) => {
+          if (this.done() || s.timestamp < start) return;
           this.pending.push({
             timestamp: s.timestamp,
             bytes: writer.packet({
@@ -134,7 +137,7 @@ export class Capture {
       clearTimeout(timer);
     }
     const lost = this.roots.reduce(
-      (sum, root, i) => sum + readSampleCounters(root.sampleMaps(this.req.ifnames[i]).sample_stats).lost - this.lostAtStart[i], 0n,
+      (sum, root, i) => sum + readSampleCounters(root.maps.sample_stats).lost - this.lostAtStart[i], 0n,
     );
     return { written: this.written, lost, malformed: this.readers.reduce((n, r) => n + r.malformed, 0) };
   }

@@ -1,15 +1,15 @@
 // The sampler's settings: what an operator may ask for, checked before any
 // map is touched, and their encoding in the maps.
-import { mapLookup, mapLookupPerCpu, mapUpdate } from '../../libbpf/index.js';
+import type { BpfMap } from '../../libbpf/index.js';
 import { UsageError } from '../../errors.js';
-import type { SubprogramSpec } from '../../root/subprogram.js';
-import { SAMPLE_COUNTERS, SAMPLER_CONFIG, SAMPLING, SNAP_DEFAULT } from './layout.js';
+import type { ProgramSpec } from '../../root/place.js';
+import { SAMPLER_CONFIG, SAMPLING, SNAP_DEFAULT } from './layout.js';
 
 /** The sampler's rate: the global sampler_config in the section of that
  *  name (one load per packet, no lookup), whose map is pinned as this. */
 export const CONFIG_MAP = 'sampler_config';
 
-export const SAMPLER: SubprogramSpec = {
+export const SAMPLER: ProgramSpec = {
   name: 'sampler',
   object: 'xdp_sampler.o',
   program: 'xdp_sampler',
@@ -39,36 +39,34 @@ export function parseSnaplen(value: unknown): number {
   return Number(text);
 }
 
-const ZERO_KEY = Buffer.alloc(4);
-
 /** The interface's settings for every sample (xdplb_sampling). */
 export interface Sampling {
   verdictRate: number;
   snaplen: number;
 }
 
-export function readSampling(fd: number): Sampling {
-  const v = mapLookup(fd, ZERO_KEY, SAMPLING.size)!;
+export function readSampling(map: BpfMap): Sampling {
+  const v = map.lookup(0)!;
   // A fresh map holds zeros: the kernel then captures the default snaplen.
   return { verdictRate: v.readUInt32LE(SAMPLING.verdict_rate), snaplen: v.readUInt32LE(SAMPLING.snaplen) || SNAP_DEFAULT };
 }
 
 /** One map update: a packet sees the old settings or the new ones. */
-export function writeSampling(fd: number, s: Sampling): void {
+export function writeSampling(map: BpfMap, s: Sampling): void {
   const v = Buffer.alloc(SAMPLING.size);
   v.writeUInt32LE(s.verdictRate, SAMPLING.verdict_rate);
   v.writeUInt32LE(s.snaplen, SAMPLING.snaplen);
-  mapUpdate(fd, ZERO_KEY, v);
+  map.update(0, v);
 }
 
-export function readRate(fd: number): number {
-  return mapLookup(fd, ZERO_KEY, SAMPLER_CONFIG.size)!.readUInt32LE(SAMPLER_CONFIG.rate);
+export function readRate(map: BpfMap): number {
+  return map.lookup(0)!.readUInt32LE(SAMPLER_CONFIG.rate);
 }
 
-export function writeRate(fd: number, rate: number): void {
+export function writeRate(map: BpfMap, rate: number): void {
   const v = Buffer.alloc(SAMPLER_CONFIG.size);
   v.writeUInt32LE(rate, SAMPLER_CONFIG.rate);
-  mapUpdate(fd, ZERO_KEY, v);
+  map.update(0, v);
 }
 
 export interface SampleCounters {
@@ -81,12 +79,7 @@ export interface SampleCounters {
 }
 
 /** The interface's sample counters, summed over CPUs. */
-export function readSampleCounters(fd: number): SampleCounters {
-  const sum: SampleCounters = { packets: 0n, verdicts: 0n, lost: 0n };
-  for (const cpu of mapLookupPerCpu(fd, ZERO_KEY, SAMPLE_COUNTERS.size) ?? []) {
-    sum.packets += cpu.readBigUInt64LE(SAMPLE_COUNTERS.packets);
-    sum.verdicts += cpu.readBigUInt64LE(SAMPLE_COUNTERS.verdicts);
-    sum.lost += cpu.readBigUInt64LE(SAMPLE_COUNTERS.lost);
-  }
-  return sum;
+export function readSampleCounters(map: BpfMap): SampleCounters {
+  const [packets, verdicts, lost] = map.sumPerCpu(0);
+  return { packets, verdicts, lost };
 }

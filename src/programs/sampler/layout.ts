@@ -1,7 +1,7 @@
 // Layouts shared with C: the sample records of the ring buffer, the
 // interface's sampling settings and counters (bpf/include/xdplb/sample.h) and
 // the sampler's own setting (bpf/subprogs/sampler/sampler_config.h). Checked
-// against the objects' BTF by test/kernel/sampler-layout.test.ts.
+// against the object's BTF by the layout test with every subprogram's.
 import { ACTIONS } from '../../root/stats.js';
 
 /** Bytes of a frame a sample carries at most (XDPLB_SNAP_MAX). */
@@ -16,6 +16,14 @@ export const SAMPLE_HEADER = {
 export const SAMPLING = { verdict_rate: 0, snaplen: 4, size: 8 } as const;
 export const SAMPLE_COUNTERS = { packets: 0, verdicts: 8, lost: 16, size: 24 } as const;
 export const SAMPLER_CONFIG = { rate: 0, size: 4 } as const;
+
+/** Every struct above, by C name, for the layout test. */
+export const LAYOUTS = {
+  xdplb_sample: SAMPLE_HEADER,
+  xdplb_sampling: SAMPLING,
+  xdplb_sample_counters: SAMPLE_COUNTERS,
+  sampler_config: SAMPLER_CONFIG,
+};
 
 export const KIND_PACKET = 0;
 export const KIND_VERDICT = 1;

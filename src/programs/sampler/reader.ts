@@ -1,7 +1,7 @@
 // Reading an interface's ring buffer of samples without blocking: drain()
 // takes what is there and returns at once; SampleReader.run() drains from a
 // timer, sooner while samples keep coming, until it is stopped.
-import { RingBuffer } from '../../libbpf/index.js';
+import { RingBuffer, type BpfMap } from '../../libbpf/index.js';
 import { SAMPLE_HEADER, SNAP_MAX, decodeSample, type Sample } from './layout.js';
 
 /** Most bytes copied out of the ring per record: a header and SNAP_MAX. */
@@ -12,8 +12,8 @@ export class SampleReader {
   /** Records that were not samples (never expected; counted, not hidden). */
   malformed = 0;
 
-  constructor(samplesFd: number, onSample: (s: Sample) => void) {
-    this.ring = RingBuffer.open(samplesFd, MAX_RECORD, (data) => {
+  constructor(samples: BpfMap, onSample: (s: Sample) => void) {
+    this.ring = RingBuffer.open(samples.fd, MAX_RECORD, (data) => {
       const s = decodeSample(data);
       if (s) onSample(s);
       else this.malformed += 1;

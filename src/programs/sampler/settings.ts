@@ -1,6 +1,6 @@
 // The sampler's section of the service config:
 // { "rate": 1000, "verdict_rate": 100, "snaplen": 256 }
-import type { SectionSettings } from '../../service/config.js';
+import type { SectionReader } from '../contract.js';
 import { DEFAULT_RATE, DEFAULT_VERDICT_RATE, MAX_RATE, MAX_SNAPLEN } from './config.js';
 import { SNAP_DEFAULT } from './layout.js';
 
@@ -17,7 +17,7 @@ function whole(v: unknown, path: string, min: number, max: number, what: string)
   return v;
 }
 
-export const SAMPLER_SETTINGS: SectionSettings = {
+export const SAMPLER_SETTINGS: SectionReader<SamplerSettings> = {
   keys: ['rate', 'verdict_rate', 'snaplen'],
   parse(v): SamplerSettings {
     return {

@@ -1,0 +1,81 @@
+// What a subprogram is to the rest of xdplb: one descriptor per program
+// folder (src/programs/<name>/index.ts), listed once in the registry
+// (src/programs/index.ts). The service, the commands, the unit files, the
+// package's lists and the man pages are driven by these descriptors; nothing
+// outside a program's folder names its internals. Heavy parts (kernel code,
+// the service handler, metrics) load on first use, so a short command pays
+// only for what it runs.
+import type { ActionSpec, Args, OptionSpec } from '../command.js';
+import type { Iface } from '../root/pins.js';
+import type { Placed, ProgramSpec } from '../root/place.js';
+
+/** Syslog priorities journald understands (sd-daemon(3) prefixes). */
+export type Priority = 'err' | 'warning' | 'notice' | 'info';
+export type Log = (line: string, priority?: Priority) => void;
+
+/** How a program reads its own keys of its config section (besides
+ *  `enabled` and `slot`): pure validation, no kernel access. */
+export interface SectionReader<S> {
+  keys: readonly string[];
+  /** Check and normalise the section's keys (absent ones are absent). An
+   *  error's message starts with the key path inside the section and ': ',
+   *  e.g. `vips[0].port: expected ...`, so the line can be found. */
+  parse(value: Record<string, unknown>): S;
+}
+
+/** The program under `<command> run` (xdplb-<name>.service). */
+export interface ServiceHandler<S> {
+  /** Make the program run in `slot` on `ifaces` with `settings`:
+   *  idempotent, only the difference written, nothing changed when the
+   *  settings cannot be applied (checked before the first change). Returns
+   *  what changed, one line each, for the log. */
+  apply(ifaces: Iface[], slot: number, settings: S, log: Log): string[] | Promise<string[]>;
+  /** Take it out of `ifaces` (its shared state stays). */
+  detach(ifaces: Iface[], log: Log): void | Promise<void>;
+  /** What is wrong with the kernel's state against `settings` on `ifaces`
+   *  (empty when it is right): checked periodically by the service. */
+  check(ifaces: Iface[], slot: number, settings: S): string[];
+  /** The program's part of the STATUS= line. */
+  status(ifaces: Iface[]): string;
+  /** Work of its own that must end with the service (timers, sockets). */
+  stop?(): void | Promise<void>;
+}
+
+/** A struct shared with C: its size and the byte offset of every field
+ *  this side reads or writes. */
+export type Layout = { readonly size: number } & { readonly [field: string]: number };
+
+export interface AttachHook<R> {
+  options: readonly OptionSpec[];
+  parse(args: Args): R;
+  configure(placed: Placed[], request: R): Array<{ json: Record<string, unknown>; text: string }>;
+  /** Warnings about the interfaces (sysctls the program needs, ...). */
+  warnings?(placed: Placed[]): string[];
+}
+
+export interface Subprogram<S = any> extends ProgramSpec {
+  /** One line: the man page's NAME, the unit's Description. */
+  summary: string;
+  /** Paragraphs for --help and the man page. */
+  description: readonly string[];
+  /** Its structs shared with C, by C name, in its object (checked against
+   *  the object's BTF by one test). */
+  layouts: Readonly<Record<string, Layout>>;
+  section: SectionReader<S>;
+  /** Options `--attach` takes besides --interface and --slot: checked
+   *  before anything is placed, then applied to the placed programs (one
+   *  config write each); per interface, what to add to the JSON result
+   *  and to the line printed. */
+  attach?: AttachHook<any>;
+  /** The status: read (JSON-ready), and as text. */
+  status: {
+    read(ifnames?: string[]): unknown | Promise<unknown>;
+    text(status: any): string;
+  };
+  /** After it was taken out of `ifaces` (by --detach or its service). */
+  afterDetach?(ifaces: Iface[]): void;
+  /** Options and actions of its own, besides attach, detach, status, run. */
+  options: readonly OptionSpec[];
+  actions: ReadonlyArray<ActionSpec<any>>;
+  service(): Promise<ServiceHandler<S>>;
+}

@@ -1,0 +1,26 @@
+// The L4 load balancer: VIPs to weighted backends with Maglev consistent
+// hashing, connection tracking and NAT.
+import type { Subprogram } from '../contract.js';
+import { ACTIONS, ATTACH, OPTIONS, formatStatus } from './cli.js';
+import { LAYOUT } from './layout.js';
+import { LB_SETTINGS } from './settings.js';
+import { LB_SPEC } from './spec.js';
+import { lbStatus } from './status.js';
+import type { LbConfig } from './config.js';
+
+export const lb: Subprogram<LbConfig> = {
+  ...LB_SPEC,
+  summary: 'xdplb L4 load balancer: VIPs to backends with Maglev and NAT',
+  description: [
+    'VIPs (address, port, tcp or udp) go to weighted backends chosen by Maglev hashing, with connection tracking ' +
+      'and NAT. The config and the connection state are shared by every interface of the network namespace the ' +
+      'balancer is attached to, and outlive its detach from the last one (--purge removes them).',
+  ],
+  layouts: LAYOUT,
+  section: LB_SETTINGS,
+  attach: ATTACH,
+  status: { read: lbStatus, text: formatStatus },
+  options: OPTIONS,
+  actions: ACTIONS,
+  service: async () => (await import('./service.js')).LB_SERVICE,
+};
