@@ -6,6 +6,7 @@ import { XdplbError } from '../errors.js';
 import { MODES, type Mode } from '../root/attach.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS } from '../root/layout.js';
+import { DEFAULT_LISTEN, parseListen, type Listen } from './listen.js';
 
 import { DEFAULT_CONFIG } from './defaults.js';
 
@@ -37,6 +38,8 @@ export interface ServiceConfig {
   /** Replace a foreign XDP program on a chosen interface. */
   force: boolean;
   sections: Record<SectionName, SectionConfig>;
+  /** Where to serve Prometheus metrics; absent: not served. */
+  metrics?: Listen;
 }
 
 /** A config that cannot be used: exit 2, so systemd does not restart into it. */
@@ -147,7 +150,7 @@ export function parseConfig(
       `${file}:${e ? src.line(e.offset) : 1}: invalid JSON: ${e ? printParseErrorCode(e.error) : 'empty file'}`,
     );
   }
-  const top = members(src, tree, '', ['interfaces', 'mode', 'force', ...Object.keys(SECTIONS)]);
+  const top = members(src, tree, '', ['interfaces', 'mode', 'force', ...Object.keys(SECTIONS), 'metrics']);
   const modeNode = top.get('mode');
   if (modeNode && !MODES.includes(modeNode.value as Mode)) {
     src.fail(modeNode, 'mode', `expected "native", "skb" or "auto", got ${describe(modeNode)}`);
@@ -175,7 +178,18 @@ export function parseConfig(
     mode: (modeNode?.value as Mode | undefined) ?? 'auto',
     force: bool(src, top.get('force'), 'force', false),
     sections,
+    ...metrics(src, top.get('metrics')),
   };
+}
+
+function metrics(src: Source, node: Node | undefined): { metrics?: Listen } {
+  if (!node) return {};
+  const listen = members(src, node, 'metrics', ['listen']).get('listen');
+  try {
+    return { metrics: parseListen(listen ? getNodeValue(listen) : DEFAULT_LISTEN) };
+  } catch (err) {
+    return src.fail(listen, 'metrics.listen', (err as Error).message.replace(/^metrics\.listen: /, ''));
+  }
 }
 
 export function readConfig(file = DEFAULT_CONFIG, readers: Partial<Record<SectionName, SectionSettings>> = {}): ServiceConfig {
