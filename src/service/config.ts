@@ -11,6 +11,7 @@ import { validateInterfaceName } from '../net/interface.js';
 import { SLOTS } from '../root/pins.js';
 import { SUBPROGRAMS } from '../programs/index.js';
 import type { SectionReader } from '../programs/contract.js';
+import { DEFAULT_LISTEN, parseListen, type Listen } from './listen.js';
 import { DEFAULT_CONFIG } from './defaults.js';
 
 export { DEFAULT_CONFIG };
@@ -29,6 +30,8 @@ export interface ServiceConfig {
   /** Replace a foreign XDP program on a chosen interface. */
   force: boolean;
   sections: Record<string, SectionConfig>;
+  /** Where to serve Prometheus metrics; absent: not served. */
+  metrics?: Listen;
 }
 
 /** A config that cannot be used: exit 2, so systemd does not restart into it. */
@@ -118,7 +121,7 @@ function sectionSettings(src: Source, name: string, node: Node | undefined, m: M
 export function parseConfig(text: string, file = DEFAULT_CONFIG): ServiceConfig {
   const doc = JsonDoc.parse(text, file, (m) => new ConfigError(m));
   const src = new Source(doc);
-  const top = members(src, doc.tree, '', ['interfaces', 'mode', 'force', ...SUBPROGRAMS.map((s) => s.name)]);
+  const top = members(src, doc.tree, '', ['interfaces', 'mode', 'force', 'metrics', ...SUBPROGRAMS.map((s) => s.name)]);
   const modeNode = top.get('mode');
   if (modeNode && !MODES.includes(modeNode.value as Mode)) {
     src.fail(modeNode, 'mode', `expected "native", "skb" or "auto", got ${describe(modeNode)}`);
@@ -145,7 +148,18 @@ export function parseConfig(text: string, file = DEFAULT_CONFIG): ServiceConfig 
     mode: (modeNode?.value as Mode | undefined) ?? 'auto',
     force: bool(src, top.get('force'), 'force', false),
     sections,
+    ...metrics(src, top.get('metrics')),
   };
+}
+
+function metrics(src: Source, node: Node | undefined): { metrics?: Listen } {
+  if (!node) return {};
+  const listen = members(src, node, 'metrics', ['listen']).get('listen');
+  try {
+    return { metrics: parseListen(listen ? getNodeValue(listen) : DEFAULT_LISTEN) };
+  } catch (err) {
+    return src.fail(listen, 'metrics.listen', (err as Error).message.replace(/^metrics\.listen: /, ''));
+  }
 }
 
 export function readConfig(file = DEFAULT_CONFIG): ServiceConfig {

@@ -44,7 +44,7 @@ describe('service config', () => {
     expect(fails('{"interfaces": ["a/b"]}')).toBe(`${F}:1: interfaces[0]: invalid interface name 'a/b': expected 1 to 15 characters without '/', ':' or spaces`);
     expect(fails('{"interfaces": ["eth0", "eth0"]}')).toBe(`${F}:1: interfaces: "eth0" is listed twice`);
     expect(fails('{\n "force": "yes"\n}')).toBe(`${F}:2: force: expected true or false, got "yes"`);
-    expect(fails('{"modes": "skb"}')).toBe(`${F}:1: modes: unknown key: expected one of interfaces, mode, force, sampler, filter, lb`);
+    expect(fails('{"modes": "skb"}')).toBe(`${F}:1: modes: unknown key: expected one of interfaces, mode, force, sampler, filter, lb, metrics`);
     expect(fails('{"filter": {"enable": true}}')).toBe(`${F}:1: filter.enable: unknown key: expected one of enabled, slot`);
     expect(fails('{"filter": true}')).toBe(`${F}:1: filter: expected an object, got true`);
     expect(fails('{"lb": {"slot": 8}}')).toBe(`${F}:1: lb.slot: expected a slot number from 0 to 7, got 8`);

@@ -1,0 +1,239 @@
+// Prometheus metrics over HTTP: `GET /metrics` on the configured address.
+// Nothing is cached: every scrape asks each collector, and collectors read
+// the kernel's maps there and then, so a scrape shows what `--status` would.
+//
+// A collector is a name and a function returning metric families: a
+// subprogram contributes its counters by reading its maps and returning
+// values with labels, and knows nothing of HTTP or of prom-client.
+//
+// Values: prom-client, like Prometheus itself, holds float64 numbers. A
+// bigint counter is written as Number(value), the float64 nearest to it. Up
+// to 2^53 (9.007e15: 83 days of bytes at 10 Gbit/s, 2 years of packets at
+// 148 Mpps) that is the exact integer; above it, it is the very float64 that
+// Prometheus would store had the exact digits been written, because its
+// parser also rounds to the nearest float64. No consumer of the exposition
+// format can tell the two apart, and nothing that could be stored is lost.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import pkg from '../../package.json' with { type: 'json' };
+import { XdplbError } from '../errors.js';
+import { status, type InterfaceStatus } from '../root/status.js';
+import { ACTIONS, type ActionCounts } from '../root/stats.js';
+import { formatListen, type Listen } from './listen.js';
+
+export { DEFAULT_LISTEN, formatListen, parseListen, type Listen } from './listen.js';
+
+/** The version the commands were built from (package.json). */
+export const VERSION: string = pkg.version;
+
+export type Labels = Record<string, string>;
+
+export interface Sample {
+  labels?: Labels;
+  value: number | bigint;
+}
+
+/** One metric: its samples as read at this scrape. Counters are named
+ *  `..._total` and never go down except when their source restarts. */
+export interface MetricFamily {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  samples: readonly Sample[];
+}
+
+/** What a subprogram (or the root array) exports. `families()` is called
+ *  at every scrape; when it throws, that collector's families are left out
+ *  of the scrape and `xdplb_scrape_collector_success{collector}` says 0. */
+export interface Collector {
+  name: string;
+  families(): MetricFamily[];
+}
+
+export function buildInfoCollector(abi: number): Collector {
+  return {
+    name: 'build_info',
+    families: () => [{
+      name: 'xdplb_build_info',
+      help: 'The xdplb serving these metrics: its version and the ABI version of the state it pins.',
+      type: 'gauge',
+      samples: [{ labels: { version: VERSION, abi: String(abi) }, value: 1 }],
+    }],
+  };
+}
+
+function perAction(labels: Labels, counts: ActionCounts): Sample[] {
+  return ACTIONS.map((action) => ({ labels: { ...labels, action }, value: counts[action] }));
+}
+
+/** The root array's metrics, from `status()`'s answer: the same numbers
+ *  `xdp-root --status --json` prints. Empty slots run nothing and count
+ *  nothing, so only filled slots have series. */
+export function rootFamilies(all: Record<string, InterfaceStatus>): MetricFamily[] {
+  const attached: Sample[] = [];
+  const mismatch: Sample[] = [];
+  const slotPackets: Sample[] = [];
+  const slotBytes: Sample[] = [];
+  const rootPackets: Sample[] = [];
+  const rootBytes: Sample[] = [];
+  const verdictPackets: Sample[] = [];
+  const verdictBytes: Sample[] = [];
+  for (const [ifname, s] of Object.entries(all)) {
+    const iface = { interface: ifname };
+    if (!s.root_loaded) {
+      attached.push({ labels: iface, value: 0 });
+      continue;
+    }
+    attached.push({ labels: { ...iface, mode: s.mode }, value: 1 });
+    mismatch.push({ labels: iface, value: s.slot_mask_mismatch ? 1 : 0 });
+    for (const p of s.subprograms) {
+      if (!p.prog_loaded) continue;
+      const labels = { ...iface, slot: String(p.slot), program: p.name ?? '' };
+      slotPackets.push(...perAction(labels, p.statistics));
+      slotBytes.push(...perAction(labels, p.bytes));
+    }
+    rootPackets.push(...perAction(iface, s.root.statistics));
+    rootBytes.push(...perAction(iface, s.root.bytes));
+    verdictPackets.push(...perAction(iface, s.statistics));
+    verdictBytes.push(...perAction(iface, s.bytes));
+  }
+  const counter = (name: string, help: string, samples: Sample[]): MetricFamily => ({ name, help, type: 'counter', samples });
+  return [
+    { name: 'xdplb_root_attached', help: 'Whether the root array is attached to the interface (1), with its XDP mode, or not (0).', type: 'gauge', samples: attached },
+    { name: 'xdplb_slot_mask_mismatch', help: 'Whether the slot mask disagrees with the slots (1): a slot was changed by another tool.', type: 'gauge', samples: mismatch },
+    counter('xdplb_slot_packets_total', 'Packets by the verdict the program in the slot gave, XDP_PASS included when it handed them on.', slotPackets),
+    counter('xdplb_slot_bytes_total', 'Bytes by the verdict the program in the slot gave, XDP_PASS included when it handed them on.', slotBytes),
+    counter('xdplb_root_packets_total', 'Packets that found every slot empty, by the root\'s verdict.', rootPackets),
+    counter('xdplb_root_bytes_total', 'Bytes that found every slot empty, by the root\'s verdict.', rootBytes),
+    counter('xdplb_verdict_packets_total', 'Packets by final verdict: what the kernel did with them.', verdictPackets),
+    counter('xdplb_verdict_bytes_total', 'Bytes by final verdict: what the kernel did with them.', verdictBytes),
+  ];
+}
+
+/** The root arrays of the interfaces `interfaces()` names at each scrape
+ *  (undefined: every interface with pins). */
+export function rootCollector(interfaces: () => string[] | undefined): Collector {
+  return { name: 'root', families: () => rootFamilies(status(interfaces())) };
+}
+
+/** prom-client metrics for one collector's families, checked (names,
+ *  labels, duplicates) before any of them is registered. */
+function toMetrics(families: MetricFamily[], taken: Set<string>): Array<Counter | Gauge> {
+  return families.map((f) => {
+    if (taken.has(f.name)) throw new Error(`metric ${f.name} is exported twice`);
+    taken.add(f.name);
+    const labelNames = [...new Set(f.samples.flatMap((s) => Object.keys(s.labels ?? {})))];
+    const config = { name: f.name, help: f.help, labelNames, registers: [] };
+    if (f.type === 'counter') {
+      const m = new Counter(config);
+      for (const s of f.samples) m.inc(s.labels ?? {}, Number(s.value));
+      return m;
+    }
+    const m = new Gauge(config);
+    for (const s of f.samples) m.set(s.labels ?? {}, Number(s.value));
+    return m;
+  });
+}
+
+export interface MetricsOptions {
+  listen: Listen;
+  collectors: Collector[];
+  /** Where a failing collector is reported (once per failed scrape). */
+  log?: (line: string) => void;
+}
+
+export class MetricsServer {
+  private readonly registry = new Registry();
+  /** Scrapes one after another: each rebuilds the registry. */
+  private last: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly server: Server, private readonly opts: MetricsOptions) {}
+
+  /** Listen on `opts.listen` (port 0: any free port, see address()). */
+  static start(opts: MetricsOptions): Promise<MetricsServer> {
+    const server = createServer();
+    const metrics = new MetricsServer(server, opts);
+    server.on('request', (req, res) => metrics.handle(req, res));
+    return new Promise((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const why: Record<string, string> = {
+          EADDRINUSE: 'the address is already in use',
+          EADDRNOTAVAIL: 'no interface of this host has that address',
+          EACCES: 'permission denied',
+        };
+        reject(new XdplbError(`cannot serve metrics on ${formatListen(opts.listen)}: ${why[err.code ?? ''] ?? err.message}`));
+      });
+      server.listen({ host: opts.listen.host, port: opts.listen.port }, () => {
+        server.removeAllListeners('error');
+        resolve(metrics);
+      });
+    });
+  }
+
+  /** Where it listens, with the port the kernel chose for port 0. */
+  address(): Listen {
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  /** One scrape: every collector asked now, the exposition text. */
+  scrape(): Promise<string> {
+    const next = this.last.then(() => this.render());
+    this.last = next.catch(() => undefined);
+    return next;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      // Prometheus keeps its connection open between scrapes.
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async render(): Promise<string> {
+    const registry = this.registry;
+    registry.clear();
+    const taken = new Set<string>(['xdplb_scrape_collector_success', 'xdplb_scrape_collector_duration_seconds']);
+    const success = new Gauge({
+      name: 'xdplb_scrape_collector_success', help: 'Whether the collector read its metrics at this scrape (1) or failed (0).',
+      labelNames: ['collector'], registers: [registry],
+    });
+    const duration = new Gauge({
+      name: 'xdplb_scrape_collector_duration_seconds', help: 'How long the collector took to read its metrics at this scrape.',
+      labelNames: ['collector'], registers: [registry],
+    });
+    for (const c of this.opts.collectors) {
+      const start = process.hrtime.bigint();
+      try {
+        const metrics = toMetrics(c.families().filter((f) => f.samples.length), taken);
+        metrics.forEach((m) => registry.registerMetric(m));
+        success.set({ collector: c.name }, 1);
+      } catch (err) {
+        this.opts.log?.(`metrics: collector ${c.name} failed: ${(err as Error).message}`);
+        success.set({ collector: c.name }, 0);
+      }
+      duration.set({ collector: c.name }, Number(process.hrtime.bigint() - start) / 1e9);
+    }
+    return registry.metrics();
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    const path = (req.url ?? '').split('?')[0];
+    const plain = (code: number, text: string, headers: Record<string, string> = {}) => {
+      res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8', ...headers });
+      res.end(req.method === 'HEAD' ? undefined : `${text}\n`);
+    };
+    if (path !== '/metrics') return plain(404, 'Not found: the metrics are at /metrics');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return plain(405, 'Method not allowed: GET or HEAD', { Allow: 'GET, HEAD' });
+    this.scrape().then(
+      (body) => {
+        res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Content-Length': Buffer.byteLength(body) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (err: Error) => plain(500, `Scrape failed: ${err.message}`),
+    );
+  }
+}
