@@ -27,8 +27,11 @@ $(BPF_OUT):
 
 js: dist/.built
 
-dist/.built: $(TS_SRCS) scripts/bundle.mjs package.json node_modules/.package-lock.json
+# The commands, then what is made from their tables: man pages, one unit
+# per subprogram, bash completions (scripts/generate.mjs).
+dist/.built: $(TS_SRCS) scripts/bundle.mjs scripts/generate.mjs systemd/xdplb-subprogram.service.in package.json node_modules/.package-lock.json
 	node scripts/bundle.mjs
+	node scripts/generate.mjs
 	touch $@
 
 node_modules/.package-lock.json: package.json package-lock.json

@@ -1,14 +1,13 @@
 // Bundle each command into one CommonJS file (one file to read, and V8 can
 // cache its compiled code: see lib/launch.cjs). koffi stays outside: it
-// carries a native module.
+// carries a native module. The commands are xdp-root and one per subprogram
+// of the registry (src/programs/index.ts); their launchers in bin/ are
+// written here too.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
-
-// One command per entry file: src/cli/xdp-<name>.ts -> dist/xdp-<name>.cjs,
-// started by bin/xdp-<name>.
-const commands = readdirSync('src/cli').filter((f) => /^xdp-[a-z]+\.ts$/.test(f)).map((f) => f.slice(0, -3));
+import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 
 // string-width (inside yargs and cliui) builds an Intl.Segmenter and a
 // Unicode emoji RegExp when its module is evaluated: ~35 ms, more than the
@@ -32,12 +31,20 @@ const lazyStringWidth = {
   },
 };
 
-mkdirSync('dist', { recursive: true });
-for (const f of readdirSync('dist')) if (f.endsWith('.cache')) rmSync(`dist/${f}`);
-await build({
-  entryPoints: Object.fromEntries(commands.map((c) => [c, `src/cli/${c}.ts`])),
-  outdir: 'dist',
-  outExtension: { '.js': '.cjs' },
+// A subprogram's entry is one line calling the shared one with its name.
+const subprogramEntries = {
+  name: 'subprogram-entries',
+  setup(b) {
+    b.onResolve({ filter: /^xdp-entry:/ }, (args) => ({ path: args.path.slice('xdp-entry:'.length), namespace: 'xdp-entry' }));
+    b.onLoad({ filter: /.*/, namespace: 'xdp-entry' }, (args) => ({
+      contents: `import { main } from ${JSON.stringify(resolve('src/cli/xdp.ts'))}; main(${JSON.stringify(args.path)});`,
+      resolveDir: resolve('src/cli'),
+      loader: 'ts',
+    }));
+  },
+};
+
+export const OPTIONS = {
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -50,11 +57,37 @@ await build({
   // yargs is ESM and asks for import.meta.url; give it the bundle's own.
   define: { 'import.meta.url': '__xdplb_url' },
   banner: { js: "var __xdplb_url=require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [lazyStringWidth],
+  plugins: [lazyStringWidth, subprogramEntries],
   logLevel: 'warning',
-});
-// Warm the code caches with a run through the start-up path; a status call
-// also compiles the binding and the formatting code.
-for (const c of commands) {
-  execFileSync(process.execPath, [`bin/${c}`, '--status', '--json'], { stdio: 'ignore', env: { ...process.env, XDPLB_PIN_ROOT: '/nonexistent' } });
+};
+
+/** The registry and the tools' tables, as the build sees them. */
+export async function describe() {
+  mkdirSync('build', { recursive: true });
+  await build({ ...OPTIONS, minify: false, entryPoints: { describe: 'src/cli/describe.ts' }, outdir: 'build', outExtension: { '.js': '.cjs' } });
+  return createRequire(import.meta.url)(resolve('build/describe.cjs'));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { PROGRAMS } = await describe();
+  const commands = ['xdp-root', ...PROGRAMS.map((p) => `xdp-${p.name}`)];
+  mkdirSync('dist', { recursive: true });
+  for (const f of readdirSync('dist')) if (f.endsWith('.cache') || f.endsWith('.cjs')) rmSync(`dist/${f}`);
+  await build({
+    ...OPTIONS,
+    entryPoints: Object.fromEntries(commands.map((c) => [c, c === 'xdp-root' ? 'src/cli/xdp-root.ts' : `xdp-entry:${c.slice(4)}`])),
+    outdir: 'dist',
+    outExtension: { '.js': '.cjs' },
+  });
+  // One launcher per command; launchers of commands that are gone go too.
+  for (const f of readdirSync('bin')) if (f.startsWith('xdp-') && !commands.includes(f)) rmSync(`bin/${f}`);
+  for (const c of commands) {
+    writeFileSync(`bin/${c}`, `#!/usr/bin/env node\nrequire('../lib/launch.cjs')('${c}');\n`);
+    chmodSync(`bin/${c}`, 0o755);
+  }
+  // Warm the code caches with a run through the start-up path; a status call
+  // also compiles the binding and the formatting code.
+  for (const c of commands) {
+    execFileSync(process.execPath, [`bin/${c}`, '--status', '--json'], { stdio: 'ignore', env: { ...process.env, XDPLB_PIN_ROOT: '/nonexistent' } });
+  }
 }

@@ -1,6 +1,5 @@
 // The frame every command runs in: privileges, one-line errors, exit codes.
 import { readFileSync } from 'node:fs';
-import type { Argv } from 'yargs';
 import { BpfError } from '../libbpf/errors.js';
 import { UsageError, XdplbError } from '../errors.js';
 
@@ -44,18 +43,4 @@ export async function runCommand(command: string, body: () => Promise<number> | 
   // Flush stdout before leaving (a pipe may be slow to drain).
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit(code);
-}
-
-/** What every command's flags share: unknown flags refused, --help and -h,
- *  no --version, and a usage error that is one line pointing at --help. */
-export function finishParser<T>(y: Argv<T>, command: string): Argv<T> {
-  return y
-    .strict()
-    .version(false)
-    .help('help')
-    .alias('help', 'h')
-    .wrap(Math.min(100, process.stdout.columns || 100))
-    .fail((msg, err) => {
-      throw err ?? new UsageError(`${msg} (see ${command} --help)`);
-    });
 }

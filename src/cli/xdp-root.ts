@@ -1,6 +1,7 @@
 // Entry point of xdp-root (bundled to dist/xdp-root.cjs).
 import { hideBin } from 'yargs/helpers';
-import { COMMAND, main } from './root.js';
+import { COMMAND, ROOT_TOOL } from './root.js';
 import { runCommand } from './main.js';
+import { runTool } from './tool.js';
 
-runCommand(COMMAND, () => main(hideBin(process.argv)));
+runCommand(COMMAND, () => runTool(ROOT_TOOL, hideBin(process.argv)));

@@ -1,7 +1,5 @@
-// Interface names and indexes, as the running kernel sees them in this
-// network namespace.
-import { ifNameToIndex } from '../libbpf/index.js';
-import { UsageError, XdplbError } from '../errors.js';
+// Interface names as operators give them: checked and listed.
+import { UsageError } from '../errors.js';
 
 const IFNAMSIZ = 16;
 
@@ -27,11 +25,4 @@ export function parseInterfaceList(list: string): string[] {
     throw new UsageError(`invalid interface list '${list}': expected names separated by commas, like eth0,eth1`);
   }
   return [...new Set(names.map(validateInterfaceName))];
-}
-
-/** The interface's index; an error naming it when it does not exist here. */
-export function interfaceIndex(name: string): number {
-  const ifindex = ifNameToIndex(validateInterfaceName(name));
-  if (!ifindex) throw new XdplbError(`unknown interface '${name}': no such network device in this namespace`);
-  return ifindex;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBits, formatPps, formatRate, rates } from '../../src/cli/watch.js';
+import { formatBits, formatPps, formatRate, rates } from '../../src/rates.js';
 
 const counts = (drop: bigint, pass: bigint) => ({ XDP_DROP: drop, XDP_PASS: pass });
 const loadTime = new Date('2026-11-21T22:56:17Z');

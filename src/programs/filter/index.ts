@@ -12,7 +12,7 @@ export const filter: Subprogram<FilterSettings> = {
   description: [
     'Drops malformed frames, packets from listed source prefixes and, with --frags-drop, fragments ' +
       '(answering first fragments with Packet Too Big, at most --ptb-max-pps per second). ' +
-      'Everything else goes on to the next slot. Needs xdp-root --attach first.',
+      'Everything else goes on to the next slot.',
   ],
   layouts: LAYOUTS,
   section: FILTER_SETTINGS,

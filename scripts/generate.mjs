@@ -1,0 +1,30 @@
+// What the build makes from the registry and the tools' tables (see
+// src/cli/describe.ts): a man page per command, a unit per subprogram (from
+// systemd/xdplb-subprogram.service.in), and a bash completion per command.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { describe } from './bundle.mjs';
+
+const { TOOLS, PROGRAMS, manPage } = await describe();
+const commands = TOOLS.map((t) => t.name);
+
+// SOURCE_DATE_EPOCH keeps package builds reproducible.
+const epoch = process.env.SOURCE_DATE_EPOCH ? Number(process.env.SOURCE_DATE_EPOCH) * 1000 : Date.now();
+const date = new Date(epoch).toISOString().slice(0, 10);
+mkdirSync('build/man', { recursive: true });
+for (const t of TOOLS) writeFileSync(`build/man/${t.name}.8`, manPage(t, date, commands));
+
+mkdirSync('build/systemd', { recursive: true });
+const template = readFileSync('systemd/xdplb-subprogram.service.in', 'utf8');
+for (const p of PROGRAMS) {
+  const unit = template.replace(/^# The template.*\n(#.*\n)*/m, '').replaceAll('@NAME@', p.name).replaceAll('@SUMMARY@', p.summary);
+  writeFileSync(`build/systemd/xdplb-${p.name}.service`, unit);
+}
+
+// yargs writes the completion script for a command; the package installs
+// one per command.
+mkdirSync('build/completion', { recursive: true });
+for (const c of commands) {
+  const script = execFileSync(process.execPath, [`bin/${c}`, 'completion'], { encoding: 'utf8', env: { ...process.env, XDPLB_PIN_ROOT: '/nonexistent' } });
+  writeFileSync(`build/completion/${c}`, script);
+}
