@@ -174,8 +174,19 @@ function healthKeys(v: unknown, path: string, under: HealthKeys | false | undefi
 
 /** Inherited and own keys over the defaults, for a backend on `backendPort`. */
 function healthSpec(keys: HealthKeys, backendPort: number): HealthSpec {
-  const spec: HealthSpec = { ...DEFAULT_HEALTH, port: backendPort, ...keys };
-  return spec.type === 'http' ? { ...DEFAULT_HTTP_HEALTH, ...spec } : spec;
+  // Field by field, each shape in one literal: spreading the defaults and
+  // the keys over each other, or adding keys afterwards, made validating
+  // 10,000 checked backends up to 70 times slower.
+  const type = keys.type ?? DEFAULT_HEALTH.type;
+  const port = keys.port ?? backendPort;
+  const interval_ms = keys.interval_ms ?? DEFAULT_HEALTH.interval_ms;
+  const timeout_ms = keys.timeout_ms ?? DEFAULT_HEALTH.timeout_ms;
+  const rise = keys.rise ?? DEFAULT_HEALTH.rise;
+  const fall = keys.fall ?? DEFAULT_HEALTH.fall;
+  if (type === 'tcp') return { type, port, interval_ms, timeout_ms, rise, fall };
+  const path = keys.path ?? DEFAULT_HTTP_HEALTH.path;
+  const expect_status = keys.expect_status ?? DEFAULT_HTTP_HEALTH.expect_status;
+  return { type, port, interval_ms, timeout_ms, rise, fall, path, expect_status };
 }
 
 export const vipName = (v: { address: string; port: number; protocol: string }) =>
@@ -183,14 +194,12 @@ export const vipName = (v: { address: string; port: number; protocol: string }) 
 
 export function backend(v: unknown, path: string, vip: { port: number; family: 4 | 6; health?: HealthKeys | false }): BackendConfig {
   const o = object(v, path, ['address', 'port', 'weight', 'mac', 'health']);
-  const b: BackendConfig = {
-    address: address(o.address, `${path}.address`, vip.family),
-    port: o.port === undefined ? vip.port : port(o.port, `${path}.port`),
-    weight: o.weight === undefined ? 1 : weight(o.weight, `${path}.weight`),
-  };
+  const addr = address(o.address, `${path}.address`, vip.family);
+  const p = o.port === undefined ? vip.port : port(o.port, `${path}.port`);
+  const w = o.weight === undefined ? 1 : weight(o.weight, `${path}.weight`);
+  const health = o.health === undefined ? vip.health : healthKeys(o.health, `${path}.health`, vip.health);
+  const b: BackendConfig = health ? { address: addr, port: p, weight: w, health: healthSpec(health, p) } : { address: addr, port: p, weight: w };
   if (o.mac !== undefined) b.mac = mac(o.mac, `${path}.mac`);
-  const health = healthKeys(o.health, `${path}.health`, vip.health);
-  if (health) b.health = healthSpec(health, b.port);
   return b;
 }
 
