@@ -53,7 +53,7 @@ describe('lb config', () => {
     ['table size not a prime', cfg([{ ...VIP, table_size: 65536 }]), 'vips[0].table_size: expected a prime number (such as 65537), got 65536'],
     ['duplicate backend', cfg([{ ...VIP, backends: [{ address: '10.0.0.2' }, { address: '10.0.0.2', port: 8000 }] }]), 'vips[0].backends[1]: duplicate backend 10.0.0.2 port 8000 (also backends[0])'],
     ['duplicate backend among others on the same address', cfg([{ ...VIP, backends: [{ address: '10.0.0.2', port: 1 }, { address: '10.0.0.2', port: 2 }, { address: '10.0.0.3', port: 2 }, { address: '10.0.0.2', port: 2 }] }]), 'vips[0].backends[3]: duplicate backend 10.0.0.2 port 2 (also backends[1])'],
-    ['unknown key', cfg([{ ...VIP, weight: 2 }]), 'vips[0].weight: unknown key: expected one of address, port, protocol, table_size, backends'],
+    ['unknown key', cfg([{ ...VIP, weight: 2 }]), 'vips[0].weight: unknown key: expected one of address, port, protocol, table_size, backends, health'],
     ['bad MAC', cfg([{ ...VIP, backends: [{ address: '10.0.0.2', mac: '02:00:00' }] }]), "vips[0].backends[0].mac: expected a MAC address like 02:00:00:00:00:01, got '02:00:00'"],
     ['NAT port range upside down', { nat: { ...NAT, port_min: 3000, port_max: 2000 } }, 'nat.port_max: expected at least nat.port_min (3000), got 2000'],
     ['not an object', [1, 2], 'config: expected an object, got [1,2]'],
@@ -109,5 +109,84 @@ describe('lb small edits', () => {
     expect(() => editConfig(base, { kind: 'vip-add', vip: parseVipRef('tcp:[fd00::1]:80'), backends: [{ address: '10.0.0.2' }], weight: 1 })).toThrow(
       "VIP tcp:[fd00::1]:80.backends[0].address: expected an IPv6 address, got '10.0.0.2'",
     );
+  });
+});
+
+describe('lb health config', () => {
+  const TCP = { type: 'tcp', interval_ms: 2000, timeout_ms: 1000, rise: 2, fall: 3 };
+  const HTTP = { ...TCP, type: 'http', path: '/', expect_status: 200 };
+  const backends = (c: unknown) => validateConfig(c).vips[0].backends;
+
+  it('checks nothing without "health", and the rest of the config is as before', () => {
+    expect(backends(cfg([VIP])).map((b) => 'health' in b)).toEqual([false, false]);
+  });
+
+  it('fills defaults per backend: TCP to the backend\'s own port, 2 s, 1 s, rise 2, fall 3; HTTP GET / expecting 200', () => {
+    expect(backends(cfg([{ ...VIP, health: {} }])).map((b) => b.health)).toEqual([{ ...TCP, port: 8000 }, { ...TCP, port: 8080 }]);
+    expect(backends(cfg([{ ...VIP, health: { type: 'http' } }])).map((b) => b.health)).toEqual([{ ...HTTP, port: 8000 }, { ...HTTP, port: 8080 }]);
+  });
+
+  it('lets a backend override the VIP\'s keys one by one, or turn its check off', () => {
+    const vip = {
+      ...VIP,
+      health: { type: 'http', port: 9000, path: '/healthz', expect_status: '2xx', interval_ms: 500, timeout_ms: 200, rise: 1, fall: 5 },
+      backends: [
+        { address: '10.0.0.2', health: { fall: 2, expect_status: [200, 204] } },
+        { address: '10.0.0.3', health: false },
+        { address: '10.0.0.4', health: { type: 'tcp' } },
+        { address: '10.0.0.5' },
+      ],
+    };
+    const base = { type: 'http', port: 9000, path: '/healthz', expect_status: '2xx', interval_ms: 500, timeout_ms: 200, rise: 1, fall: 5 };
+    expect(backends(cfg([vip])).map((b) => b.health)).toEqual([
+      { ...base, fall: 2, expect_status: [200, 204] },
+      undefined,
+      { type: 'tcp', port: 9000, interval_ms: 500, timeout_ms: 200, rise: 1, fall: 5 },
+      base,
+    ]);
+  });
+
+  it('checks one backend of a VIP without health, over the defaults', () => {
+    const vip = { ...VIP, backends: [{ address: '10.0.0.2', health: { type: 'http', path: '/up' } }, { address: '10.0.0.3', health: false }] };
+    expect(backends(cfg([vip])).map((b) => b.health)).toEqual([{ ...HTTP, port: 8000, path: '/up' }, undefined]);
+  });
+
+  it('leaves the kernel\'s inputs alone: with health stripped, the same config as without', () => {
+    const withHealth = validateConfig(cfg([{ ...VIP, health: { type: 'http' } }]));
+    const stripped = { ...withHealth, vips: withHealth.vips.map((v) => ({ ...v, backends: v.backends.map(({ health: _, ...b }) => b) })) };
+    expect(stripped).toEqual(validateConfig(cfg([VIP])));
+  });
+
+  const h = (health: unknown, backend?: unknown) => cfg([{ ...VIP, health, ...(backend ? { backends: [{ address: '10.0.0.2', health: backend }] } : {}) }]);
+  const bad: Array<[string, unknown, string]> = [
+    ['health that is true', h(true), 'vips[0].health: expected an object or false, got true'],
+    ['an unknown health key', h({ kind: 'tcp' }), 'vips[0].health.kind: unknown key: expected one of type, port, path, expect_status, interval_ms, timeout_ms, rise, fall'],
+    ['an unknown check type', h({ type: 'icmp' }), `vips[0].health.type: expected "tcp" or "http", got 'icmp'`],
+    ['health port 0', h({ port: 0 }), 'vips[0].health.port: expected a whole number from 1 to 65535, got 0'],
+    ['health port 65536 on a backend', h(undefined, { port: 65536 }), 'vips[0].backends[0].health.port: expected a whole number from 1 to 65535, got 65536'],
+    ['a path without its slash', h({ type: 'http', path: 'healthz' }), `vips[0].health.path: expected a path starting with "/" in printable ASCII without spaces, got 'healthz'`],
+    ['a path with a space', h({ type: 'http', path: '/a b' }), `vips[0].health.path: expected a path starting with "/" in printable ASCII without spaces, got '/a b'`],
+    ['a path with a line break', h({ type: 'http', path: '/a\r\nX: y' }), 'vips[0].health.path: expected a path starting with "/" in printable ASCII without spaces, got \'/a\r\nX: y\''],
+    ['a path on a TCP check', h({ path: '/' }), 'vips[0].health.path: only for "type": "http" checks'],
+    ['an expected status on a backend\'s TCP check', h({ type: 'http' }, { type: 'tcp', expect_status: 200 }), 'vips[0].backends[0].health.expect_status: only for "type": "http" checks'],
+    ['status 600', h({ type: 'http', expect_status: 600 }), 'vips[0].health.expect_status: expected an HTTP status from 100 to 599, a list of them or a class like "2xx", got 600'],
+    ['status class 6xx', h({ type: 'http', expect_status: '6xx' }), `vips[0].health.expect_status: expected an HTTP status from 100 to 599, a list of them or a class like "2xx", got '6xx'`],
+    ['an empty status list', h({ type: 'http', expect_status: [] }), 'vips[0].health.expect_status: expected an HTTP status from 100 to 599, a list of them or a class like "2xx", got []'],
+    ['a status as text', h({ type: 'http', expect_status: '200' }), `vips[0].health.expect_status: expected an HTTP status from 100 to 599, a list of them or a class like "2xx", got '200'`],
+    ['rise 0', h({ rise: 0 }), 'vips[0].health.rise: expected a whole number from 1 to 100, got 0'],
+    ['fall 101', h(undefined, { fall: 101 }), 'vips[0].backends[0].health.fall: expected a whole number from 1 to 100, got 101'],
+    ['an interval below 100 ms', h({ interval_ms: 50, timeout_ms: 20 }), 'vips[0].health.interval_ms: expected a whole number from 100 to 3600000, got 50'],
+    ['a timeout of the interval', h({ interval_ms: 1000, timeout_ms: 1000 }), 'vips[0].health.timeout_ms: expected less than interval_ms (1000), got 1000'],
+    ['an interval under the default timeout', h({ interval_ms: 500 }), 'vips[0].health.interval_ms: expected more than timeout_ms (1000), got 500'],
+    ['a backend\'s timeout over the VIP\'s interval', h({ interval_ms: 500, timeout_ms: 100 }, { timeout_ms: 600 }), 'vips[0].backends[0].health.timeout_ms: expected less than interval_ms (500), got 600'],
+    ['a backend\'s interval under the VIP\'s timeout', h({ interval_ms: 5000, timeout_ms: 3000 }, { interval_ms: 2000 }), 'vips[0].backends[0].health.interval_ms: expected more than timeout_ms (3000), got 2000'],
+    ['a fractional timeout', h({ timeout_ms: 1.5 }), 'vips[0].health.timeout_ms: expected a whole number from 10 to 3600000, got 1.5'],
+  ];
+  for (const [what, input, message] of bad) {
+    it(`rejects ${what}`, () => expect(() => validateConfig(input)).toThrow(message));
+  }
+
+  it('names the file with a health error, as with any other', () => {
+    expect(() => parseConfig(JSON.stringify(h({ rise: 'two' })), 'lb.json')).toThrow(`lb.json: vips[0].health.rise: expected a whole number from 1 to 100, got 'two'`);
   });
 });

@@ -18,6 +18,24 @@ export interface BackendConfig {
   weight: number;
   /** Next hop MAC; without it the kernel's FIB and neighbour tables decide. */
   mac?: string;
+  /** How the backend is checked; absent: it is not (control plane only, never
+   *  an input of the Maglev table). */
+  health?: HealthSpec;
+}
+
+/** An HTTP status, a list of them, or a class such as "2xx". */
+export type ExpectStatus = number | number[] | string;
+
+export interface HealthSpec {
+  type: 'tcp' | 'http';
+  port: number;
+  interval_ms: number;
+  timeout_ms: number;
+  rise: number;
+  fall: number;
+  /** HTTP only. */
+  path?: string;
+  expect_status?: ExpectStatus;
 }
 
 export interface VipConfig {
@@ -40,6 +58,9 @@ export const DEFAULT_NAT = { port_min: 1024, port_max: 32767 } as const;
 export const DEFAULT_TIMEOUTS: Timeouts = { tcp_idle_s: 300, udp_idle_s: 60, time_wait_s: 60 };
 export const MAX_TABLE_SIZE = 1048573;
 export const MAX_WEIGHT = 65535;
+/** The port defaults to the backend's own. */
+export const DEFAULT_HEALTH = { type: 'tcp', interval_ms: 2000, timeout_ms: 1000, rise: 2, fall: 3 } as const;
+export const DEFAULT_HTTP_HEALTH = { path: '/', expect_status: 200 } as const;
 
 export class ConfigError extends UsageError {}
 
@@ -91,31 +112,110 @@ function mac(v: unknown, path: string): string {
   return (v as string).toLowerCase();
 }
 
+const HEALTH_KEYS = ['type', 'port', 'path', 'expect_status', 'interval_ms', 'timeout_ms', 'rise', 'fall'];
+type HealthKeys = Partial<HealthSpec>;
+
+function expectStatus(v: unknown, path: string): ExpectStatus {
+  const code = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 100 && x <= 599;
+  if (code(v) || (typeof v === 'string' && /^[1-5]xx$/.test(v))) return v as ExpectStatus;
+  if (Array.isArray(v) && v.length > 0 && v.every(code)) return [...v] as number[];
+  return fail(path, `expected an HTTP status from 100 to 599, a list of them or a class like "2xx", got ${shown(v)}`);
+}
+
+/**
+ * A `health` object (or false) at `path` over the keys it inherits (the
+ * VIP's, for a backend): its keys replace those inherited; absent, the
+ * inherited ones stand; false turns checks off. Each level is checked as it
+ * is merged, so an error names the key of the level that broke a rule.
+ */
+function healthKeys(v: unknown, path: string, under: HealthKeys | false | undefined): HealthKeys | false | undefined {
+  if (v === undefined) return under;
+  if (v === false) return false;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(path, `expected an object or false, got ${shown(v)}`);
+  const o = object(v, path, HEALTH_KEYS);
+  const own: HealthKeys = {};
+  if (o.type !== undefined) {
+    if (o.type !== 'tcp' && o.type !== 'http') fail(`${path}.type`, `expected "tcp" or "http", got ${shown(o.type)}`);
+    own.type = o.type as HealthSpec['type'];
+  }
+  if (o.port !== undefined) own.port = port(o.port, `${path}.port`);
+  if (o.path !== undefined) {
+    // It goes into the request line as it is.
+    if (typeof o.path !== 'string' || !/^\/[\x21-\x7e]{0,1023}$/.test(o.path)) {
+      fail(`${path}.path`, `expected a path starting with "/" in printable ASCII without spaces, got ${shown(o.path)}`);
+    }
+    own.path = o.path as string;
+  }
+  if (o.expect_status !== undefined) own.expect_status = expectStatus(o.expect_status, `${path}.expect_status`);
+  if (o.interval_ms !== undefined) own.interval_ms = integer(o.interval_ms, `${path}.interval_ms`, 100, 3_600_000);
+  if (o.timeout_ms !== undefined) own.timeout_ms = integer(o.timeout_ms, `${path}.timeout_ms`, 10, 3_600_000);
+  if (o.rise !== undefined) own.rise = integer(o.rise, `${path}.rise`, 1, 100);
+  if (o.fall !== undefined) own.fall = integer(o.fall, `${path}.fall`, 1, 100);
+  const keys: HealthKeys = { ...(under || {}) };
+  // A level that turns a check into TCP does not inherit the HTTP keys.
+  if (own.type === 'tcp') {
+    delete keys.path;
+    delete keys.expect_status;
+  }
+  Object.assign(keys, own);
+  if ((keys.type ?? DEFAULT_HEALTH.type) === 'tcp') {
+    for (const k of ['path', 'expect_status'] as const) {
+      if (own[k] !== undefined) fail(`${path}.${k}`, `only for "type": "http" checks`);
+    }
+  }
+  const interval = keys.interval_ms ?? DEFAULT_HEALTH.interval_ms;
+  const timeout = keys.timeout_ms ?? DEFAULT_HEALTH.timeout_ms;
+  if (timeout >= interval) {
+    // Blame the key this level set (a level above was checked already).
+    if (own.timeout_ms !== undefined) fail(`${path}.timeout_ms`, `expected less than interval_ms (${interval}), got ${timeout}`);
+    fail(`${path}.interval_ms`, `expected more than timeout_ms (${timeout}), got ${interval}`);
+  }
+  return keys;
+}
+
+/** Inherited and own keys over the defaults, for a backend on `backendPort`. */
+function healthSpec(keys: HealthKeys, backendPort: number): HealthSpec {
+  // Field by field, each shape in one literal: spreading the defaults and
+  // the keys over each other, or adding keys afterwards, made validating
+  // 10,000 checked backends up to 70 times slower.
+  const type = keys.type ?? DEFAULT_HEALTH.type;
+  const port = keys.port ?? backendPort;
+  const interval_ms = keys.interval_ms ?? DEFAULT_HEALTH.interval_ms;
+  const timeout_ms = keys.timeout_ms ?? DEFAULT_HEALTH.timeout_ms;
+  const rise = keys.rise ?? DEFAULT_HEALTH.rise;
+  const fall = keys.fall ?? DEFAULT_HEALTH.fall;
+  if (type === 'tcp') return { type, port, interval_ms, timeout_ms, rise, fall };
+  const path = keys.path ?? DEFAULT_HTTP_HEALTH.path;
+  const expect_status = keys.expect_status ?? DEFAULT_HTTP_HEALTH.expect_status;
+  return { type, port, interval_ms, timeout_ms, rise, fall, path, expect_status };
+}
+
 export const vipName = (v: { address: string; port: number; protocol: string }) =>
   `${v.protocol}:${v.address.includes(':') ? `[${v.address}]` : v.address}:${v.port}`;
 
-export function backend(v: unknown, path: string, vip: { port: number; family: 4 | 6 }): BackendConfig {
-  const o = object(v, path, ['address', 'port', 'weight', 'mac']);
-  const b: BackendConfig = {
-    address: address(o.address, `${path}.address`, vip.family),
-    port: o.port === undefined ? vip.port : port(o.port, `${path}.port`),
-    weight: o.weight === undefined ? 1 : weight(o.weight, `${path}.weight`),
-  };
+export function backend(v: unknown, path: string, vip: { port: number; family: 4 | 6; health?: HealthKeys | false }): BackendConfig {
+  const o = object(v, path, ['address', 'port', 'weight', 'mac', 'health']);
+  const addr = address(o.address, `${path}.address`, vip.family);
+  const p = o.port === undefined ? vip.port : port(o.port, `${path}.port`);
+  const w = o.weight === undefined ? 1 : weight(o.weight, `${path}.weight`);
+  const health = o.health === undefined ? vip.health : healthKeys(o.health, `${path}.health`, vip.health);
+  const b: BackendConfig = health ? { address: addr, port: p, weight: w, health: healthSpec(health, p) } : { address: addr, port: p, weight: w };
   if (o.mac !== undefined) b.mac = mac(o.mac, `${path}.mac`);
   return b;
 }
 
 export function vip(v: unknown, path: string): VipConfig {
-  const o = object(v, path, ['address', 'port', 'protocol', 'table_size', 'backends']);
+  const o = object(v, path, ['address', 'port', 'protocol', 'table_size', 'backends', 'health']);
   const addr = address(o.address, `${path}.address`);
   const family = familyOf(addr);
   const p = port(o.port, `${path}.port`);
+  const health = healthKeys(o.health, `${path}.health`, undefined);
   const size = o.table_size === undefined ? DEFAULT_TABLE_SIZE : integer(o.table_size, `${path}.table_size`, 7, MAX_TABLE_SIZE);
   if (!isPrime(size)) fail(`${path}.table_size`, `expected a prime number (such as 65537), got ${size}`);
   if (!Array.isArray(o.backends) || o.backends.length === 0) {
     fail(`${path}.backends`, `expected a non-empty list of backends, got ${shown(o.backends)}`);
   }
-  const backends = (o.backends as unknown[]).map((b, i) => backend(b, `${path}.backends[${i}]`, { port: p, family }));
+  const backends = (o.backends as unknown[]).map((b, i) => backend(b, `${path}.backends[${i}]`, { port: p, family, health }));
   // Keyed by address alone (the same address on other ports is rare): a
   // key built per backend costs more than the rest of the check.
   const first = new Map<string, number>();
