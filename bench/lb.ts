@@ -85,7 +85,7 @@ function writeLoop(fds: LbFds, a: string, b: string, nat: string): void {
     conn.writeBigUInt64LE(now, LAYOUT.lb_conn.last_seen);
     conn.writeUInt32LE(backendOf(vip), LAYOUT.lb_conn.backend);
     conn.writeUInt16BE(natPort, LAYOUT.lb_conn.nat_port);
-    mapUpdate(fds.lb_conns, flow, conn);
+    fds.lb_conns.update(flow, conn);
     const key = Buffer.alloc(LAYOUT.lb_nat_key.size);
     addrBytes(backendAddr).copy(key, LAYOUT.lb_nat_key.backend);
     key.writeUInt16BE(8000, LAYOUT.lb_nat_key.bport);
@@ -96,7 +96,7 @@ function writeLoop(fds: LbFds, a: string, b: string, nat: string): void {
     flow.copy(value, LAYOUT.lb_nat.flow);
     value.writeUInt32LE(backendOf(vip), LAYOUT.lb_nat.backend);
     value.writeUInt32LE(vipId(vip), LAYOUT.lb_nat.vip);
-    mapUpdate(fds.lb_nat, key, value);
+    fds.lb_nat.update(key, value);
   };
   track(a, PA, PB, b); // NAT:pa -> a  becomes  NAT:pb -> b
   track(b, PB, PA, a); // NAT:pb -> b  becomes  NAT:pa -> a

@@ -3,9 +3,10 @@
 // (and their FIB lookups) in, and the balancer's maps of a loaded program.
 import { execFileSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { closeFd, mapFdById, mapInfo, progInfo, setNetns } from '../../src/libbpf/index.js';
+import { BpfMap, closeMaps, progInfo } from '../../src/libbpf/index.js';
+import { setNetns } from '../../src/sys/netns.js';
 import { LB_MAPS, type LbMapName } from '../../src/programs/lb/spec.js';
-import type { LbFds } from '../../src/programs/lb/state.js';
+import type { LbMaps } from '../../src/programs/lb/state.js';
 import { addrBytes, familyOf } from '../../src/programs/lb/layout.js';
 import { inetChecksum, mac } from './packets.js';
 import { frag6, icmp6Checksum } from './frames.js';
@@ -192,20 +193,19 @@ export function parseFrame(b: Buffer): { dstMac: string; srcMac: string; src: st
 }
 
 /** The balancer's maps, found through a loaded program's map ids. */
-export function lbFdsOf(progFd: number): LbFds {
-  const fds: Partial<LbFds> = {};
+export function lbMapsOf(progFd: number): LbMaps {
+  const maps: Partial<LbMaps> = {};
   for (const id of progInfo(progFd).mapIds) {
-    const fd = mapFdById(id)!;
-    const name = mapInfo(fd).name as LbMapName;
-    if ((LB_MAPS as readonly string[]).includes(name)) fds[name] = fd;
-    else closeFd(fd);
+    const map = BpfMap.byId(id)!;
+    if ((LB_MAPS as readonly string[]).includes(map.name)) maps[map.name as LbMapName] = map;
+    else map.close();
   }
-  for (const name of LB_MAPS) if (fds[name] === undefined) throw new Error(`program has no map ${name}`);
-  return fds as LbFds;
+  for (const name of LB_MAPS) if (maps[name] === undefined) throw new Error(`program has no map ${name}`);
+  return maps as LbMaps;
 }
 
-export function closeFds(fds: LbFds): void {
-  Object.values(fds).forEach(closeFd);
+export function closeLb(maps: LbMaps): void {
+  closeMaps(maps);
 }
 
 /** Make a namespace with `setup` (ip commands run inside it) and switch this

@@ -1,13 +1,12 @@
 // The filter in slot 2 of a real root array, driven with BPF_PROG_TEST_RUN:
 // exact verdicts, counters, per-prefix hits and Packet Too Big frames
 // compared byte for byte with frames built here.
-import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { arrayValues, mapInfo, mapLookup, testRun } from '../../src/libbpf/index.js';
+import { testRun } from '../../src/libbpf/index.js';
 import { XdplbError } from '../../src/errors.js';
-import { RootArray } from '../../src/root/array.js';
-import { interfaceDir, pinRoot } from '../../src/root/layout.js';
-import { attachSubprogram } from '../../src/root/subprogram.js';
+import type { RootArray } from '../../src/root/array.js';
+import { placeProgram } from '../../src/root/place.js';
+import { pinnedRoot, type PinnedRoot } from '../helpers/pinned.js';
 import { zeroCounts, type ActionCounts } from '../../src/root/stats.js';
 import { FILTER, HINT6_BITS, PTB_WINDOW_LAYOUT, STATS, hint6Bucket } from '../../src/programs/filter/layout.js';
 import { FilterMaps, type FilterStats } from '../../src/programs/filter/maps.js';
@@ -18,25 +17,21 @@ import {
 } from '../helpers/frames.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3 };
-const IF = 'kfilter0';
 const SLOT = 2;
 
+let pinned: PinnedRoot;
 let root: RootArray;
 let maps: FilterMaps;
 
 beforeEach(() => {
-  // A pin tree of our own: nothing to do with the machine's interfaces.
-  process.env.XDPLB_PIN_ROOT = `/sys/fs/bpf/xdplb-kt-${process.pid}`;
-  root = RootArray.load();
-  root.pin(interfaceDir(IF));
-  attachSubprogram(IF, FILTER, SLOT);
-  maps = FilterMaps.open(IF);
+  pinned = pinnedRoot();
+  root = pinned.root;
+  placeProgram(FILTER, [pinned.iface], SLOT);
+  maps = FilterMaps.open(pinned.iface);
 });
 afterEach(() => {
   maps?.close();
-  root?.close();
-  rmSync(pinRoot(), { recursive: true, force: true });
-  delete process.env.XDPLB_PIN_ROOT;
+  pinned?.close();
 });
 
 const run = (pkt: Buffer) => testRun(root.rootFd, pkt);
@@ -241,7 +236,7 @@ describe('filter: source drop lists', () => {
       const [a, b] = slash16.split('.').map(Number);
       const key = Buffer.alloc(4);
       key.writeUInt32LE((a << 8) | b);
-      return mapLookup(maps.fds.hint4, key, 4)!.readUInt32LE(0);
+      return maps.maps.hint4.lookup(key)!.readUInt32LE(0);
     };
     drop('10.0.0.0/15', '10.0.5.0/24', '10.0.6.7');
     expect([hint('10.0'), hint('10.1'), hint('10.2'), hint('9.255')]).toEqual([1, 1, 0, 0]);
@@ -263,7 +258,7 @@ describe('filter: source drop lists', () => {
 
   it('keeps the IPv6 hint in step: one bucket per /32, every bucket below /16, cleared with the last prefix', () => {
     const set = () => {
-      const raw = arrayValues(maps.fds.hint6, 4, 1 << HINT6_BITS);
+      const raw = maps.maps.hint6.values(1 << HINT6_BITS);
       return Array.from({ length: 1 << HINT6_BITS }, (_, i) => raw.readUInt32LE(i * 4)).flatMap((v, i) => (v ? [i] : []));
     };
     // One host: one bucket, the one TypeScript computes; the program finds
@@ -290,7 +285,7 @@ describe('filter: source drop lists', () => {
   });
 
   it('refuses a batch that would overflow a list, and a batch that fails midway puts back what it changed', () => {
-    const room = mapInfo(maps.fds.drop4).maxEntries;
+    const room = maps.maps.drop4.maxEntries;
     expect(room).toBe(65536);
     const old = new Date('2026-01-02T03:04:05Z');
     maps.add(parsePrefix('192.0.2.0/24'), 'old', old);
@@ -453,7 +448,7 @@ describe('filter: fragments', () => {
     expect(verdicts.slice(0, 5)).toEqual(Array(5).fill(XDP.TX));
     expect(maps.stats()).toEqual(stats({ ip_frag_drop_count: 100n, ptb_sent_count: 5n }));
     expect(root.counters(SLOT).packets).toEqual(slot({ XDP_TX: 5n, XDP_DROP: 95n }));
-    const window = mapLookup(maps.fds.ptb, Buffer.alloc(4), PTB_WINDOW_LAYOUT.size)!;
+    const window = maps.maps.ptb.lookup(Buffer.alloc(4))!;
     expect(window.readUInt32LE(PTB_WINDOW_LAYOUT.second)).toBe(Number(second));
     expect(window.readUInt32LE(PTB_WINDOW_LAYOUT.sent)).toBe(5);
   });

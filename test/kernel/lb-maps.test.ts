@@ -1,17 +1,14 @@
 // The batch map walks the load balancer reads its state with, against real
 // maps: every entry exactly once, however the kernel splits the walk.
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  MAP_F_MMAPABLE, MAP_TYPE_ARRAY, MAP_TYPE_HASH, arrayReadMapped, arrayValues, arrayWriteMapped, closeFd, mapCount, mapCreate, mapEntries,
-  mapUpdateBatch,
-} from '../../src/libbpf/index.js';
+import { BpfMap, MAP_F, MAP_TYPE } from '../../src/libbpf/index.js';
 
-const fds: number[] = [];
-afterEach(() => fds.splice(0).forEach(closeFd));
+const fds: BpfMap[] = [];
+afterEach(() => fds.splice(0).forEach((m) => m.close()));
 
 /** A hash map of `count` entries: 8-byte keys, 12-byte values derived from them. */
-function hashMap(count: number, maxEntries = 1024): { fd: number; want: Map<string, string> } {
-  const fd = mapCreate(MAP_TYPE_HASH, 'xdplb_test', 8, 12, maxEntries);
+function hashMap(count: number, maxEntries = 1024): { fd: BpfMap; want: Map<string, string> } {
+  const fd = BpfMap.create(MAP_TYPE.HASH, 'xdplb_test', 8, 12, maxEntries);
   fds.push(fd);
   const keys = Buffer.alloc(8 * count);
   const values = Buffer.alloc(12 * count);
@@ -22,7 +19,7 @@ function hashMap(count: number, maxEntries = 1024): { fd: number; want: Map<stri
     values.writeUInt32LE(i ^ 0xabcdef, i * 12 + 8);
     want.set(keys.subarray(i * 8, i * 8 + 8).toString('hex'), values.subarray(i * 12, i * 12 + 12).toString('hex'));
   }
-  mapUpdateBatch(fd, keys, values, count);
+  fd.updateBatch(keys, values, count);
   return { fd, want };
 }
 
@@ -31,10 +28,10 @@ const asMap = (entries: Array<[Buffer, Buffer]>) => new Map(entries.map(([k, v])
 describe('batch map walks', () => {
   it('reads every key and value of a hash map in one call', () => {
     const { fd, want } = hashMap(1000);
-    const got = mapEntries(fd, 8, 12);
+    const got = fd.entries();
     expect(got).toHaveLength(1000);
     expect(asMap(got)).toEqual(want);
-    expect(mapCount(fd, 8, 12)).toBe(1000);
+    expect(fd.count()).toBe(1000);
   });
 
   it('reads each entry once when the walk takes many calls, buckets larger than a call included', () => {
@@ -42,21 +39,21 @@ describe('batch map walks', () => {
     // read again with more room.
     const { fd, want } = hashMap(1000);
     for (const chunk of [1, 7, 64]) {
-      const got = mapEntries(fd, 8, 12, chunk);
+      const got = fd.entries(chunk);
       expect(got).toHaveLength(1000);
       expect(asMap(got)).toEqual(want);
-      expect(mapCount(fd, 8, 12, chunk)).toBe(1000);
+      expect(fd.count(chunk)).toBe(1000);
     }
   });
 
   it('reads an empty map as no entries', () => {
     const { fd } = hashMap(0);
-    expect(mapEntries(fd, 8, 12)).toEqual([]);
-    expect(mapCount(fd, 8, 12)).toBe(0);
+    expect(fd.entries()).toEqual([]);
+    expect(fd.count()).toBe(0);
   });
 
   it('reads an array map in key order', () => {
-    const fd = mapCreate(MAP_TYPE_ARRAY, 'xdplb_test', 4, 4, 5);
+    const fd = BpfMap.create(MAP_TYPE.ARRAY, 'xdplb_test', 4, 4, 5);
     fds.push(fd);
     const keys = Buffer.alloc(20);
     const values = Buffer.alloc(20);
@@ -64,21 +61,21 @@ describe('batch map walks', () => {
       keys.writeUInt32LE(i, i * 4);
       values.writeUInt32LE(100 + i, i * 4);
     }
-    mapUpdateBatch(fd, keys, values, 5);
-    expect(mapEntries(fd, 4, 4, 2).map(([k, v]) => [k.readUInt32LE(0), v.readUInt32LE(0)])).toEqual([[0, 100], [1, 101], [2, 102], [3, 103], [4, 104]]);
+    fd.updateBatch(keys, values, 5);
+    expect(fd.entries().map(([k, v]: [Buffer, Buffer]) => [k.readUInt32LE(0), v.readUInt32LE(0)])).toEqual([[0, 100], [1, 101], [2, 102], [3, 103], [4, 104]]);
   });
 });
 
 describe('mapped array reads and writes', () => {
   it('read back packed what was written, for values that are not a multiple of 8 bytes', () => {
     // 36-byte values (struct lb_backend) sit 40 bytes apart in the mapping.
-    const fd = mapCreate(MAP_TYPE_ARRAY, 'xdplb_test', 4, 36, 1000, MAP_F_MMAPABLE);
+    const fd = BpfMap.create(MAP_TYPE.ARRAY, 'xdplb_test', 4, 36, 1000, MAP_F.MMAPABLE);
     fds.push(fd);
     const values = Buffer.alloc(36 * 1000);
     for (let i = 0; i < values.length; i++) values[i] = (i * 31 + 7) & 0xff;
-    arrayWriteMapped(fd, values, 36, 1000);
-    expect(arrayValues(fd, 36, 1000).equals(values)).toBe(true); // the kernel's view, element by element
-    expect(arrayReadMapped(fd, 36, 1000).equals(values)).toBe(true);
-    expect(arrayReadMapped(fd, 36, 10).equals(values.subarray(0, 360))).toBe(true);
+    fd.writeMapped(values, 1000);
+    expect(fd.values(1000).equals(values)).toBe(true); // the kernel's view, element by element
+    expect(fd.readMapped(1000).equals(values)).toBe(true);
+    expect(fd.readMapped(10).equals(values.subarray(0, 360))).toBe(true);
   });
 });

@@ -4,9 +4,8 @@
 // checksums computed independently, and compared byte for byte.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
-import {
-  MAP_TYPE_ARRAY, arrayValues, closeFd, ifNameToIndex, mapCreate, mapDelete, mapFdById, mapInfo, mapKeys, mapLookup, testRun,
-} from '../../src/libbpf/index.js';
+import { BpfMap, MAP_TYPE, closeFd, testRun } from '../../src/libbpf/index.js';
+import { ifNameToIndex } from '../../src/sys/netdev.js';
 import { maglevTable } from '../../src/programs/lb/maglev.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
@@ -14,10 +13,10 @@ import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
 import { LAYOUT, LB_MAX_BACKENDS, PROTO, addrBytes, addrText, encodeVipKey, familyOf, u32 } from '../../src/programs/lb/layout.js';
 import { VIP_BITS_WORDS, vipBits } from '../../src/programs/lb/vipbits.js';
 import { kernelHz } from '../../src/programs/lb/clock.js';
-import { applyConfig, readState, tableFill, vipStatus, type LbFds } from '../../src/programs/lb/state.js';
+import { applyConfig, readState, tableFill, vipStatus, type LbMaps } from '../../src/programs/lb/state.js';
 import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
-import { TCP, closeFds, enterLabNamespace, fragments, frame, icmpError, lbFdsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
+import { TCP, closeLb, enterLabNamespace, fragments, frame, icmpError, lbMapsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
 const SLOT = 7;
@@ -51,20 +50,20 @@ beforeAll(() => {
 afterAll(() => leave?.());
 
 let root: RootArray;
-let fds: LbFds;
+let fds: LbMaps;
 
 beforeEach(() => {
   root = RootArray.load();
   const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
   try {
-    root.setSlot(SLOT, fd);
-    fds = lbFdsOf(fd);
+    root.fill(SLOT, fd);
+    fds = lbMapsOf(fd);
   } finally {
     closeFd(fd);
   }
 });
 afterEach(() => {
-  if (fds) closeFds(fds);
+  if (fds) closeLb(fds);
   root?.close();
 });
 
@@ -252,8 +251,8 @@ describe('load balancer data plane', () => {
       ports.add(out.sport);
     }
     expect([...seen.values()].reduce((a, s) => a + s.size, 0)).toBe(N);
-    expect(mapKeys(fds.lb_nat, LAYOUT.lb_nat_key.size)).toHaveLength(N);
-    expect(mapKeys(fds.lb_conns, LAYOUT.lb_flow.size)).toHaveLength(N);
+    expect(fds.lb_nat.keys()).toHaveLength(N);
+    expect(fds.lb_conns.keys()).toHaveLength(N);
     expect(tableFill(fds)).toEqual({ connections: N, connections_max: 262144, nat_ports: N, nat_ports_max: 262144 });
     expect(vipStatus(fds)[0].counters).toMatchObject({ new_conns: BigInt(N), nat_exhausted: 0n });
   });
@@ -265,8 +264,8 @@ describe('load balancer data plane', () => {
     expect(vipStatus(fds)[0].counters.nat_exhausted).toBe(1n);
     const rst = run(frame(syn(51000, { flags: TCP.RST | TCP.ACK })));
     expect(rst.retval).toBe(XDP.TX); // the RST itself still reaches the backend
-    expect(mapKeys(fds.lb_nat, LAYOUT.lb_nat_key.size)).toHaveLength(0);
-    expect(mapKeys(fds.lb_conns, LAYOUT.lb_flow.size)).toHaveLength(0);
+    expect(fds.lb_nat.keys()).toHaveLength(0);
+    expect(fds.lb_conns.keys()).toHaveLength(0);
     const again = run(frame(syn(51001)));
     expect(again.retval).toBe(XDP.TX);
     expect(parseFrame(again.data).sport).toBe(20000);
@@ -289,20 +288,20 @@ describe('load balancer data plane', () => {
     const c = apply(BASE);
     expect(readState(fds).config).toEqual(c);
     expect(applyConfig(fds, c)).toEqual({ vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 });
-    const vipKey = mapKeys(fds.lb_vips, LAYOUT.lb_vip_key.size)[0];
+    const vipKey = fds.lb_vips.keys()[0];
     expect(addrText(vipKey.subarray(0, 16), 4)).toBe('10.0.0.10');
-    expect(mapLookup(fds.lb_maglev, u32(0), 4)).not.toBeNull();
+    expect(fds.lb_maglev.lookup(u32(0))).not.toBeNull();
   });
   it('holds in the kernel exactly the Maglev table computed in TypeScript, swapped whole on a change', () => {
     const c = apply({ ...BASE, vips: [{ ...BASE.vips[0], backends: [{ address: '10.0.0.2', weight: 2 }, { address: '10.0.0.3' }, { address: '10.0.0.4' }] }] });
     const kernelTable = () => {
-      const inner = mapFdById(mapLookup(fds.lb_maglev, u32(0), 4)!.readUInt32LE(0))!;
+      const inner = BpfMap.byId(fds.lb_maglev.lookup(u32(0))!.readUInt32LE(0))!;
       try {
-        expect(mapInfo(inner).maxEntries).toBe(65537);
-        const raw = arrayValues(inner, 4, 65537);
-        return { id: mapInfo(inner).id, table: Uint32Array.from({ length: 65537 }, (_, i) => raw.readUInt32LE(i * 4)) };
+        expect(inner.maxEntries).toBe(65537);
+        const raw = inner.values(65537);
+        return { id: inner.id, table: Uint32Array.from({ length: 65537 }, (_, i) => raw.readUInt32LE(i * 4)) };
       } finally {
-        closeFd(inner);
+        inner.close();
       }
     };
     const ids = new Map([...readState(fds).backends.entries()].map(([id, b]) => [b.address, id]));
@@ -321,8 +320,8 @@ describe('load balancer data plane', () => {
       : { address: `10.9.${i >> 8}.${i & 255}`, port: 1000 + i, protocol: i % 4 === 0 ? 'udp' : 'tcp', backends: [{ address: '10.0.0.2' }] });
     const c = apply({ ...BASE, vips });
     const keys = c.vips.map(encodeVipKey);
-    expect(arrayValues(fds.lb_vip_bits, 8, VIP_BITS_WORDS).equals(vipBits(keys))).toBe(true);
-    const ids = arrayValues(fds.lb_vip_ids, LAYOUT.lb_vip_key.size, 512);
+    expect(fds.lb_vip_bits.values(VIP_BITS_WORDS).equals(vipBits(keys))).toBe(true);
+    const ids = fds.lb_vip_ids.values(512);
     for (const [, v] of readState(fds).vips) {
       expect(ids.subarray(v.id * LAYOUT.lb_vip_key.size, (v.id + 1) * LAYOUT.lb_vip_key.size).equals(v.key)).toBe(true);
     }
@@ -334,14 +333,14 @@ describe('load balancer data plane', () => {
       expect(parseFrame(r.data).dst).toBe(six ? 'fd00:0:0:0:0:0:0:2' : '10.0.0.2');
     });
     apply({ ...BASE, vips: [] });
-    expect(arrayValues(fds.lb_vip_bits, 8, VIP_BITS_WORDS).equals(Buffer.alloc(VIP_BITS_WORDS * 8))).toBe(true);
-    expect(arrayValues(fds.lb_vip_ids, LAYOUT.lb_vip_key.size, 512).equals(Buffer.alloc(512 * LAYOUT.lb_vip_key.size))).toBe(true);
+    expect(fds.lb_vip_bits.values(VIP_BITS_WORDS).equals(Buffer.alloc(VIP_BITS_WORDS * 8))).toBe(true);
+    expect(fds.lb_vip_ids.values(512).equals(Buffer.alloc(512 * LAYOUT.lb_vip_key.size))).toBe(true);
   });
 
   it('lets a tracked flow idle out after tcp_idle_s on the kernel\'s jiffies', () => {
     expect(kernelHz()).toBeGreaterThan(0); // this kernel's config says CONFIG_HZ
     apply({ ...BASE, timeouts: { tcp_idle_s: 1 } });
-    expect(mapLookup(fds.lb_config, u32(0), LAYOUT.lb_config.size)!.readUInt32LE(LAYOUT.lb_config.hz)).toBe(kernelHz());
+    expect(fds.lb_config.lookup(u32(0))!.readUInt32LE(LAYOUT.lb_config.hz)).toBe(kernelHz());
     const ack = () => run(frame(syn(54000, { flags: TCP.ACK })));
     expect(run(frame(syn(54000))).retval).toBe(XDP.TX);
     expect(ack().retval).toBe(XDP.TX);
@@ -384,7 +383,7 @@ describe('load balancer data plane', () => {
     for (let attempt = 0; attempt < 20 && !cached; attempt++) {
       const before = misses(); // slow (reads every row): not between the packets
       const first = parseFrame(run(ack).data);
-      mapDelete(fds.lb_conns, key);
+      fds.lb_conns.delete(key);
       const second = run(ack);
       cached = misses() === before;
       if (cached) expect(parseFrame(second.data)).toMatchObject({ dst: first.dst, sport: first.sport });
@@ -405,7 +404,7 @@ describe('load balancer data plane', () => {
     }
     expect(applyConfig(fds, validateConfig({ ...BASE, vips: [] }))).toMatchObject({ vips_removed: 1 });
     expect(readState(fds).backends.size).toBe(0);
-    expect(mapLookup(fds.lb_maglev, u32(0), 4)).toBeNull();
+    expect(fds.lb_maglev.lookup(u32(0))).toBeNull();
     const pkt = frame(syn(53999));
     const r = run(pkt);
     expect(r.retval).toBe(XDP.PASS);
@@ -536,11 +535,11 @@ describe('load balancer apply', () => {
   /** Backend id -> [VIP id, address, weight, removed, mac]. */
   const backends = () => [...readState(fds).backends].map(([id, b]) => [id, b.vipId, b.address, b.weight, b.removed, b.mac ?? null]);
   const tableId = (vipId: number) => {
-    const inner = mapFdById(mapLookup(fds.lb_maglev, u32(vipId), 4)!.readUInt32LE(0))!;
+    const inner = BpfMap.byId(fds.lb_maglev.lookup(u32(vipId))!.readUInt32LE(0))!;
     try {
-      return mapInfo(inner).id;
+      return inner.id;
     } finally {
-      closeFd(inner);
+      inner.close();
     }
   };
 
@@ -566,7 +565,7 @@ describe('load balancer apply', () => {
     // lowest ids free before the apply (those it frees are not reused by it).
     expect(applied(two([{ address: '10.0.0.2', mac: '02:00:00:00:00:02' }, { address: '10.0.0.5' }, { address: '10.0.0.3' }], null))).toEqual({ ...zero, vips_removed: 1 });
     expect(backends().map(([id]) => id)).toEqual([0, 1, 3]);
-    expect(mapLookup(fds.lb_maglev, u32(1), 4)).toBeNull();
+    expect(fds.lb_maglev.lookup(u32(1))).toBeNull();
     expect(applied({ ...BASE, vips: [{ ...B, backends: [{ address: '10.0.0.6' }, { address: '10.0.0.7' }] }] })).toEqual({ ...zero, vips_added: 1, vips_removed: 1, tables_written: 1, backends_written: 2 });
     expect(backends()).toEqual([[2, 1, '10.0.0.6', 1, false, null], [4, 1, '10.0.0.7', 1, false, null]]);
     expect(readState(fds).config.vips.map((v) => v.address)).toEqual(['10.0.0.11']);
@@ -579,12 +578,12 @@ describe('load balancer apply', () => {
     const openFds = readdirSync('/proc/self/fd').length;
     // lb_maglev read-only (BPF_F_RDONLY): the swap of the new table fails,
     // after the config and the backend entries were written.
-    const readOnly = mapCreate(MAP_TYPE_ARRAY, 'lb_maglev_ro', 4, 4, 512, 1 << 3);
+    const readOnly = BpfMap.create(MAP_TYPE.ARRAY, 'lb_maglev_ro', 4, 4, 512, 1 << 3);
     try {
       const config = two([{ address: '10.0.0.2' }, { address: '10.0.0.8', weight: 3 }], [{ address: '10.0.0.4', weight: 2 }], { port_min: 2000 });
       expect(() => applyConfig({ ...fds, lb_maglev: readOnly }, validateConfig(config))).toThrow(/bpf_map_update_batch failed with EPERM/);
     } finally {
-      closeFd(readOnly);
+      readOnly.close();
     }
     const after = readState(fds);
     expect(after.config).toEqual(before.config);

@@ -3,13 +3,15 @@
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { testRun, closeFd, mapCreate, mapDelete, mapUpdate, pinObject } from '../../src/libbpf/index.js';
-import { RootArray, slotKey } from '../../src/root/array.js';
-import { detach } from '../../src/root/attach.js';
-import { interfaceDir } from '../../src/root/layout.js';
-import { loadIntoSlot, loadSlotProgram, unloadSlot } from '../../src/root/slot.js';
-import { attachSubprogram, detachSubprogram } from '../../src/root/subprogram.js';
+import { testRun, closeFd } from '../../src/libbpf/index.js';
+import { RootArray } from '../../src/root/array.js';
+import { attach, detach } from '../../src/root/attach.js';
+import { ifaceDir, resolveIface } from '../../src/root/pins.js';
+import { loadSlotProgram } from '../../src/root/slot.js';
+import { loadIntoSlot, placeProgram, removeProgram, unloadSlot } from '../../src/root/place.js';
 import { SAMPLER } from '../../src/programs/sampler/config.js';
+import { enterLabNamespace } from '../helpers/lb.js';
+import { uniqueTag } from '../helpers/netns.js';
 import { BASELINE_ROW, ROW_ROOT, readRow, zeroCounts, type ActionCounts } from '../../src/root/stats.js';
 import { XdplbError } from '../../src/errors.js';
 import { BIN, BPF } from '../helpers/cli.js';
@@ -36,7 +38,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
   function fill(slot: number, program: string, object = FIXTURES, force = false): void {
     const fd = loadSlotProgram(root, { object, program, slot, force });
     try {
-      root.setSlot(slot, fd);
+      root.fill(slot, fd, { replace: true });
     } finally {
       closeFd(fd);
     }
@@ -94,9 +96,9 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     fill(1, 'xdp_pass_test');
     fill(3, 'xdp_pass_test');
     testRun(root.rootFd, pkt, 6);
-    expect(readRow(root.statsFd, 1)).toEqual({ packets: [0n, 0n, 6n, 0n, 0n, 0n, 0n], bytes: [0n, 0n, 6n * len, 0n, 0n, 0n, 0n] });
-    expect(readRow(root.statsFd, 3)).toEqual({ packets: [0n, 0n, 0n, 0n, 0n, 0n, 6n], bytes: [0n, 0n, 0n, 0n, 0n, 0n, 6n * len] });
-    expect(readRow(root.statsFd, ROW_ROOT).packets.every((n) => n === 0n)).toBe(true);
+    expect(readRow(root.stats, 1)).toEqual({ packets: [0n, 0n, 6n, 0n, 0n, 0n, 0n], bytes: [0n, 0n, 6n * len, 0n, 0n, 0n, 0n] });
+    expect(readRow(root.stats, 3)).toEqual({ packets: [0n, 0n, 0n, 0n, 0n, 0n, 6n], bytes: [0n, 0n, 0n, 0n, 0n, 0n, 6n * len] });
+    expect(readRow(root.stats, ROW_ROOT).packets.every((n) => n === 0n)).toBe(true);
     expect(root.counters(1)).toEqual({ packets: counts({ XDP_PASS: 6n }), bytes: counts({ XDP_PASS: 6n * len }) });
     expect(root.counters(3)).toEqual({ packets: counts({ XDP_PASS: 6n }), bytes: counts({ XDP_PASS: 6n * len }) });
     expect(root.totals().packets).toEqual(counts({ XDP_PASS: 6n }));
@@ -111,7 +113,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     ];
     const want = zeroCounts();
     for (const [slots, n, verdicts] of runs) {
-      for (let s = 0; s < 8; s++) root.clearSlot(s);
+      for (let s = 0; s < 8; s++) root.empty(s);
       for (const [s, program] of Object.entries(slots)) fill(Number(s), program);
       testRun(root.rootFd, pkt, n);
       for (const [a, count] of Object.entries(verdicts)) want[a as keyof ActionCounts] += count;
@@ -119,15 +121,15 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
       expect(root.totals().bytes).toEqual(Object.fromEntries(Object.entries(want).map(([a, v]) => [a, v * len])));
     }
     expect(root.counters(ROW_ROOT).packets).toEqual(counts({ XDP_PASS: 2n }));
-    expect(root.counters(4).packets).toEqual(counts({ XDP_INVALID_ACTION: 3n }));
-    expect(root.counters(3).packets).toEqual(counts({ XDP_PASS: 7n }));
+    // Emptying a slot restarts its counters; the totals keep every packet.
+    for (let s = 0; s < 8; s++) expect(root.counters(s).packets).toEqual(zeroCounts());
   });
 
   it('restarts one slot\'s counters and keeps every packet in the totals', () => {
     fill(2, 'xdp_pass_test');
     fill(5, 'xdp_drop_test');
     testRun(root.rootFd, pkt, 4);
-    root.clearCounters(5);
+    root.restartCounters(5);
     expect(root.counters(5).packets).toEqual(zeroCounts());
     expect(root.counters(2).packets).toEqual(counts({ XDP_PASS: 4n }));
     expect(root.totals().packets).toEqual(counts({ XDP_DROP: 4n }));
@@ -137,8 +139,8 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     testRun(root.rootFd, pkt, 3);
     expect(root.counters(5).packets).toEqual(counts({ XDP_PASS: 3n }));
     expect(root.totals().packets).toEqual(counts({ XDP_DROP: 4n, XDP_PASS: 3n }));
-    root.clearCounters(5);
-    root.clearCounters(2);
+    root.restartCounters(5);
+    root.restartCounters(2);
     expect(root.counters(2).packets).toEqual(zeroCounts());
     expect(root.totals()).toEqual({
       packets: counts({ XDP_DROP: 4n, XDP_PASS: 3n }), bytes: counts({ XDP_DROP: 4n * len, XDP_PASS: 3n * len }),
@@ -156,10 +158,10 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(root.slotMask()).toBe(0b100100);
     fill(5, 'xdp_pass_test');
     expect(root.slotMask()).toBe(0b100100);
-    expect(root.clearSlot(2)).toBe(true);
+    expect(root.empty(2)).toBe(true);
     expect(root.slotMask()).toBe(0b100000);
-    expect(root.clearSlot(2)).toBe(false);
-    expect(root.clearSlot(5)).toBe(true);
+    expect(root.empty(2)).toBe(false);
+    expect(root.empty(5)).toBe(true);
     expect(root.slotMask()).toBe(0);
     expect(root.maskMismatch()).toBeNull();
   });
@@ -169,7 +171,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     try {
       const value = Buffer.alloc(4);
       value.writeInt32LE(fd);
-      mapUpdate(root.slotsFd, slotKey(3), value); // the prog array alone, as bpftool would
+      root.slots.update(3, value); // the prog array alone, as bpftool would
     } finally {
       closeFd(fd);
     }
@@ -188,15 +190,15 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
   it('says so when a slot in the mask was emptied behind its back, and passes through it', () => {
     fill(1, 'xdp_pass_test');
     fill(4, 'xdp_drop_test');
-    mapDelete(root.slotsFd, slotKey(4));
+    root.slots.delete(4);
     expect(root.maskMismatch()).toEqual({ skipped: [], empty: [4] });
     expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
     // Handed on, then nothing took it: final in slot 1 after all.
-    expect(readRow(root.statsFd, 1).packets).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n]);
-    expect(readRow(root.statsFd, 1).bytes).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n * len]);
+    expect(readRow(root.stats, 1).packets).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n]);
+    expect(readRow(root.stats, 1).bytes).toEqual([0n, 0n, 0n, 0n, 0n, 0n, 3n * len]);
     expect(root.counters(1).packets).toEqual(counts({ XDP_PASS: 3n }));
     expect(root.totals().packets).toEqual(counts({ XDP_PASS: 3n }));
-    expect(root.clearSlot(4)).toBe(false);
+    expect(root.empty(4)).toBe(false);
     expect(root.maskMismatch()).toBeNull();
     expect(root.slotMask()).toBe(0b10);
   });
@@ -206,7 +208,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
       const r = RootArray.load();
       try {
         const fd = loadSlotProgram(r, { object: FIXTURES, program: 'xdp_drop_test', slot });
-        r.setSlot(slot, fd);
+        r.fill(slot, fd);
         closeFd(fd);
         testRun(r.rootFd, pkt, 2);
         for (let s = 0; s < 8; s++) expect(r.counters(s).packets.XDP_DROP).toBe(s === slot ? 2n : 0n);
@@ -223,9 +225,9 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     expect(testRun(root.rootFd, pkt).retval).toBe(XDP.PASS);
     fill(4, 'xdp_drop_test');
     expect(testRun(root.rootFd, pkt).retval).toBe(XDP.DROP);
-    expect(root.clearSlot(4)).toBe(true);
+    expect(root.empty(4)).toBe(true);
     expect(testRun(root.rootFd, pkt).retval).toBe(XDP.PASS);
-    expect(root.clearSlot(4)).toBe(false);
+    expect(root.empty(4)).toBe(false);
   });
 
   it('clears counters to zero', () => {
@@ -234,7 +236,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     root.clearCounters();
     for (let row = 0; row <= ROW_ROOT; row++) expect(root.counters(row).packets).toEqual(zeroCounts());
     expect(root.totals()).toEqual({ packets: zeroCounts(), bytes: zeroCounts() });
-    for (let row = 0; row < BASELINE_ROW + 8; row++) expect(readRow(root.statsFd, row).packets.every((n) => n === 0n)).toBe(true);
+    for (let row = 0; row < BASELINE_ROW + 8; row++) expect(readRow(root.stats, row).packets.every((n) => n === 0n)).toBe(true);
   });
 
   it('refuses a program that does not use the slot protocol, and says why', () => {
@@ -263,7 +265,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     fill(2, 'xdp_old_slot', OLD, true);
     expect(testRun(root.rootFd, pkt, 3).retval).toBe(XDP.PASS);
     // It wrote its "totals" row 9, which is slot 0's baseline here: not ours.
-    for (let row = 0; row < BASELINE_ROW + 8; row++) expect(readRow(root.statsFd, row).packets.every((n) => n === 0n)).toBe(true);
+    for (let row = 0; row < BASELINE_ROW + 8; row++) expect(readRow(root.stats, row).packets.every((n) => n === 0n)).toBe(true);
   });
 
   it('names the programs an object has when the one asked for is missing', () => {
@@ -283,58 +285,29 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
   });
 });
 
-describe('pinned roots of another version', () => {
-  const pins = `/sys/fs/bpf/xdplb-kt-${process.pid}`;
-  beforeEach(() => {
-    process.env.XDPLB_PIN_ROOT = pins;
-  });
-  afterEach(() => {
-    rmSync(pins, { recursive: true, force: true });
-    delete process.env.XDPLB_PIN_ROOT;
-  });
-
-  it('refuses counters of another layout and says how to start over; --detach still cleans up', () => {
-    const root = RootArray.load();
-    try {
-      root.pin(interfaceDir('old0'));
-    } finally {
-      root.close();
-    }
-    // The layout before FINAL_PASS and the baselines: 6 columns, 10 rows.
-    unlinkSync(`${interfaceDir('old0')}/stats`);
-    const old = mapCreate(6, 'xdplb_stats', 4, 96, 10);
-    try {
-      pinObject(old, `${interfaceDir('old0')}/stats`);
-    } finally {
-      closeFd(old);
-    }
-    expect(() => RootArray.openPinned(interfaceDir('old0'))).toThrow(new XdplbError(
-      `the root array pinned in ${interfaceDir('old0')} was attached by another version of xdplb (its counters differ): ` +
-        'run xdp-root --detach --interface old0 and --attach again',
-    ));
-    expect(detach(['old0'])).toEqual([{ ifname: 'old0', changed: true }]);
-    expect(existsSync(interfaceDir('old0'))).toBe(false);
-  });
-});
-
 describe('a pinned root: the slot mask through every path that changes slots', () => {
   const pins = `/sys/fs/bpf/xdplb-kt-${process.pid}`;
-  const IF = 'kmask0';
+  const tag = uniqueTag();
+  const NS = `xkm-${tag}`;
+  const IF = `km${tag}`;
+  let leave: () => void;
   let root: RootArray;
   beforeEach(() => {
     process.env.XDPLB_PIN_ROOT = pins;
-    root = RootArray.load();
-    root.pin(interfaceDir(IF));
+    leave = enterLabNamespace(NS, [['link', 'add', IF, 'type', 'veth', 'peer', 'name', `${IF}p`], ['link', 'set', IF, 'up'], ['link', 'set', `${IF}p`, 'up']]);
+    attach([IF], 'skb');
+    root = RootArray.openPinned(ifaceDir(resolveIface(IF)))!;
   });
   afterEach(() => {
     root.close();
+    leave();
     rmSync(pins, { recursive: true, force: true });
     delete process.env.XDPLB_PIN_ROOT;
   });
 
   /** The mask as a second opener of the pins sees it. */
   function pinnedMask(): number {
-    const r = RootArray.openPinned(interfaceDir(IF))!;
+    const r = RootArray.openPinned(ifaceDir(resolveIface(IF)))!;
     try {
       return r.slotMask();
     } finally {
@@ -343,38 +316,76 @@ describe('a pinned root: the slot mask through every path that changes slots', (
   }
 
   it('--load and --unload, subprogram attach and detach', () => {
-    loadIntoSlot(IF, { object: FIXTURES, program: 'xdp_drop_test', slot: 4 });
+    const iface = resolveIface(IF);
+    loadIntoSlot(iface, { object: FIXTURES, program: 'xdp_drop_test', slot: 4 });
     expect(pinnedMask()).toBe(0b10000);
-    expect(attachSubprogram(IF, SAMPLER, 1).changed).toBe(true);
+    expect(placeProgram(SAMPLER, [iface], 1)[0].changed).toBe(true);
     expect(pinnedMask()).toBe(0b10010);
-    loadIntoSlot(IF, { object: FIXTURES, program: 'xdp_pass_test', slot: 4, replace: true });
+    loadIntoSlot(iface, { object: FIXTURES, program: 'xdp_pass_test', slot: 4, replace: true });
     expect(pinnedMask()).toBe(0b10010);
-    expect(detachSubprogram(IF, SAMPLER)).toBe(true);
+    expect(removeProgram(SAMPLER, [iface])[0].changed).toBe(true);
     expect(pinnedMask()).toBe(0b10000);
-    expect(unloadSlot(IF, 4)).toBe(true);
+    expect(unloadSlot(iface, 4)).toBe(true);
     expect(pinnedMask()).toBe(0);
     expect(root.slotMask()).toBe(0);
   });
 
+  const xdpRootAll = (argsOf: (slot: number) => string[]) => Promise.all(Array.from({ length: 8 }, (_, slot) =>
+    new Promise<{ code: number; out: string }>((done) => {
+      let out = '';
+      const p = spawn('nsenter', [`--net=/run/netns/${NS}`, BIN('xdp-root'), ...argsOf(slot)], { env: { ...process.env, XDPLB_PIN_ROOT: pins }, stdio: ['ignore', 'pipe', 'pipe'] });
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (out += d));
+      p.on('exit', (code) => done({ code: code ?? -1, out }));
+    })));
+
   it('keeps every bit when processes fill and empty slots at the same time', async () => {
-    const xdpRootAll = (argsOf: (slot: number) => string[]) => Promise.all(Array.from({ length: 8 }, (_, slot) =>
-      new Promise<number>((done) => {
-        spawn(BIN('xdp-root'), argsOf(slot), { env: { ...process.env, XDPLB_PIN_ROOT: pins }, stdio: 'ignore' })
-          .on('exit', (code) => done(code ?? -1));
-      })));
     const load = (slot: number) => ['--load', '--interface', IF, '--slot', String(slot), '--object', FIXTURES, '--program', 'xdp_pass_test'];
-    expect(await xdpRootAll(load)).toEqual(Array(8).fill(0));
+    expect((await xdpRootAll(load)).map((r) => r.code)).toEqual(Array(8).fill(0));
     expect(root.slotIds().every((id) => id !== 0)).toBe(true);
     expect(pinnedMask()).toBe(0xff);
-    expect(await xdpRootAll((slot) => ['--unload', '--interface', IF, '--slot', String(slot)])).toEqual(Array(8).fill(0));
+    expect((await xdpRootAll((slot) => ['--unload', '--interface', IF, '--slot', String(slot)])).map((r) => r.code)).toEqual(Array(8).fill(0));
     expect(root.slotIds().every((id) => id === 0)).toBe(true);
     expect(pinnedMask()).toBe(0);
   });
 
+  it('eight loads into one empty slot at once: exactly one succeeds, the others name the winner', async () => {
+    for (let round = 0; round < 3; round++) {
+      const results = await xdpRootAll(() => ['--load', '--interface', IF, '--slot', '3', '--object', FIXTURES, '--program', 'xdp_drop_test']);
+      const won = results.filter((r) => r.code === 0);
+      expect(won).toHaveLength(1);
+      const id = root.slotIds()[3];
+      expect(won[0].out).toContain(`(id ${id}) into slot 3`);
+      for (const r of results.filter((x) => x.code !== 0)) {
+        expect(r.code).toBe(1);
+        expect(r.out).toContain(`slot 3 of ${IF} already holds 'xdp_drop_test' (id ${id})`);
+      }
+      expect(unloadSlot(resolveIface(IF), 3)).toBe(true);
+    }
+  });
+
+  it('--replace reports the program it really replaced', async () => {
+    const iface = resolveIface(IF);
+    const first = loadIntoSlot(iface, { object: FIXTURES, program: 'xdp_pass_test', slot: 2 });
+    const results = await xdpRootAll(() => ['--load', '--replace', '--json', '--interface', IF, '--slot', '2', '--object', FIXTURES, '--program', 'xdp_drop_test']);
+    expect(results.every((r) => r.code === 0)).toBe(true);
+    // Each replaced a different program: the first load's, then each other's.
+    const loaded = results.map((r) => JSON.parse(r.out)[IF]);
+    const replaced = new Set(loaded.map((l) => l.replaced_id));
+    expect(replaced.size).toBe(8);
+    expect(replaced.has(first.id)).toBe(true);
+    const ids = new Set(loaded.map((l) => l.id));
+    for (const r of replaced) if (r !== first.id) expect(ids.has(r)).toBe(true);
+    expect(ids.has(root.slotIds()[2])).toBe(true);
+  });
+
   it('refuses pins without the slot mask, and says how to clean up', () => {
-    unlinkSync(`${interfaceDir(IF)}/slot_mask`);
-    expect(() => RootArray.openPinned(interfaceDir(IF))).toThrow(new XdplbError(
-      `incomplete root array pins in ${interfaceDir(IF)}: slot_mask is missing; run xdp-root --detach to clean up`,
+    const dir = ifaceDir(resolveIface(IF));
+    unlinkSync(`${dir}/slot_mask`);
+    expect(() => RootArray.openPinned(dir, IF)).toThrow(new XdplbError(
+      `incomplete root array pins in ${dir}: slot_mask is missing; run xdp-root --detach --interface ${IF} and --attach again`,
     ));
+    expect(detach([IF])).toEqual([{ ifname: IF, changed: true, stale: 0 }]);
+    expect(existsSync(dir)).toBe(false);
   });
 });

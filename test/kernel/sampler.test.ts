@@ -4,9 +4,10 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { bootTimeNs, closeFd, openPinned, testRun } from '../../src/libbpf/index.js';
+import { BpfMap, closeFd, testRun } from '../../src/libbpf/index.js';
+import { bootTimeNs } from '../../src/sys/clock.js';
 import { RootArray } from '../../src/root/array.js';
-import { pinRoot } from '../../src/root/layout.js';
+import { namespaceDir } from '../../src/root/pins.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { CONFIG_MAP, SAMPLER, readSampleCounters, writeRate, writeSampling } from '../../src/programs/sampler/config.js';
 import { RING_BYTES, SAMPLE_HEADER, SNAP_MAX, type Sample } from '../../src/programs/sampler/layout.js';
@@ -22,19 +23,19 @@ describe('sampler and verdict samples under BPF_PROG_TEST_RUN', () => {
   let root: RootArray;
   let reader: SampleReader;
   let samples: Sample[];
-  let configFd: number | null;
-  // Not an interface name (longer than 15), so never taken for one.
-  const pinDir = join(pinRoot(), `ktest-sampler-${uniqueTag()}`);
+  let config: BpfMap | null;
+  // A directory of this namespace's that no program uses.
+  const pinDir = join(namespaceDir(), `ktest-sampler-${uniqueTag()}`);
 
   beforeEach(() => {
     root = RootArray.load();
     samples = [];
-    reader = new SampleReader(root.sampleMaps('test').samples, (s) => samples.push(s));
-    configFd = null;
+    reader = new SampleReader(root.maps.samples, (s) => samples.push(s));
+    config = null;
   });
   afterEach(() => {
     reader.close();
-    if (configFd !== null) closeFd(configFd);
+    config?.close();
     root.close();
     rmSync(pinDir, { recursive: true, force: true });
   });
@@ -42,22 +43,22 @@ describe('sampler and verdict samples under BPF_PROG_TEST_RUN', () => {
   /** The sampler in `slot` at 1 in `rate`. */
   function sampler(slot: number, rate: number): void {
     const fd = loadSlotProgram(root, {
-      object: BPF(SAMPLER.object), program: SAMPLER.program, slot, pins: [{ dir: pinDir, maps: SAMPLER.interfaceMaps }],
+      object: BPF(SAMPLER.object), program: SAMPLER.program, slot, pins: [{ dir: pinDir, maps: [...SAMPLER.interfaceMaps], recovery: 'test' }],
     });
-    root.setSlot(slot, fd);
+    root.fill(slot, fd);
     closeFd(fd);
-    configFd = openPinned(join(pinDir, CONFIG_MAP))!;
-    writeRate(configFd, rate);
+    config = BpfMap.openPinned(join(pinDir, CONFIG_MAP))!;
+    writeRate(config, rate);
   }
 
   function fixture(slot: number, program: string): void {
     const fd = loadSlotProgram(root, { object: BPF('xdp_fixtures.o'), program, slot });
-    root.setSlot(slot, fd);
+    root.fill(slot, fd, { replace: true });
     closeFd(fd);
   }
 
-  const counters = () => readSampleCounters(root.sampleMaps('test').sample_stats);
-  const settings = (verdictRate: number, snaplen: number) => writeSampling(root.sampleMaps('test').sampling, { verdictRate, snaplen });
+  const counters = () => readSampleCounters(root.maps.sample_stats);
+  const settings = (verdictRate: number, snaplen: number) => writeSampling(root.maps.sampling, { verdictRate, snaplen });
 
   it('at rate 1 samples every packet with exact header fields and bytes, and passes it on unchanged', () => {
     sampler(1, 1);
@@ -164,7 +165,7 @@ describe('sampler and verdict samples under BPF_PROG_TEST_RUN', () => {
   it('reports no verdicts at verdict rate 0, and never a PASS', () => {
     fixture(3, 'xdp_drop_test');
     expect(testRun(root.rootFd, udp4(), 50).retval).toBe(XDP.DROP);
-    root.clearSlot(3);
+    root.empty(3);
     fixture(3, 'xdp_pass_test');
     settings(1, 256);
     expect(testRun(root.rootFd, udp4(), 50).retval).toBe(XDP.PASS);

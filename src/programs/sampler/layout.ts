@@ -22,7 +22,7 @@ export const LAYOUTS = {
   xdplb_sample: SAMPLE_HEADER,
   xdplb_sampling: SAMPLING,
   xdplb_sample_counters: SAMPLE_COUNTERS,
-  sampler_config: SAMPLER_CONFIG,
+  xdplb_sampler_config: SAMPLER_CONFIG,
 };
 
 export const KIND_PACKET = 0;
