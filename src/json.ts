@@ -36,6 +36,7 @@ export class JsonDoc {
   static parse(text: string, file: string, fail: (message: string) => Error): JsonDoc {
     // A BOM is not JSON, but editors write one; dropping it keeps columns right.
     const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    if (!body.trim()) throw fail(`${file}:1:1: invalid JSON: the file is empty`);
     const errors: ParseError[] = [];
     const tree = parseTree(body, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
     const doc = new JsonDoc(file, body, tree ?? { type: 'null', offset: 0, length: 0 } as Node);

@@ -89,7 +89,7 @@ export function subprogramTool(sub: Subprogram): ToolSpec {
     ...(sub.attach?.options ?? []),
     ...sub.options,
     ...WATCH_OPTIONS,
-    { name: 'config', alias: 'c', type: 'string', placeholder: 'FILE', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
+    { name: 'config', type: 'string', placeholder: 'FILE', describe: `With run: the config file (default ${DEFAULT_CONFIG})` },
   ];
   return {
     name: command,

@@ -1,13 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parser, validate } from '../../src/cli/root.js';
 import { missingCapabilities } from '../../src/cli/main.js';
 import { parseInterfaceList, validateInterfaceName } from '../../src/net/interface.js';
 import { parseMode } from '../../src/root/attach.js';
 import { parseSlot } from '../../src/root/slot.js';
 import { errnoName } from '../../src/libbpf/errors.js';
 import { UsageError } from '../../src/errors.js';
-
-const req = async (...args: string[]) => validate(await parser(args).parse());
 
 describe('slot, mode and interface values', () => {
   it('takes slots 0..7 only', () => {
@@ -35,44 +32,6 @@ describe('slot, mode and interface values', () => {
   });
 });
 
-describe('xdp-root arguments', () => {
-  it('parses each action', async () => {
-    expect(await req('--attach', '-i', 'eth0,eth1')).toEqual({ action: 'attach', ifaces: ['eth0', 'eth1'], mode: 'auto' });
-    expect(await req('--attach', '-i', 'eth0', '--mode', 'skb')).toEqual({ action: 'attach', ifaces: ['eth0'], mode: 'skb' });
-    expect(await req('--detach', '--interface', 'eth0')).toEqual({ action: 'detach', ifaces: ['eth0'], mode: 'auto' });
-    expect(await req('--load', '-i', 'eth0', '-s', '3', '-o', 'x.o', '-p', 'prog')).toEqual({
-      action: 'load', ifname: 'eth0', slot: 3, object: 'x.o', program: 'prog',
-    });
-    expect(await req('--unload', '-i', 'eth0', '--slot', '0')).toEqual({ action: 'unload', ifname: 'eth0', slot: 0 });
-    expect(await req('--status')).toEqual({ action: 'status', ifaces: undefined });
-    expect(await req('--status', '--clear', '-i', 'eth0')).toEqual({ action: 'status', ifaces: ['eth0'] });
-    expect(await req('--clear')).toEqual({ action: 'clear', ifaces: undefined });
-  });
-
-  it('refuses incomplete or contradictory requests', async () => {
-    await expect(req()).rejects.toThrow(/^nothing to do: expected one of --attach/);
-    await expect(req('--attach', '--load', '-i', 'eth0')).rejects.toThrow('choose one of --attach, --detach, --load, --unload, --status, --clear; got --attach and --load');
-    await expect(req('--attach')).rejects.toThrow('--attach needs --interface');
-    await expect(req('--load', '-i', 'eth0', '-s', '1', '-o', 'x.o')).rejects.toThrow('--load needs --program');
-    await expect(req('--load', '-i', 'eth0,eth1', '-s', '1', '-o', 'x.o', '-p', 'p')).rejects.toThrow("--load takes one interface, got 'eth0,eth1'");
-    await expect(req('--unload', '-i', 'eth0', '-s', '8')).rejects.toThrow("invalid slot '8'");
-    await expect(req('--status', '--frobnicate')).rejects.toThrow('Unknown argument: frobnicate (see xdp-root --help)');
-    await expect(req('--load', '-i', 'eth0', '-s', '1', '-s', '2', '-o', 'x.o', '-p', 'p')).rejects.toThrow('--slot given more than once: expected one value');
-  });
-
-  it('takes run with --config and --dry-run, and those only with run', async () => {
-    expect(await req('run')).toEqual({ action: 'run', config: '/etc/xdplb/xdplb.json', dryRun: false });
-    expect(await req('run', '--config', '/tmp/x.json', '--dry-run')).toEqual({ action: 'run', config: '/tmp/x.json', dryRun: true });
-    await expect(req('run', '--attach')).rejects.toThrow('run takes no --attach: it reads what to do from --config');
-    await expect(req('run', 'now')).rejects.toThrow('Unknown argument: now (see xdp-root --help)');
-    await expect(req('--status', '--config', '/tmp/x.json')).rejects.toThrow('--config and --dry-run go with run (see xdp-root --help)');
-  });
-
-  it('every usage error exits 2', async () => {
-    await expect(req('--attach')).rejects.toBeInstanceOf(UsageError);
-    await expect(req('--bogus')).rejects.toBeInstanceOf(UsageError);
-  });
-});
 
 describe('capabilities', () => {
   it('reads CapEff', () => {

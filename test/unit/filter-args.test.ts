@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { formatStatus, parser, validate } from '../../src/cli/filter.js';
+import { formatStatus } from '../../src/programs/filter/status.js';
 import { parsePps, parseTag } from '../../src/programs/filter/config.js';
 import { formatPrefix, keyPrefix, parsePrefix, prefixKey } from '../../src/programs/filter/prefix.js';
 import { UsageError } from '../../src/errors.js';
 
-const req = async (...args: string[]) => validate(await parser(args).parse());
 const p = (text: string) => formatPrefix(parsePrefix(text));
 
 describe('prefixes', () => {
@@ -61,45 +60,6 @@ describe('xdp-filter values', () => {
   });
 });
 
-describe('xdp-filter arguments', () => {
-  it('parses attach with its defaults and each config flag', async () => {
-    expect(await req('--attach', '-i', 'eth0,eth1')).toEqual({ action: 'attach', ifaces: ['eth0', 'eth1'], slot: 2, changes: {} });
-    expect(await req('--attach', '-i', 'eth0', '--slot', '4', '--frags-drop', '--ptb-max-pps', '20')).toEqual(
-      { action: 'attach', ifaces: ['eth0'], slot: 4, changes: { frags_drop: true, ptb_max_pps: 20 } },
-    );
-    expect(await req('--attach', '-i', 'eth0', '--no-frags-drop')).toMatchObject({ changes: { frags_drop: false } });
-  });
-  it('parses drop lists and pairs tags', async () => {
-    const r = await req('--drop', '--ips', '192.0.2.0/24,2001:db8::/32', '--tags', 'scanner', '-i', 'eth0');
-    expect(r).toMatchObject({ action: 'drop', ifaces: ['eth0'], tags: ['scanner', 'scanner'] });
-    expect(await req('--drop', '--ips', '10.0.0.1,10.0.0.2', '--tags', 'a,b', '-i', 'eth0')).toMatchObject({ tags: ['a', 'b'] });
-    expect(await req('--drop', '--ips', '10.0.0.1', '-i', 'eth0')).toMatchObject({ tags: [''] });
-    // Commas inside tags: a single prefix takes the whole text; a list escapes them.
-    expect(await req('--drop', '--ips', '10.0.0.1', '--tags', 'scanner, ticket 42', '-i', 'eth0')).toMatchObject({ tags: ['scanner, ticket 42'] });
-    expect(await req('--drop', '--ips', '10.0.0.1,10.0.0.2', '--tags', 'a\\, b,c', '-i', 'eth0')).toMatchObject({ tags: ['a, b', 'c'] });
-    expect(await req('--drop', '--ips', '10.0.0.1,10.0.0.2', '--tags', 'x\\,y', '-i', 'eth0')).toMatchObject({ tags: ['x,y', 'x,y'] });
-    expect(await req('--no-drop', '--ips', '10.0.0.1', '-i', 'eth0')).toMatchObject({ action: 'no-drop' });
-  });
-  it('status takes an optional interface list', async () => {
-    expect(await req('--status')).toEqual({ action: 'status', ifaces: undefined });
-    expect(await req('--status', '--json', '-i', 'eth0')).toEqual({ action: 'status', ifaces: ['eth0'] });
-  });
-  it('refuses bad combinations with one clear line', async () => {
-    const cases: Array<[string[], string]> = [
-      [[], 'nothing to do: expected one of --attach, --detach, --drop, --no-drop, --clear, --clear-status, --status (see xdp-filter --help)'],
-      [['--drop', '--no-drop', '-i', 'e'], 'choose one of --attach, --detach, --drop, --no-drop, --clear, --clear-status, --status; got --drop and --no-drop'],
-      [['--drop', '-i', 'eth0'], '--drop needs --ips'],
-      [['--clear'], '--clear needs --interface'],
-      [['--attach', '-i', 'eth0', '--ips', '1.2.3.4'], '--ips does not go with --attach'],
-      [['--no-drop', '-i', 'eth0', '--ips', '1.2.3.4', '--tags', 'x'], '--tags does not go with --no-drop'],
-      [['--attach', '-i', 'eth0', '--frags-drop', '--no-frags-drop'], 'choose one of --frags-drop and --no-frags-drop'],
-      [['--attach', '-i', 'eth0', '--slot', '8'], "invalid slot '8': expected a whole number from 0 to 7"],
-      [['--drop', '-i', 'eth0', '--ips', '10.0.0.1,10.0.0.2,10.0.0.3', '--tags', 'a,b'], '--tags has 2 tags for 3 prefixes: expected one tag, or one per prefix'],
-      [['--drop', '-i', 'eth0', '--ips', '10.0.0.1,'], "invalid prefix list '10.0.0.1,': expected prefixes separated by commas, like 192.0.2.0/24,2001:db8::/32"],
-    ];
-    for (const [args, message] of cases) await expect(req(...args)).rejects.toThrow(new UsageError(message));
-  });
-});
 
 describe('xdp-filter status text', () => {
   it('prints the ecbpf layout', () => {

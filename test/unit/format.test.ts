@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatTime, toJson } from '../../src/cli/format.js';
+import { formatTime, toJson } from '../../src/format.js';
 import { formatStatus } from '../../src/cli/root.js';
 import { bootTimeToDate, type InterfaceStatus } from '../../src/root/status.js';
 import { zeroCounts } from '../../src/root/stats.js';
@@ -51,7 +51,7 @@ describe('formatStatus', () => {
       bytes: counts({ XDP_DROP: 490n, XDP_PASS: 60n }),
     },
     eth1: { root_loaded: false },
-    eth2: { root_loaded: false, stale_pins: true },
+    'eth2@if9': { root_loaded: false, gone: true, ifindex: 9 },
   };
 
   it('prints the ecbpf-style table, one row per slot, then the root and the totals', () => {
@@ -64,7 +64,7 @@ describe('formatStatus', () => {
     expect(cells(lines[12])).toEqual(['root', '7', 'xdp_root', '(all slots empty)', '0', '0', '1', '0', '0', '0']);
     expect(cells(lines[13])).toEqual(['total', '', '', '(final verdicts)', '0', '5', '1', '0', '0', '0']);
     expect(lines[15]).toBe('Root array not attached to interface eth1.');
-    expect(lines[16]).toMatch(/^Root array of eth2 is pinned but not attached/);
+    expect(lines[16]).toBe('Root array of eth2@if9 (ifindex 9) is pinned but its device is gone: run xdp-root --detach --interface eth2 to remove the pins.');
     expect(lines).toHaveLength(17);
   });
 
@@ -82,6 +82,6 @@ describe('formatStatus', () => {
   });
 
   it('says so when nothing is attached anywhere', () => {
-    expect(formatStatus({})).toBe('No root array attached to any interface.');
+    expect(formatStatus({})).toBe('No root array attached to any interface in this network namespace.');
   });
 });

@@ -64,10 +64,13 @@ describe('lb config', () => {
 
   it('names malformed JSON with its line and column', () => {
     expect(() => parseConfig('{\n  "vips": [\n    { "address": "10.0.0.10",, }\n  ]\n}\n', 'lb.json')).toThrow(
-      /^lb\.json: malformed JSON at line 3 column 30: Expected double-quoted property name$/,
+      'lb.json:3:30: invalid JSON: expected a key in double quotes',
     );
-    expect(() => parseConfig('{"vips": [', 'x.json')).toThrow(/^x\.json: malformed JSON at line 1 column 11: /);
-    expect(() => parseConfig('{"vips": 3}', 'x.json')).toThrow('x.json: vips: expected a list of VIPs, got 3');
+    expect(() => parseConfig('{"vips": [', 'x.json')).toThrow("x.json:1:11: invalid JSON: expected ']'");
+    expect(() => parseConfig('{"vips": 3}', 'x.json')).toThrow('x.json:1:10: vips: expected a list of VIPs, got 3');
+    // As strict as the service's config: a key given twice is refused.
+    expect(() => parseConfig('{"vips": [], "vips": []}', 'x.json')).toThrow('x.json:1:14: vips: given twice');
+    expect(() => parseConfig('\ufeff{"vips": 3}', 'x.json')).toThrow('x.json:1:10: vips: expected a list of VIPs, got 3');
   });
 });
 
@@ -75,10 +78,12 @@ describe('lb small edits', () => {
   it('parses VIP and backend references', () => {
     expect(parseVipRef('tcp:10.0.0.10:8000')).toEqual({ address: '10.0.0.10', port: 8000, protocol: 'tcp' });
     expect(parseVipRef('udp:[fd00::10]:53')).toEqual({ address: 'fd00::10', port: 53, protocol: 'udp' });
-    expect(parseVipRef('10.0.0.10:80')).toEqual({ address: '10.0.0.10', port: 80, protocol: 'tcp' });
-    expect(parseBackendRefs('10.0.0.2,10.0.0.3:8080,[fd00::2]:81,fd00::3')).toEqual([
-      { address: '10.0.0.2' }, { address: '10.0.0.3', port: 8080 }, { address: 'fd00::2', port: 81 }, { address: 'fd00::3' },
-    ]);
+    // The protocol is part of the VIP: never guessed.
+    expect(() => parseVipRef('10.0.0.10:80')).toThrow("invalid VIP '10.0.0.10:80': expected PROTOCOL:ADDRESS:PORT");
+    expect(parseBackendRefs('10.0.0.3:8080,[fd00::2]:81')).toEqual([{ address: '10.0.0.3', port: 8080 }, { address: 'fd00::2', port: 81 }]);
+    expect(parseBackendRefs('10.0.0.2,fd00::3')).toEqual([{ address: '10.0.0.2' }, { address: 'fd00::3' }]);
+    // Some with a port and some without: ambiguous, refused.
+    expect(() => parseBackendRefs('10.0.0.2,10.0.0.3:8000')).toThrow("invalid --backend '10.0.0.2,10.0.0.3:8000': give every backend a port or none");
     expect(() => parseVipRef('sctp:10.0.0.10:80')).toThrow("invalid VIP 'sctp:10.0.0.10:80': expected PROTOCOL:ADDRESS:PORT like tcp:10.0.0.10:8000 or udp:[fd00::10]:53");
     expect(() => parseVipRef('tcp:10.0.0.10:0')).toThrow("invalid VIP 'tcp:10.0.0.10:0'");
     expect(() => parseBackendRefs('10.0.0.2,')).toThrow("invalid backend '': expected ADDRESS[:PORT]");
@@ -187,6 +192,6 @@ describe('lb health config', () => {
   }
 
   it('names the file with a health error, as with any other', () => {
-    expect(() => parseConfig(JSON.stringify(h({ rise: 'two' })), 'lb.json')).toThrow(`lb.json: vips[0].health.rise: expected a whole number from 1 to 100, got 'two'`);
+    expect(() => parseConfig(JSON.stringify(h({ rise: 'two' })), 'lb.json')).toThrow(/^lb\.json:1:\d+: vips\[0\]\.health\.rise: expected a whole number from 1 to 100, got 'two'$/);
   });
 });

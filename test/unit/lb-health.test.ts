@@ -285,7 +285,7 @@ describe('HealthChecker', () => {
     const port = await listen(silent, '127.0.0.7');
     const dir = mkdtempSync(join(tmpdir(), 'xdplb-health-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    await build({ entryPoints: ['src/programs/lb/health.ts'], bundle: true, platform: 'node', format: 'esm', outfile: join(dir, 'health.mjs'), logLevel: 'error' });
+    await build({ entryPoints: ['src/programs/lb/health.ts'], bundle: true, platform: 'node', format: 'esm', mainFields: ['module', 'main'], outfile: join(dir, 'health.mjs'), logLevel: 'error' });
     // A 5 s check in flight and next checks 9 s away, each of which would
     // hold the process; the first key is one checked early.
     let i = 0;

@@ -79,10 +79,10 @@ describe('the config key "metrics"', () => {
   it('names the file, line and key of a mistake', () => {
     const fails = (text: string) => () => parseConfig(text, F);
     expect(fails('{\n "metrics": {\n  "listen": "localhost:9624"\n }\n}')).toThrow(
-      `${F}:3: metrics.listen: expected HOST:PORT such as 127.0.0.1:9624 or [::1]:9624, got "localhost:9624"`,
+      `${F}:3:13: metrics.listen: expected HOST:PORT such as 127.0.0.1:9624 or [::1]:9624, got "localhost:9624"`,
     );
-    expect(fails('{"metrics": {"port": 9624}}')).toThrow(`${F}:1: metrics.port: unknown key: expected one of listen`);
-    expect(fails('{"metrics": true}')).toThrow(`${F}:1: metrics: expected an object, got true`);
+    expect(fails('{"metrics": {"port": 9624}}')).toThrow(`${F}:1:14: metrics.port: unknown key: expected one of listen`);
+    expect(fails('{"metrics": true}')).toThrow(`${F}:1:13: metrics: expected an object, got true`);
   });
 });
 

@@ -1,12 +1,10 @@
 // xdp-sampler's arguments and values, checked before anything touches the
 // kernel (no privileges needed).
 import { describe, expect, it } from 'vitest';
-import { parser, validate } from '../../src/cli/sampler.js';
 import { parseRate, parseSnaplen } from '../../src/programs/sampler/config.js';
 import { decodeSample, SAMPLE_HEADER } from '../../src/programs/sampler/layout.js';
 import { UsageError } from '../../src/errors.js';
 
-const req = async (...args: string[]) => validate(await parser(args).parse());
 
 describe('sampler values', () => {
   it('takes rates from 0 (off) to 2^32-1', () => {
@@ -25,35 +23,6 @@ describe('sampler values', () => {
   });
 });
 
-describe('xdp-sampler arguments', () => {
-  it('parses each action with its defaults', async () => {
-    expect(await req('--attach', '-i', 'eth0')).toEqual({
-      action: 'attach', ifaces: ['eth0'], slot: undefined, settings: { rate: undefined, verdictRate: undefined, snaplen: undefined },
-    });
-    expect(await req('--attach', '-i', 'eth0,eth1', '--slot', '3', '--rate', '10', '--verdict-rate', '0', '--snaplen', '64')).toEqual({
-      action: 'attach', ifaces: ['eth0', 'eth1'], slot: 3, settings: { rate: 10, verdictRate: 0, snaplen: 64 },
-    });
-    expect(await req('--set-rate', '0', '-i', 'eth0')).toEqual({
-      action: 'set-rate', ifaces: ['eth0'], settings: { rate: 0, verdictRate: undefined, snaplen: undefined },
-    });
-    expect(await req('--detach', '-i', 'eth0')).toEqual({ action: 'detach', ifaces: ['eth0'] });
-    expect(await req('--status')).toEqual({ action: 'status', ifaces: undefined });
-    expect(await req('--capture', '-i', 'eth0', '-o', 'x.pcapng')).toEqual({
-      action: 'capture', ifaces: ['eth0'], format: 'pcapng', output: 'x.pcapng', count: undefined, durationMs: undefined,
-    });
-  });
-  it('takes - as stdout after --output and -o', async () => {
-    for (const args of [['--output', '-'], ['-o', '-'], ['--output=-']]) {
-      expect(await req('--capture', '-i', 'eth0', ...args, '--format', 'pcap', '--count', '5', '--duration', '1.5')).toMatchObject({
-        output: '-', format: 'pcap', count: 5, durationMs: 1500,
-      });
-    }
-  });
-  it('refuses flags of another action', async () => {
-    await expect(req('--status', '--rate', '5')).rejects.toThrow(new UsageError('--rate does not go with --status'));
-    await expect(req('--capture', '-i', 'eth0', '-o', '-', '--snaplen', '5')).rejects.toThrow('--snaplen does not go with --capture');
-  });
-});
 
 describe('sample records', () => {
   it('decodes a header and its bytes, and refuses a short record', () => {

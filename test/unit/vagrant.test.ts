@@ -5,7 +5,6 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/service/config.js';
-import { SECTION_READERS } from '../../src/service/sections.js';
 import { ROOT_DIR } from '../helpers/cli.js';
 
 describe('Vagrant lab', () => {
@@ -24,7 +23,7 @@ describe('Vagrant lab', () => {
     const heredoc = /cat > \/etc\/xdplb\/xdplb\.json <<JSON\n([\s\S]*?)\nJSON\n/.exec(script)![1];
     const values: Record<string, string> = { dev: 'eth1', self: '192.168.56.10', vip: '192.168.56.100', backend1: '192.168.56.31', backend2: '192.168.56.32' };
     const text = heredoc.replace(/\$(\w+)/g, (_, v: string) => values[v]);
-    const config = parseConfig(text, 'xdplb.json', SECTION_READERS);
+    const config = parseConfig(text, 'xdplb.json');
     expect(config.interfaces).toEqual(['eth1']);
     expect(config.sections.lb.enabled).toBe(true);
     expect(config.sections.lb.settings).toMatchObject({
