@@ -141,19 +141,21 @@ export function checkMarker(dir: string, recovery: string): void {
 // ---- directories ----
 
 /** Whether pins made here would outlive this process: a bpffs we would
- *  have to mount ourselves in a mount namespace of our own (as under `ip
- *  netns exec`, which remounts /sys) goes away when the process exits. */
+ *  have to mount ourselves in a mount namespace made just for this command
+ *  (as `ip netns exec` makes one, remounting /sys) goes away when it exits.
+ *  Such a namespace is not the one of the process that started us. */
 function checkLastingBpffs(): void {
   if (process.env.XDPLB_PIN_ROOT || isBpffsMounted(BPFFS)) return;
-  let ours: number;
-  let init: number;
-  try {
-    ours = statSync('/proc/self/ns/mnt').ino;
-    init = statSync('/proc/1/ns/mnt').ino;
-  } catch {
-    return;
-  }
-  if (ours !== init) {
+  const mountNs = (pid: string) => {
+    try {
+      return statSync(`/proc/${pid}/ns/mnt`).ino;
+    } catch {
+      return null;
+    }
+  };
+  const ours = mountNs('self');
+  const theirs = mountNs(String(process.ppid)) ?? mountNs('1');
+  if (ours !== null && theirs !== null && ours !== theirs) {
     throw new XdplbError(
       `no bpffs is mounted on ${BPFFS} in this mount namespace (ip netns exec remounts /sys): pins made here would ` +
         'vanish when this command exits and take the data plane with them; run it as ' +

@@ -1,6 +1,7 @@
 // Status of root arrays, read back from bpffs pins and the kernel only.
 import { describeProg, progFullName } from '../libbpf/index.js';
 import { bootTimeNs } from '../sys/clock.js';
+import { ifNameToIndex } from '../sys/netdev.js';
 import { findPinned, pinnedIfaces, resolveIface, type PinnedIface } from './pins.js';
 import { RootArray } from './array.js';
 import { attachedPrograms, type AttachedMode } from './attach.js';
@@ -90,8 +91,8 @@ export function selectIfaces(ifnames?: string[]): Array<[string, PinnedIface]> {
   } else {
     chosen.push(...pinnedIfaces());
   }
-  const live = new Set(chosen.filter((p) => !p.gone).map((p) => p.name));
-  return chosen.map((p) => [p.gone && live.has(p.name) ? `${p.name}@if${p.ifindex}` : p.name, p]);
+  // A gone device's pins are keyed apart when a device has its name now.
+  return chosen.map((p) => [p.gone && ifNameToIndex(p.name) ? `${p.name}@if${p.ifindex}` : p.name, p]);
 }
 
 export function status(ifnames?: string[]): Record<string, InterfaceStatus> {

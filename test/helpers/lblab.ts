@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN, BPF } from './cli.js';
-import { uniqueTag } from './netns.js';
+import { deleteNamespaces, uniqueTag } from './netns.js';
 
 export interface LbLab {
   tag: string;
@@ -138,15 +138,7 @@ function destroy(lab: LbLab): void {
       // already gone
     }
   }
-  for (const n of Object.values(lab.ns)) {
-    try {
-      ip('netns', 'del', n);
-    } catch {
-      // already gone
-    }
-  }
-  const dir = `/sys/fs/bpf/xdplb/${lab.lbIf}`;
-  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  deleteNamespaces(...Object.values(lab.ns));
   rmSync(lab.dir, { recursive: true, force: true });
 }
 

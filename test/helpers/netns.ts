@@ -2,7 +2,7 @@
 // pair, with unique names so parallel and repeated runs never collide, and
 // removed afterwards whatever happened.
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 
 let counter = 0;
 
@@ -10,6 +10,38 @@ let counter = 0;
 export function uniqueTag(): string {
   counter += 1;
   return `${(process.pid % 100000).toString(36)}${counter.toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+}
+
+/** The pin directory of a network namespace's xdplb state (see
+ *  src/root/pins.ts): named after its cookie, read inside it. */
+export function nsPinDir(netns: string, root = process.env.XDPLB_PIN_ROOT || '/sys/fs/bpf/xdplb'): string {
+  const cookie = execFileSync('nsenter', [`--net=/run/netns/${netns}`, 'python3', '-c',
+    'import socket,struct; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); print(struct.unpack("<Q", s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])'],
+  { encoding: 'utf8' }).trim();
+  return `${root}/netns-${cookie}`;
+}
+
+/** The pin directory of an interface of a namespace. */
+export function ifPinDir(netns: string, dev: string): string {
+  const [link] = JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show', 'dev', dev], { encoding: 'utf8' }));
+  return `${nsPinDir(netns)}/if-${link.ifindex}`;
+}
+
+/** Delete namespaces and the pins made in them (a namespace's pins outlive
+ *  it otherwise: bpffs is the host's). */
+export function deleteNamespaces(...names: string[]): void {
+  for (const ns of names) {
+    try {
+      rmSync(nsPinDir(ns), { recursive: true, force: true });
+    } catch {
+      // the namespace is gone already
+    }
+    try {
+      ip('netns', 'del', ns);
+    } catch {
+      // already gone
+    }
+  }
 }
 
 function ip(...args: string[]): void {
@@ -68,15 +100,5 @@ export function makeLab(): Lab {
 }
 
 function destroyLab(lab: Lab): void {
-  for (const ns of [lab.client, lab.server]) {
-    try {
-      ip('netns', 'del', ns);
-    } catch {
-      // already gone
-    }
-  }
-  for (const dev of [lab.serverIf, lab.clientIf]) {
-    const dir = `/sys/fs/bpf/xdplb/${dev}`;
-    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-  }
+  deleteNamespaces(lab.client, lab.server);
 }

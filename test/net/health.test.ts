@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { setNetns } from '../../src/libbpf/index.js';
+import { setNetns } from '../../src/sys/netns.js';
 import { validateConfig } from '../../src/programs/lb/config.js';
 import { HealthChecker, healthStatus, healthTargets, kernelConfig, type HealthEvent } from '../../src/programs/lb/health.js';
 import { makeLbLab, startHttpBackends, type LbLab } from '../helpers/lblab.js';

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { setNetns } from '../../src/libbpf/index.js';
+import { setNetns } from '../../src/sys/netns.js';
 import { MetricsServer, VERSION, buildInfoCollector, formatListen, rootCollector } from '../../src/service/metrics.js';
 import { BPF, ok, sh, xdpRoot } from '../helpers/cli.js';
 import { makeLab, type Lab } from '../helpers/netns.js';

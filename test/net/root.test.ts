@@ -2,8 +2,8 @@
 // real pings, real attach in native and skb mode, `ip` and bpffs as witnesses.
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { BIN, BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
+import { deleteNamespaces, ifPinDir, makeLab, nsPinDir, uniqueTag, type Lab } from '../helpers/netns.js';
 
 let lab: Lab;
 beforeEach(() => {
@@ -66,11 +66,12 @@ for (const mode of ['native', 'skb'] as const) {
     it('detaches, leaving no XDP program on the device and nothing in bpffs', () => {
       ok(root(['--attach', '--interface', lab.serverIf, '--mode', mode]));
       ok(root(['--load', '--interface', lab.serverIf, '--slot', '1', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_pass_test']));
-      expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}`)).toBe(true);
+      const dir = ifPinDir(lab.server, lab.serverIf);
+      expect(existsSync(dir)).toBe(true);
       expect(ok(root(['--detach', '--interface', lab.serverIf]))).toBe(`Detached root array from ${lab.serverIf}.\n`);
       expect(xdpOnDevice()).toBeNull();
-      expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}`)).toBe(false);
-      expect(readdirSync('/sys/fs/bpf/xdplb')).not.toContain(lab.serverIf);
+      expect(existsSync(dir)).toBe(false);
+      expect(readdirSync(nsPinDir(lab.server)).filter((d) => d.startsWith('if-'))).toEqual([]);
       expect(ok(root(['--status', '--interface', lab.serverIf, '--json']))).toBe(
         JSON.stringify({ [lab.serverIf]: { root_loaded: false } }, null, 2) + '\n',
       );
@@ -85,7 +86,7 @@ describe('the slot mask', () => {
     const foreign = `/sys/fs/bpf/xdplb-foreign-${process.pid}`;
     try {
       sh('bpftool', ['prog', 'loadall', BPF('xdp_fixtures.o'), foreign, 'type', 'xdp']);
-      sh('bpftool', ['map', 'update', 'pinned', `/sys/fs/bpf/xdplb/${lab.serverIf}/slots`,
+      sh('bpftool', ['map', 'update', 'pinned', `${ifPinDir(lab.server, lab.serverIf)}/slots`,
         'key', '3', '0', '0', '0', 'value', 'pinned', `${foreign}/xdp_drop_test`]);
       expect(ping(2)).toEqual({ sent: 2, received: 2 });
       const status = statusJson();
@@ -114,21 +115,51 @@ describe('attach', () => {
     expect(statusJson().root_id).toBe(before.root_id);
   });
 
-  it('keeps the root and its slots when the device is re-created under the same name', () => {
-    // Adopting what is pinned: the root and its slots outlive the device.
+  it('never reinstalls a deleted device\'s chain on a new device of that name; reports the pins gone and cleans them', () => {
     ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'native']));
-    ok(root(['--load', '--interface', lab.serverIf, '--slot', '2', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_pass_test']));
+    ok(root(['--load', '--interface', lab.serverIf, '--slot', '2', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_drop_test']));
     const before = statusJson();
+    const oldDir = ifPinDir(lab.server, lab.serverIf);
     sh('ip', ['link', 'del', lab.serverIf], lab.server);
     sh('ip', ['link', 'add', lab.serverIf, 'type', 'veth', 'peer', 'name', `${lab.serverIf}p`], lab.server);
     sh('ip', ['link', 'set', lab.serverIf, 'up'], lab.server);
-    expect(ok(root(['--status', '--interface', lab.serverIf]))).toMatch(/is pinned but not attached/);
+    const newIndex = JSON.parse(sh('ip', ['-j', 'link', 'show', lab.serverIf], lab.server))[0].ifindex;
+    // The new device has no root; the old pins are reported as a gone device's.
+    const all = JSON.parse(ok(root(['--status', '--json'])));
+    expect(all).toEqual({ [`${lab.serverIf}@if${before.ifindex}`]: { root_loaded: false, gone: true, ifindex: before.ifindex } });
+    expect(ok(root(['--status']))).toContain(
+      `Root array of ${lab.serverIf}@if${before.ifindex} (ifindex ${before.ifindex}) is pinned but its device is gone: run xdp-root --detach --interface ${lab.serverIf} to remove the pins.`,
+    );
+    // Attaching gives the new device a fresh chain: nothing in its slots.
     expect(ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'skb']))).toBe(`Attached root array to ${lab.serverIf} (skb mode).\n`);
     const after = statusJson();
-    expect(after.root_id).toBe(before.root_id);
-    expect(after.subprograms[2].id).toBe(before.subprograms[2].id);
-    // The slot mask came along: slot 2 is still called.
-    expect(after.slot_mask_mismatch).toBeUndefined();
+    expect(after.ifindex).toBe(newIndex);
+    expect(after.root_id).not.toBe(before.root_id);
+    expect(after.subprograms.every((p: { prog_loaded: boolean }) => !p.prog_loaded)).toBe(true);
+    // --detach takes the live root and the gone device's pins.
+    expect(ok(root(['--detach', '--interface', lab.serverIf]))).toBe(
+      `Removed the stale pins of 1 deleted device(s) named ${lab.serverIf}.\nDetached root array from ${lab.serverIf}.\n`,
+    );
+    expect(existsSync(oldDir)).toBe(false);
+    expect(JSON.parse(ok(root(['--status', '--json'])))).toEqual({});
+  });
+
+  it('refuses an attach whose pins would vanish with the command (ip netns exec), saying what to run instead', () => {
+    const r = run('ip', ['netns', 'exec', lab.server, BIN('xdp-root'), '--attach', '--interface', lab.serverIf]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      'xdp-root: no bpffs is mounted on /sys/fs/bpf in this mount namespace (ip netns exec remounts /sys): pins made here would vanish ' +
+        'when this command exits and take the data plane with them; run it as `nsenter --net=/run/netns/NAME xdp-root ...` instead, ' +
+        'which keeps the host\'s /sys/fs/bpf\n',
+    );
+    expect(xdpOnDevice()).toBeNull();
+  });
+
+  it('says an interface it does not know is unknown, for --status too', () => {
+    for (const args of [['--status', '--interface', 'nosuch0'], ['--status', '--interface', 'nosuch0', '--json'], ['--detach', '--interface', 'nosuch0']]) {
+      const r = root(args);
+      expect([r.code, r.stderr]).toEqual([1, "xdp-root: unknown interface 'nosuch0': no such network device in this namespace\n"]);
+    }
   });
 
   it('replaces a foreign XDP program only with --force', () => {
@@ -159,6 +190,44 @@ describe('attach', () => {
     expect(all[lab.serverIf].mode).toBe('skb');
     expect(all[second].mode).toBe('skb');
     ok(root(['--detach', '--interface', `${lab.serverIf},${second}`]));
-    expect(existsSync(`/sys/fs/bpf/xdplb/${second}`)).toBe(false);
+    expect(readdirSync(nsPinDir(lab.server)).filter((d) => d.startsWith('if-'))).toEqual([]);
+  });
+});
+
+describe('interfaces are a namespace and an ifindex', () => {
+  it('two same-named interfaces in two namespaces are attached, listed and detached independently', () => {
+    const tag = uniqueTag();
+    const [a, b] = [`xra-${tag}`, `xrb-${tag}`];
+    const dev = 'eth0';
+    try {
+      for (const ns of [a, b]) {
+        sh('ip', ['netns', 'add', ns]);
+        sh('ip', ['-n', ns, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', 'peer0']);
+        sh('ip', ['-n', ns, 'link', 'set', dev, 'up']);
+      }
+      const inNs = (ns: string, args: string[]) => xdpRoot(args, { netns: ns });
+      ok(inNs(a, ['--attach', '--interface', dev, '--mode', 'skb']));
+      ok(inNs(a, ['--load', '--interface', dev, '--slot', '4', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_drop_test']));
+      const rootA = JSON.parse(ok(inNs(a, ['--status', '--json'])))[dev];
+      // B attaches its own eth0: A's root stays attached, with its slot.
+      expect(ok(inNs(b, ['--attach', '--interface', dev, '--mode', 'skb']))).toBe(`Attached root array to ${dev} (skb mode).\n`);
+      const rootB = JSON.parse(ok(inNs(b, ['--status', '--json'])))[dev];
+      expect(rootB.root_id).not.toBe(rootA.root_id);
+      expect(JSON.parse(ok(inNs(a, ['--status', '--json'])))[dev]).toMatchObject({ root_loaded: true, root_id: rootA.root_id });
+      expect(JSON.parse(ok(inNs(a, ['--status', '--json'])))[dev].subprograms[4].name).toBe('xdp_drop_test');
+      expect(JSON.parse(ok(inNs(b, ['--status', '--json'])))[dev].subprograms[4].prog_loaded).toBe(false);
+      // The host's namespace sees neither.
+      expect(JSON.parse(ok(xdpRoot(['--status', '--json'])))[dev]).toBeUndefined();
+      // B detaches its own: A's is untouched.
+      ok(inNs(b, ['--detach', '--interface', dev]));
+      expect(JSON.parse(ok(inNs(b, ['--status', '--json'])))).toEqual({});
+      const still = JSON.parse(ok(inNs(a, ['--status', '--json'])))[dev];
+      expect(still).toMatchObject({ root_loaded: true, root_id: rootA.root_id, mode: 'skb' });
+      const [link] = JSON.parse(sh('ip', ['-j', 'link', 'show', dev], a));
+      expect(link.xdp.prog?.id ?? link.xdp.attached?.[0]?.prog?.id).toBe(rootA.root_id);
+      ok(inNs(a, ['--detach', '--interface', dev]));
+    } finally {
+      deleteNamespaces(a, b);
+    }
   });
 });
