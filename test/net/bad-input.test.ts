@@ -11,7 +11,7 @@ let lab: Lab;
 const root = (args: string[], prefix?: string[]) => xdpRoot(args, { netns: lab.server, prefix });
 // The interfaces the bad commands name; scoped so that tests running beside
 // this one on the machine cannot change what is compared.
-const status = () => ok(root(['--status', '--interface', `${lab.serverIf},lo,nosuch0`, '--json']));
+const status = () => ok(root(['--status', '--interface', `${lab.serverIf},lo`, '--json']));
 
 beforeAll(() => {
   lab = makeLab();
@@ -66,13 +66,23 @@ describe('xdp-root rejects bad input and changes nothing', () => {
     () => "invalid mode 'fast': expected native, skb or auto"));
   it('unknown flag', rejects(() => ['--status', '--bogus'], 2, () => 'Unknown argument: bogus (see xdp-root --help)'));
   it('no action', rejects(() => ['--interface', lab.serverIf], 2,
-    () => 'nothing to do: expected one of --attach, --detach, --load, --unload, --status, --clear (see xdp-root --help)'));
+    () => 'nothing to do: expected one of --attach, --detach, --load, --unload, --status, --clear or run (see xdp-root --help)'));
   it('two actions', rejects(() => ['--attach', '--detach', '--interface', lab.serverIf], 2,
     () => 'choose one of --attach, --detach, --load, --unload, --status, --clear; got --attach and --detach'));
   it('load without --program', rejects(() => ['--load', '--interface', lab.serverIf, '--slot', '4', '--object', BPF('xdp_fixtures.o')], 2,
-    () => '--load needs --program'));
+    () => '--load needs --program NAME'));
   it('stray positional argument', rejects(() => ['--status', 'eth0'], 2,
     () => 'Unknown argument: eth0 (see xdp-root --help)'));
+  it('status of an unknown interface', rejects(() => ['--status', '--interface', 'nosuch0'], 1,
+    () => "unknown interface 'nosuch0': no such network device in this namespace"));
+  it('a flag that does not go with the action', rejects(() => ['--status', '--slot', 'banana'], 2,
+    () => '--slot does not go with --status (see xdp-root --help)'));
+  it('--replace with --attach', rejects(() => ['--attach', '--replace', '--interface', lab.serverIf], 2,
+    () => '--replace does not go with --attach (see xdp-root --help)'));
+  it('--load --replace of a program xdplb ships', rejects(() => ['--load', '--replace', '--interface', lab.serverIf, '--slot', '3', '--object', BPF('xdp_filter.o'), '--program', 'xdp_filter'], 1,
+    () => `xdp_filter is xdplb's filter: place it with xdp-filter --attach --interface ${lab.serverIf} [--slot N], which keeps its pinned maps (xdp-root --load would give it fresh, empty ones)`));
+  it('run given --config twice', rejects(() => ['run', '--config', '/tmp/a.json', '--config', '/tmp/a.json'], 2,
+    () => '--config given more than once: expected one value'));
   it('attach changing the mode of an attached root', rejects(() => ['--attach', '--interface', lab.serverIf, '--mode', 'skb'], 1,
     () => `${lab.serverIf} already has the root array attached in native mode, not skb: run xdp-root --detach --interface ${lab.serverIf} first to change mode`));
 });

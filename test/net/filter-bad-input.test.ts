@@ -45,7 +45,7 @@ describe('xdp-filter rejects bad input and changes nothing', () => {
   it('prefix length 33', rejects(dropArgs('10.0.0.0/33'), 2, () => "invalid prefix '10.0.0.0/33': the length must be a whole number from 0 to 32"));
   it('prefix length 129', rejects(dropArgs('::/129'), 2, () => "invalid prefix '::/129': the length must be a whole number from 0 to 128"));
   it('three-part address', rejects(dropArgs('1.2.3'), 2, () => `invalid prefix '1.2.3': ${EXPECTED}`));
-  it('empty --ips', rejects(dropArgs(''), 2, () => '--drop needs --ips'));
+  it('empty --ips', rejects(dropArgs(''), 2, () => '--drop needs --ips PREFIX[,PREFIX...]'));
   it('a bad prefix after good ones adds none of them', rejects(dropArgs('198.51.100.0/24,10.1.2.3/8'), 2,
     () => "invalid prefix '10.1.2.3/8': host bits are set: expected 10.0.0.0/8"));
   it('tag too long', rejects(dropArgs('198.51.100.0/24', ['--tags', 't'.repeat(64)]), 2,
@@ -79,7 +79,7 @@ describe('xdp-filter rejects bad input and changes nothing', () => {
   it('slot out of range', rejects(() => ['--attach', '--interface', lab.serverIf, '--slot', '9'], 2,
     () => "invalid slot '9': expected a whole number from 0 to 7"));
   it('flag that does not go with the action', rejects(() => ['--clear', '--interface', lab.serverIf, '--ips', '1.2.3.4'], 2,
-    () => '--ips does not go with --clear'));
+    () => '--ips does not go with --clear (see xdp-filter --help)'));
   it('unknown flag', rejects(() => ['--status', '--bogus'], 2, () => 'Unknown argument: bogus (see xdp-filter --help)'));
 
   it('the state checked above is the one set up: lists, config and tags intact', () => {

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, ok, run, sh, xdpRoot } from '../helpers/cli.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { ifPinDir, makeLab, type Lab } from '../helpers/netns.js';
 
 let lab: Lab;
 const OTHER_CLIENT_IP = '10.201.0.3';
@@ -46,7 +46,7 @@ describe('xdp-filter on a veth pair', () => {
     expect(slotOf(2).statistics.XDP_PASS).toBe(3);
     expect(ok(filter(['--detach', '--interface', lab.serverIf]))).toBe(`Detached xdp_filter from ${lab.serverIf}.\n`);
     expect(slotOf(2).prog_loaded).toBe(false);
-    expect(sh('ls', [`/sys/fs/bpf/xdplb/${lab.serverIf}`])).not.toContain('filter');
+    expect(sh('ls', [ifPinDir(lab.server, lab.serverIf)])).not.toContain('filter');
     expect(filter(['--status', '--interface', lab.serverIf]).stderr).toBe(
       `xdp-filter: xdp-filter is not attached to ${lab.serverIf}: run xdp-filter --attach --interface ${lab.serverIf} first\n`,
     );

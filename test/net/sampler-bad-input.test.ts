@@ -1,12 +1,12 @@
 // xdp-sampler refuses bad input with one line naming the value and what was
 // expected, exit 1 or 2, and leaves the kernel as it was: the root's and the
 // sampler's status compared before and after, scoped to this lab.
-import { existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ok, run, xdpRoot } from '../helpers/cli.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { BIN, BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
+import { ifPinDir, makeLab, type Lab } from '../helpers/netns.js';
 
 let lab: Lab;
 let dir: string;
@@ -64,20 +64,20 @@ describe('xdp-sampler rejects bad input and changes nothing', () => {
   it('output is a directory', rejects(() => ['--capture', '--interface', lab.serverIf, '--output', dir], 1,
     () => `cannot write capture file '${dir}': expected a writable file path or - for stdout`));
   it('unknown format', rejects(() => ['--capture', '--interface', lab.serverIf, '--output', '-', '--format', 'json'], 2,
-    () => "invalid format 'json': expected pcapng or pcap"));
+    () => "invalid --format 'json': expected pcapng or pcap"));
   it('count 0', rejects(() => ['--capture', '--interface', lab.serverIf, '--output', '-', '--count', '0'], 2,
-    () => "invalid count '0': expected a whole number of samples from 1"));
+    () => "invalid --count '0': expected a whole number of samples from 1"));
   it('negative duration', rejects(() => ['--capture', '--interface', lab.serverIf, '--output', '-', '--duration=-1'], 2,
-    () => "invalid duration '-1': expected a number of seconds above 0"));
+    () => "invalid --duration '-1': expected a number of seconds above 0"));
   it('capture without --output', rejects(() => ['--capture', '--interface', lab.serverIf], 2,
-    () => '--capture needs --output FILE, or --output - for stdout'));
+    () => '--capture needs --output FILE|-'));
   it('a flag of another action', rejects(() => ['--detach', '--interface', lab.serverIf, '--rate', '5'], 2,
-    () => '--rate does not go with --detach'));
+    () => '--rate does not go with --detach (see xdp-sampler --help)'));
   it('two actions', rejects(() => ['--attach', '--detach', '--interface', lab.serverIf], 2,
-    () => 'choose one of --attach, --detach, --set-rate, --status, --capture; got --attach and --detach'));
+    () => 'choose one of --attach, --detach, --status, --set-rate, --capture; got --attach and --detach'));
   it('no action', rejects(() => ['--interface', lab.serverIf], 2,
-    () => 'nothing to do: expected one of --attach, --detach, --set-rate, --status, --capture (see xdp-sampler --help)'));
-  it('attach without --interface', rejects(() => ['--attach'], 2, () => '--attach needs --interface'));
+    () => 'nothing to do: expected one of --attach, --detach, --status, --set-rate, --capture or run (see xdp-sampler --help)'));
+  it('attach without --interface', rejects(() => ['--attach'], 2, () => '--attach needs --interface IFNAME[,IFNAME...]'));
   it('unknown flag', rejects(() => ['--status', '--bogus'], 2, () => 'Unknown argument: bogus (see xdp-sampler --help)'));
   it('moving the sampler to another slot', rejects(attach(['--slot', '4']), 1,
     () => `xdp_sampler is already in slot 1 of ${lab.serverIf}, not 4: run xdp-sampler --detach --interface ${lab.serverIf} first to move it`));
@@ -89,22 +89,27 @@ describe('xdp-sampler rejects bad input and changes nothing', () => {
   });
 });
 
-describe('a root pinned by a build without the sample maps', () => {
-  it('still serves xdp-root; xdp-sampler says how to upgrade it and changes nothing', () => {
+describe('a root pinned by another ABI', () => {
+  it('is refused by xdp-root and xdp-sampler alike, saying how to recover, and left untouched', () => {
     const other = makeLab();
     try {
       ok(xdpRoot(['--attach', '--interface', other.serverIf, '--mode', 'native'], { netns: other.server }));
-      for (const pin of ['samples', 'sampling', 'sample_stats']) unlinkSync(`/sys/fs/bpf/xdplb/${other.serverIf}/${pin}`);
-      const rootStatus = () => ok(xdpRoot(['--status', '--interface', other.serverIf, '--json'], { netns: other.server }));
-      const before = rootStatus();
-      expect(JSON.parse(before)[other.serverIf].root_loaded).toBe(true);
-      const r = run(BIN('xdp-sampler'), ['--attach', '--interface', other.serverIf], { netns: other.server });
-      expect(r.stderr).toBe(
-        `xdp-sampler: the root array on ${other.serverIf} was attached by an older xdplb without the sample ring buffer: ` +
-          `run xdp-root --detach --interface ${other.serverIf} and --attach again\n`,
-      );
-      expect(r.code).toBe(1);
-      expect(rootStatus()).toBe(before);
+      const dir = ifPinDir(other.server, other.serverIf);
+      // The marker as ABI 1 would have written it: abi, kind, ifindex, netns inode, name.
+      const value = [1, 0, 0, 0, 2, 0, 0, 0, ...Array(24).fill(0)].map(String);
+      sh('bpftool', ['map', 'update', 'pinned', `${dir}/abi`, 'key', '0', '0', '0', '0', 'value', ...value]);
+      const pins = () => readdirSync(dir).sort().join(',');
+      const before = pins();
+      const recovery = `the state pinned in ${dir} was made by ABI 1, not ABI 2: run xdp-root --detach --interface ${other.serverIf} and --attach again`;
+      for (const [cmd, args] of [['xdp-root', ['--status', '--interface', other.serverIf]], ['xdp-sampler', ['--attach', '--interface', other.serverIf]], ['xdp-root', ['--load', '--interface', other.serverIf, '--slot', '1', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_pass_test']]] as const) {
+        const r = run(BIN(cmd), [...args], { netns: other.server });
+        expect([r.code, r.stderr]).toEqual([1, `${cmd}: ${recovery}\n`]);
+      }
+      expect(pins()).toBe(before);
+      // The way out it names works.
+      ok(xdpRoot(['--detach', '--interface', other.serverIf], { netns: other.server }));
+      ok(xdpRoot(['--attach', '--interface', other.serverIf, '--mode', 'native'], { netns: other.server }));
+      expect(JSON.parse(ok(xdpRoot(['--status', '--interface', other.serverIf, '--json'], { netns: other.server })))[other.serverIf].root_loaded).toBe(true);
     } finally {
       other.destroy();
     }

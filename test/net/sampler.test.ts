@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { ifPinDir, makeLab, type Lab } from '../helpers/netns.js';
 import { background, udpSendCommand, until } from '../helpers/capture.js';
 
 let lab: Lab;
@@ -197,14 +197,14 @@ describe('xdp-sampler', () => {
     expect(statusJson()).toMatchObject({ sampler_loaded: false, slot: null, rate: null, verdict_rate: 0 });
     const root = JSON.parse(ok(xdpRoot(['--status', '--interface', lab.serverIf, '--json'], { netns: lab.server })))[lab.serverIf];
     expect(root.subprograms[1].prog_loaded).toBe(false);
-    expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}/sampler`)).toBe(false);
-    expect(ok(sampler(['--detach', '--interface', lab.serverIf]))).toBe(`xdp_sampler not attached to ${lab.serverIf}; nothing to detach.\n`);
+    expect(existsSync(`${ifPinDir(lab.server, lab.serverIf)}/sampler`)).toBe(false);
+    expect(ok(sampler(['--detach', '--interface', lab.serverIf]))).toBe(`xdp_sampler was not attached to ${lab.serverIf}; nothing to detach.\n`);
   });
 
   it('keeps its settings when attached again without flags, and pins the sample maps with the root', () => {
-    for (const pin of ['samples', 'sampling', 'sample_stats']) expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}/${pin}`)).toBe(true);
+    for (const pin of ['samples', 'sampling', 'sample_stats']) expect(existsSync(`${ifPinDir(lab.server, lab.serverIf)}/${pin}`)).toBe(true);
     ok(sampler(['--attach', '--interface', lab.serverIf, '--slot', '3', '--rate', '50', '--verdict-rate', '9', '--snaplen', '128']));
-    expect(ok(sampler(['--attach', '--interface', lab.serverIf]))).toBe(`xdp_sampler already in slot 3 of ${lab.serverIf}; settings applied.\n`);
+    expect(ok(sampler(['--attach', '--interface', lab.serverIf]))).toBe(`xdp_sampler already in slot 3 of ${lab.serverIf}; options applied.\n`);
     expect(statusJson()).toMatchObject({ slot: 3, rate: 50, verdict_rate: 9, snaplen: 128 });
     const table = ok(sampler(['--status', '--interface', lab.serverIf]));
     expect(table).toMatch(new RegExp(`${lab.serverIf} .* 3 .* 1/50 .* 1/9 .* 128 .* 0 .* 0 .* 0`));
@@ -236,7 +236,7 @@ describe('xdp-sampler', () => {
         ['0', lab.serverIf, '18'], ['0', lab.serverIf, '18'], ['1', a, '19'],
       ]);
     } finally {
-      rmSync(`/sys/fs/bpf/xdplb/${a}`, { recursive: true, force: true });
+      xdpRoot(['--detach', '--interface', a], { netns: lab.server });
     }
   });
 });
