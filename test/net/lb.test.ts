@@ -40,7 +40,7 @@ async function setUp(mode: 'native' | 'skb', vips: unknown[]): Promise<LbLab> {
   lab = makeLbLab();
   await startHttpBackends(lab);
   ok(xdpRoot(['--attach', '--interface', lab.lbIf, '--mode', mode], { netns: lab.ns.lb }));
-  expect(ok(lb(['--attach', '--interface', lab.lbIf]))).toMatch(new RegExp(`^Attached xdp_lb to ${lab.lbIf} in slot 7 \\(id \\d+\\)\\.\\n$`));
+  expect(ok(lb(["--attach", "--interface", lab.lbIf]))).toMatch(new RegExp(`^Attached xdp_lb \\(id \\d+\\) to slot 7 of ${lab.lbIf}\\.\\n$`));
   expect(ok(lb(['--apply', config(lab, vips)]))).toMatch(/^Applied: \d+ VIP\(s\) added/);
   return lab;
 }
