@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, ok, run, xdpRoot } from '../helpers/cli.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { ifPinDir, makeLab, nsPinDir, type Lab } from '../helpers/netns.js';
 import { NotifySocket, netnsWithSys, startDaemon, type Daemon } from '../helpers/service.js';
 
 let lab: Lab;
@@ -73,7 +73,8 @@ describe('subprogram services', () => {
     filter.d.proc.kill('SIGTERM');
     expect(await filter.d.exited).toBe(0);
     expect(rootStatus().subprograms[2].prog_loaded).toBe(false);
-    expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}/filter`)).toBe(false);
+    expect(existsSync(`${ifPinDir(lab.server, lab.serverIf)}/filter`)).toBe(false);
+    expect(existsSync(ifPinDir(lab.server, lab.serverIf))).toBe(true);
     expect(rootStatus().subprograms[1].name).toBe('xdp_sampler');
     expect(filterId).toBeGreaterThan(0);
 
@@ -101,8 +102,22 @@ describe('subprogram services', () => {
     lb.d.proc.kill('SIGTERM');
     expect(await lb.d.exited).toBe(0);
     expect(rootStatus().subprograms[7].prog_loaded).toBe(false);
-    // The last balancer gone, its shared state and the directory holding it go too.
-    expect(existsSync('/sys/fs/bpf/xdplb/program-shared-state')).toBe(false);
+    // Its state stays for the next start (connections are not reset); the
+    // status says it runs nowhere.
+    expect(existsSync(`${nsPinDir(lab.server)}/lb`)).toBe(true);
+    const orphan = JSON.parse(ok(run(BIN('xdp-lb'), ['--status', '--json'], { netns: lab.server })));
+    expect(orphan).toMatchObject({ loaded: true, orphan: true, interfaces: {} });
+    expect(orphan.vips.map((v: { address: string }) => v.address)).toEqual(['10.201.0.100']);
+    expect(ok(run(BIN('xdp-lb'), ['--status'], { netns: lab.server }))).toMatch(/^Load balancer state pinned but attached to no interface/);
+    // Started again, it adopts the state; --purge is refused while attached.
+    const again = await start('xdp-lb');
+    expect(await again.n.waitFor(/^STATUS=/)).toMatch(/1 VIPs, 1 backends/);
+    const refused = run(BIN('xdp-lb'), ['--purge'], { netns: lab.server });
+    expect([refused.code, refused.stderr]).toEqual([1, `xdp-lb: the load balancer is attached to ${lab.serverIf}: run xdp-lb --detach --interface ${lab.serverIf} first, then --purge\n`]);
+    again.d.proc.kill('SIGTERM');
+    expect(await again.d.exited).toBe(0);
+    expect(ok(run(BIN('xdp-lb'), ['--purge'], { netns: lab.server }))).toBe('Removed the load balancer state of this network namespace.\n');
+    expect(existsSync(`${nsPinDir(lab.server)}/lb`)).toBe(false);
   });
 
   it('refuses to run a section that is not enabled, with one line', async () => {
@@ -117,7 +132,7 @@ describe('subprogram services', () => {
   it('refuses a bad section setting, naming its line and key', async () => {
     writeFileSync(config, `{\n "interfaces": ["${lab.serverIf}"],\n "filter": {\n  "enabled": true,\n  "drop": ["10.0.0.0/33"]\n }\n}\n`);
     const r = run(BIN('xdp-filter'), ['run', '--config', config], { prefix: netnsWithSys(lab.server) });
-    expect(r.stderr).toMatch(new RegExp(`^xdp-filter: ${config}:5: filter\\.drop\\[0\\]: invalid prefix '10\\.0\\.0\\.0/33': .*\\n$`));
+    expect(r.stderr).toMatch(new RegExp(`^xdp-filter: ${config}:5:12: filter\\.drop\\[0\\]: invalid prefix '10\\.0\\.0\\.0/33': .*\\n$`));
     expect(r.code).toBe(2);
   });
 });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { ifPinDir, makeLab, type Lab } from '../helpers/netns.js';
 import { NotifySocket, netnsWithSys, startDaemon, type Daemon } from '../helpers/service.js';
 
 let lab: Lab;
@@ -105,7 +105,7 @@ describe('xdp-root run', () => {
     expect(await daemon.exited).toBe(0);
     expect(notify.lines).toContain('STOPPING=1');
     expect(status()).toEqual({ root_loaded: false });
-    expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}`)).toBe(false);
+    expect(existsSync(ifPinDir(lab.server, lab.serverIf))).toBe(false);
   });
 
   it('leaves the data plane running when killed, and the next start adopts it with its counters', async () => {
@@ -143,7 +143,7 @@ describe('xdp-root run', () => {
 
   for (const [what, prepare, code, message] of [
     ['a missing config', () => undefined, 2, () => `xdp-root: cannot read config ${config}: no such file`],
-    ['invalid JSON', () => writeConfig('{"interfaces": ['), 2, () => `xdp-root: ${config}:1: invalid JSON: CloseBracketExpected`],
+    ['invalid JSON', () => writeConfig('{"interfaces": ['), 2, () => `xdp-root: ${config}:1:17: invalid JSON: expected ']'`],
     ['an unknown interface', () => writeConfig({ interfaces: ['nosuch0'] }), 2, () => 'xdp-root: nosuch0: no such interface'],
     ['a foreign XDP program', () => {
       writeConfig({ interfaces: [lab.serverIf] });
@@ -160,7 +160,7 @@ describe('xdp-root run', () => {
       else expect(lines[0]).toMatch(m);
       expect(r.code).toBe(code);
       expect(notify.lines).not.toContain('READY=1');
-      expect(existsSync(`/sys/fs/bpf/xdplb/${lab.serverIf}`)).toBe(false);
+      expect(existsSync(ifPinDir(lab.server, lab.serverIf))).toBe(false);
     });
   }
 });
