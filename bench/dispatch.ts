@@ -49,7 +49,7 @@ export function measureDispatch(rounds: number, repeat: number): DispatchResult 
     cleanup.push(() => root.close());
     const passFd = loadSlotProgram(root, { object: BPF('xdp_fixtures.o'), program: 'xdp_pass_test', slot: 0 });
     cleanup.push(() => closeFd(passFd));
-    root.setSlot(0, passFd);
+    root.fill(0, passFd);
 
     const cases = [
       { name: 'floor', what: 'xdp_plain_pass alone (empty XDP_PASS)', fd: plain.programFd('xdp_plain_pass') },

@@ -2,12 +2,11 @@
 // IPv4 and 1,000 IPv6 prefixes listed: measured by the kernel with BPF_PROG_TEST_RUN against
 // an empty XDP_PASS program (the floor) and a pass program in the same slot
 // (what the dispatcher alone costs), round by round.
-import { rmSync } from 'node:fs';
 import { BpfObject, closeFd, testRun } from '../src/libbpf/index.js';
 import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
-import { interfaceDir, pinRoot } from '../src/root/layout.js';
 import { loadSlotProgram } from '../src/root/slot.js';
-import { attachSubprogram } from '../src/root/subprogram.js';
+import { placeProgram } from '../src/root/place.js';
+import { pinnedRoot } from '../test/helpers/pinned.js';
 import { FILTER, hint6Bucket } from '../src/programs/filter/layout.js';
 import { FilterMaps } from '../src/programs/filter/maps.js';
 import { formatPrefix, parsePrefix, type Prefix } from '../src/programs/filter/prefix.js';
@@ -73,9 +72,7 @@ const tcpFrame = (src: string) => Buffer.concat([eth(ETH_IPV4), ip4(20, { src, p
 const tcp6Frame = (src: string) => Buffer.concat([eth(ETH_IPV6), ip6(20, { src, nexthdr: PROTO.TCP }), tcp()]);
 
 export function measureFilter(rounds: number, repeat: number, ptbRuns = 2001): FilterResult {
-  const savedPinRoot = process.env.XDPLB_PIN_ROOT;
-  process.env.XDPLB_PIN_ROOT = `/sys/fs/bpf/xdplb-bench-${process.pid}`;
-  const cleanup: Array<() => void> = [() => rmSync(pinRoot(), { recursive: true, force: true })];
+  const cleanup: Array<() => void> = [];
   try {
     const plain = BpfObject.open(BPF('xdp_plain.o'));
     cleanup.push(() => plain.close());
@@ -86,14 +83,15 @@ export function measureFilter(rounds: number, repeat: number, ptbRuns = 2001): F
     const passRoot = RootArray.load(BPF(ROOT_OBJECT));
     cleanup.push(() => passRoot.close());
     const passFd = loadSlotProgram(passRoot, { object: BPF('xdp_fixtures.o'), program: 'xdp_pass_test', slot: FILTER.defaultSlot });
-    passRoot.setSlot(FILTER.defaultSlot, passFd);
+    passRoot.fill(FILTER.defaultSlot, passFd);
     closeFd(passFd);
 
-    const root = RootArray.load(BPF(ROOT_OBJECT));
-    cleanup.push(() => root.close());
-    root.pin(interfaceDir('bench0'));
-    attachSubprogram('bench0', FILTER, FILTER.defaultSlot);
-    const maps = FilterMaps.open('bench0');
+    // A root attached (skb mode) to a veth of a namespace of its own.
+    const pinned = pinnedRoot();
+    cleanup.push(() => pinned.close());
+    const root = pinned.root;
+    placeProgram(FILTER, [pinned.iface], FILTER.defaultSlot);
+    const maps = FilterMaps.open(pinned.iface);
     cleanup.push(() => maps.close());
     maps.setConfig({ frags_drop: true, ptb_max_pps: 0xffffffff });
     const list = prefixes();
@@ -156,7 +154,5 @@ export function measureFilter(rounds: number, repeat: number, ptbRuns = 2001): F
     };
   } finally {
     for (const close of cleanup.reverse()) close();
-    if (savedPinRoot === undefined) delete process.env.XDPLB_PIN_ROOT;
-    else process.env.XDPLB_PIN_ROOT = savedPinRoot;
   }
 }

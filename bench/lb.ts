@@ -2,15 +2,17 @@
 // kernel with BPF_PROG_TEST_RUN inside a network namespace of its own (so
 // bpf_fib_lookup sees a real device, route and neighbour), and the control
 // plane's apply time for a large config and for a one-backend change.
-import { BpfObject, closeFd, ifNameToIndex, mapUpdate, monotonicNs, testRun } from '../src/libbpf/index.js';
+import { BpfObject, closeFd, testRun } from '../src/libbpf/index.js';
+import { ifNameToIndex } from '../src/sys/netdev.js';
+import { monotonicNs } from '../src/sys/clock.js';
 import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
 import { loadSlotProgram } from '../src/root/slot.js';
 import { validateConfig, vipName } from '../src/programs/lb/config.js';
-import { applyConfig, readState, type LbFds } from '../src/programs/lb/state.js';
+import { applyConfig, readState, type LbMaps } from '../src/programs/lb/state.js';
 import { LAYOUT, PROTO, addrBytes, familyOf } from '../src/programs/lb/layout.js';
 import { BPF } from '../test/helpers/cli.js';
 import { uniqueTag } from '../test/helpers/netns.js';
-import { TCP, closeFds, enterLabNamespace, frame, lbFdsOf, sysctlIn } from '../test/helpers/lb.js';
+import { TCP, closeLb, enterLabNamespace, frame, lbMapsOf, sysctlIn } from '../test/helpers/lb.js';
 import { summarize, type Summary } from './stats.js';
 
 const XDP = { PASS: 2, TX: 3 };
@@ -73,7 +75,7 @@ function flowKey(src: string, dst: string, sport: number, dport: number): Buffer
 
 /** The two flows of the loop between VIPs `a` and `b` (addresses), with
  *  their connection and NAT entries. */
-function writeLoop(fds: LbFds, a: string, b: string, nat: string): void {
+function writeLoop(fds: LbMaps, a: string, b: string, nat: string): void {
   const state = readState(fds);
   const vipId = (addr: string) => state.vips.get(vipName({ address: addr, port: 8000, protocol: 'tcp' }))!.id;
   const backendOf = (vip: string) => [...state.backends.entries()].find(([, e]) => e.vipId === vipId(vip))![0];
@@ -112,14 +114,14 @@ function largeConfig(weightOfFirst: number) {
   };
 }
 
-function lbInstance(config: unknown): { root: RootArray; fds: LbFds; close: () => void } {
+function lbInstance(config: unknown): { root: RootArray; fds: LbMaps; close: () => void } {
   const root = RootArray.load(BPF(ROOT_OBJECT));
   const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
-  root.setSlot(SLOT, fd);
-  const fds = lbFdsOf(fd);
+  root.fill(SLOT, fd);
+  const fds = lbMapsOf(fd);
   closeFd(fd);
   applyConfig(fds, validateConfig(config));
-  return { root, fds, close: () => { closeFds(fds); root.close(); } };
+  return { root, fds, close: () => { closeLb(fds); root.close(); } };
 }
 
 export function measureLb(rounds: number, repeat: number): LbBenchResult {

@@ -9,7 +9,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
-import { table } from '../src/cli/format.js';
+import { table } from '../src/format.js';
 import { ROOT_DIR } from '../test/helpers/cli.js';
 import { measureCli } from './cli.js';
 import { measureDispatch } from './dispatch.js';

@@ -7,10 +7,10 @@
 // with verdict samples off, at 1 in 1000 and at every verdict.
 // Drain: the ring filled by test runs at rate 1 (no loss), then read back,
 // decoded and encoded as pcapng records; samples per second of that.
-import { BpfObject, closeFd, openPinned, testRun } from '../src/libbpf/index.js';
+import { BpfMap, BpfObject, closeFd, testRun } from '../src/libbpf/index.js';
 import { RootArray, ROOT_OBJECT, removePins } from '../src/root/array.js';
 import { loadSlotProgram } from '../src/root/slot.js';
-import { pinRoot } from '../src/root/layout.js';
+import { namespaceDir } from '../src/root/pins.js';
 import { CONFIG_MAP, SAMPLER, readSampleCounters, writeRate, writeSampling } from '../src/programs/sampler/config.js';
 import { RING_BYTES, SAMPLE_HEADER } from '../src/programs/sampler/layout.js';
 import { SampleReader } from '../src/programs/sampler/reader.js';
@@ -55,7 +55,7 @@ export interface SamplerResult {
 
 interface Setup {
   root: RootArray;
-  configFd: number | null;
+  config: BpfMap | null;
   close(): void;
 }
 
@@ -64,15 +64,15 @@ function rootWith(program: 'sampler' | 'xdp_pass_test' | 'xdp_drop_test', pinDir
   const root = RootArray.load(BPF(ROOT_OBJECT));
   const sampler = program === 'sampler';
   const fd = loadSlotProgram(root, sampler
-    ? { object: BPF(SAMPLER.object), program: SAMPLER.program, slot: 1, pins: [{ dir: pinDir, maps: SAMPLER.interfaceMaps }] }
+    ? { object: BPF(SAMPLER.object), program: SAMPLER.program, slot: 1, pins: [{ dir: pinDir, maps: [...SAMPLER.interfaceMaps], recovery: 'bench' }] }
     : { object: BPF('xdp_fixtures.o'), program, slot: 1 });
-  root.setSlot(1, fd);
+  root.fill(1, fd);
   closeFd(fd);
-  const configFd = sampler ? openPinned(`${pinDir}/${CONFIG_MAP}`) : null;
+  const config = sampler ? BpfMap.openPinned(`${pinDir}/${CONFIG_MAP}`) : null;
   return {
-    root, configFd,
+    root, config,
     close: () => {
-      if (configFd !== null) closeFd(configFd);
+      config?.close();
       root.close();
     },
   };
@@ -80,30 +80,30 @@ function rootWith(program: 'sampler' | 'xdp_pass_test' | 'xdp_drop_test', pinDir
 
 export function measureSampler(rounds: number, repeat: number): SamplerResult {
   const packet = udp4();
-  const pinDir = `${pinRoot()}/bench-sampler-${process.pid}`;
-  const cleanup: Array<() => void> = [() => removePins(pinDir)];
+  const pinDir = `${namespaceDir()}/bench-sampler-${process.pid}`;
+  const cleanup: Array<() => void> = [() => ['a', 'b', 'c'].forEach((x) => removePins(`${pinDir}-${x}`))];
   try {
     const plain = BpfObject.open(BPF('xdp_plain.o'));
     cleanup.push(() => plain.close());
     plain.loadOnly('xdp_plain_pass');
     plain.load();
 
-    const pass = rootWith('xdp_pass_test', `${pinDir}/a`);
+    const pass = rootWith('xdp_pass_test', `${pinDir}-a`);
     cleanup.push(pass.close);
-    const drop = rootWith('xdp_drop_test', `${pinDir}/b`);
+    const drop = rootWith('xdp_drop_test', `${pinDir}-b`);
     cleanup.push(drop.close);
-    const sampler = rootWith('sampler', `${pinDir}/c`);
+    const sampler = rootWith('sampler', `${pinDir}-c`);
     cleanup.push(sampler.close);
-    const ring = new SampleReader(sampler.root.sampleMaps('bench').samples, () => {});
+    const ring = new SampleReader(sampler.root.maps.samples, () => {});
     cleanup.push(() => ring.close());
-    const dropRing = new SampleReader(drop.root.sampleMaps('bench').samples, () => {});
+    const dropRing = new SampleReader(drop.root.maps.samples, () => {});
     cleanup.push(() => dropRing.close());
 
     // Rate-1 cases write every packet: a run must fit the ring (no loss, or
     // we would time the ring-full path), so they repeat fewer times.
     const fitting = samplesThatFit(packet.length);
-    const samplerAt = (rate: number) => () => writeRate(sampler.configFd!, rate);
-    const verdictAt = (rate: number) => () => writeSampling(drop.root.sampleMaps('bench').sampling, { verdictRate: rate, snaplen: 256 });
+    const samplerAt = (rate: number) => () => writeRate(sampler.config!, rate);
+    const verdictAt = (rate: number) => () => writeSampling(drop.root.maps.sampling, { verdictRate: rate, snaplen: 256 });
     const cases = [
       { name: 'floor', what: 'xdp_plain_pass alone (empty XDP_PASS)', fd: plain.programFd('xdp_plain_pass'), n: repeat },
       { name: 'pass program', what: 'root -> slot 1 xdp_pass_test', fd: pass.root.rootFd, n: repeat },
@@ -126,7 +126,7 @@ export function measureSampler(rounds: number, repeat: number): SamplerResult {
       }
     }
     for (const s of [sampler, drop]) {
-      const lost = readSampleCounters(s.root.sampleMaps('bench').sample_stats).lost;
+      const lost = readSampleCounters(s.root.maps.sample_stats).lost;
       if (lost) throw new Error(`the ring buffer lost ${lost} samples during the dispatch cases: the timings would be of the ring-full path`);
     }
     const floor = summarize(cases[0].samples).median;
@@ -158,19 +158,19 @@ function samplesThatFit(captured: number): number {
 /** Fill the ring at rate 1 (as many samples as fit), then time draining it
  *  through the decoder and the pcapng encoder. */
 function measureDrain(s: Setup, warm: SampleReader, frame: Buffer, rounds: number): DrainCase {
-  writeRate(s.configFd!, 1);
-  writeSampling(s.root.sampleMaps('bench').sampling, { verdictRate: 0, snaplen: 256 });
+  writeRate(s.config!, 1);
+  writeSampling(s.root.maps.sampling, { verdictRate: 0, snaplen: 256 });
   warm.drain();
   const cap = Math.min(frame.length, 256);
   const perFill = samplesThatFit(cap);
   const writer = captureWriter('pcapng');
   let got = 0;
-  const reader = new SampleReader(s.root.sampleMaps('bench').samples, (sample) => {
+  const reader = new SampleReader(s.root.maps.samples, (sample) => {
     writer.packet({ interfaceId: 0, timestampNs: sample.timestamp, origLen: sample.len, data: sample.data });
     got += 1;
   });
   try {
-    const lostBefore = readSampleCounters(s.root.sampleMaps('bench').sample_stats).lost;
+    const lostBefore = readSampleCounters(s.root.maps.sample_stats).lost;
     const rates: number[] = [];
     for (let round = 0; round < rounds; round++) {
       testRun(s.root.rootFd, frame, perFill);
@@ -181,7 +181,7 @@ function measureDrain(s: Setup, warm: SampleReader, frame: Buffer, rounds: numbe
       if (got !== perFill) throw new Error(`drained ${got} samples, expected ${perFill}`);
       rates.push(Math.round(perFill / (ns / 1e9)));
     }
-    const lost = readSampleCounters(s.root.sampleMaps('bench').sample_stats).lost - lostBefore;
+    const lost = readSampleCounters(s.root.maps.sample_stats).lost - lostBefore;
     return { name: `${frame.length}-byte frames, ${cap} bytes captured`, frameBytes: frame.length, samplesPerFill: perFill, rate: summarize(rates), lost };
   } finally {
     reader.close();

@@ -1,7 +1,8 @@
 // The version the commands were built from (package.json, inlined by the
-// bundler) and the ABI of everything they pin.
+// bundler), and the ABI of everything they pin and of the slot protocol:
+// XDPLB_ABI_VERSION in bpf/include/xdplb/abi.h (the loader checks that every
+// slot program carries this number, and a test that the root's does).
 import pkg from '../package.json' with { type: 'json' };
-import { ABI_VERSION } from './root/abi.js';
 
 export const VERSION: string = pkg.version;
-export { ABI_VERSION };
+export const ABI_VERSION = 2;

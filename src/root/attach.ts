@@ -229,12 +229,14 @@ export function detach(ifnames: string[]): DetachResult[] {
   for (const f of found) {
     if (!f.live && !f.gone.length) resolveIface(f.name); // unknown here: says so
   }
-  return found.map((f) => {
+  if (!found.some((f) => f.live || f.gone.length)) return found.map((f) => ({ ifname: f.name, changed: false, stale: 0 }));
+  // Serialized with attaches (and a service's repairs) in this namespace.
+  return withDirLock(namespaceDir(), () => found.map((f) => {
     for (const g of f.gone) removePins(g.dir);
     if (!f.live) return { ifname: f.name, changed: false, stale: f.gone.length };
     detachDir(f.live);
     return { ifname: f.name, changed: true, stale: f.gone.length };
-  });
+  }));
 }
 
 function detachDir(p: PinnedIface): void {

@@ -21,7 +21,7 @@ import { isBpffsMounted, mountBpffs } from '../sys/mount.js';
 import { netnsCookie, netnsInode } from '../sys/netns.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/netdev.js';
 import { validateInterfaceName } from '../net/interface.js';
-import { ABI_VERSION } from './abi.js';
+import { ABI_VERSION } from '../version.js';
 
 export const SLOTS = 8;
 export const BPFFS = '/sys/fs/bpf';

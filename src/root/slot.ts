@@ -7,7 +7,7 @@ import { BpfObject, PROG_TYPE_XDP, dupFd, progInfo, closeFd, openPinned, pinObje
 import { UsageError, XdplbError } from '../errors.js';
 import { SLOTS, checkMarker, ensureProgramDir } from './pins.js';
 import { COUNTERS_SIZE } from './stats.js';
-import { ABI_VERSION } from './abi.js';
+import { ABI_VERSION } from '../version.js';
 import { RootArray, SHARED_MAPS, SLOTS_MAP, STATS_MAP } from './array.js';
 
 /** The section holding `const volatile struct xdplb_self` (bpf/include/xdplb/slot.h):

@@ -76,13 +76,11 @@ function ethtool(name: string, size: number, fill?: (b: Buffer) => void): Buffer
   }
 }
 
-/** The peer of a veth when it is in this namespace (its name, index, and
- *  whether GRO is on); null for another device or a peer elsewhere. */
-export function vethPeer(name: string): { name: string; ifindex: number; gro: boolean } | null {
+/** A veth's peer_ifindex statistic, null for another device. */
+function vethPeerIndex(name: string): number | null {
   const info = ethtool(name, 196, (b) => b.writeUInt32LE(ETHTOOL_GDRVINFO, 0));
   if (!info || info.toString('utf8', 4, info.indexOf(0, 4)) !== 'veth') return null;
   const n = info.readUInt32LE(180);
-  if (!n) return null;
   const strings = ethtool(name, 12 + n * ETH_GSTRING_LEN, (b) => {
     b.writeUInt32LE(ETHTOOL_GSTRINGS, 0);
     b.writeUInt32LE(ETH_SS_STATS, 4);
@@ -95,12 +93,22 @@ export function vethPeer(name: string): { name: string; ifindex: number; gro: bo
   if (!strings || !stats) return null;
   for (let i = 0; i < n; i++) {
     const at = 12 + i * ETH_GSTRING_LEN;
-    if (strings.toString('utf8', at, strings.indexOf(0, at)) !== 'peer_ifindex') continue;
-    const ifindex = Number(stats.readBigUInt64LE(8 + i * 8));
-    const peer = ifIndexToName(ifindex);
-    if (!peer) return null;
-    const gro = ethtool(peer, 8, (b) => b.writeUInt32LE(ETHTOOL_GGRO, 0));
-    return { name: peer, ifindex, gro: !!gro && gro.readUInt32LE(4) !== 0 };
+    if (strings.toString('utf8', at, strings.indexOf(0, at)) === 'peer_ifindex') return Number(stats.readBigUInt64LE(8 + i * 8));
   }
   return null;
+}
+
+/** The peer of a veth when it is in this namespace (its name, index, and
+ *  whether GRO is on); null for another device or a peer elsewhere. */
+export function vethPeer(name: string): { name: string; ifindex: number; gro: boolean } | null {
+  const ifindex = vethPeerIndex(name);
+  if (ifindex === null) return null;
+  // The index is the peer's in its own namespace: the device of that index
+  // here is the peer only if it is a veth whose peer is us (a veth is never
+  // its own peer, so our own index means "elsewhere").
+  const self = ifNameToIndex(name);
+  const peer = ifIndexToName(ifindex);
+  if (!peer || ifindex === self || vethPeerIndex(peer) !== self) return null;
+  const gro = ethtool(peer, 8, (b) => b.writeUInt32LE(ETHTOOL_GGRO, 0));
+  return { name: peer, ifindex, gro: !!gro && gro.readUInt32LE(4) !== 0 };
 }

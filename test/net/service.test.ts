@@ -100,6 +100,17 @@ describe('xdp-root run', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(daemon.stderr.slice(mark).join('\n')).toMatch(/reload failed, keeping the running configuration: .*invalid JSON/);
     expect(status().root_id).toBe(rootId);
+    // STATUS says so until the next good reload, which logs what it changed.
+    expect(notify.lines.filter((l) => l.startsWith('STATUS=')).at(-1)).toBe(
+      `STATUS=reload failed, running the previous configuration: ${config}:1:10: invalid JSON: expected a value; ${lab.serverIf} (native): all slots empty`,
+    );
+    writeConfig({ interfaces: [lab.serverIf], mode: 'native' });
+    mark = notify.lines.length;
+    const logMark = daemon.stderr.length;
+    daemon.proc.kill('SIGHUP');
+    await notify.waitFor(/^READY=1$/, mark);
+    expect(await notify.waitFor(/^STATUS=/, mark)).toBe(`STATUS=${lab.serverIf} (native): all slots empty`);
+    expect(daemon.stderr.slice(logMark)).toContain('xdp-root: reloaded: nothing changed');
 
     daemon.proc.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
@@ -131,6 +142,56 @@ describe('xdp-root run', () => {
     expect(after.root_id).toBe(before.root_id);
     expect(after.subprograms[4].id).toBe(before.subprograms[4].id);
     expect(after.subprograms[4].statistics.XDP_PASS).toBe(6);
+  });
+
+  it('repairs what another command took away, says "degraded" while an interface is missing, and gives it its root back', async () => {
+    const second = `${lab.serverIf}r`;
+    addVeth(second);
+    writeConfig({ interfaces: [lab.serverIf, second], mode: 'skb' });
+    daemon = start();
+    await notify.waitFor(/^READY=1$/);
+    // Detached behind its back: attached again at the next check.
+    let mark = daemon.stderr.length;
+    ok(xdpRoot(['--detach', '--interface', lab.serverIf], { netns: lab.server }));
+    const repaired = `xdp-root: ${lab.serverIf}: the root array was missing; attached again (skb mode)`;
+    for (let i = 0; i < 100 && !daemon.stderr.slice(mark).includes(repaired); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(daemon.stderr.slice(mark)).toContain(repaired);
+    expect(status()).toMatchObject({ root_loaded: true, mode: 'skb' });
+    // An interface that goes away: degraded, named, and the watchdog still
+    // fed (nothing failed: it waits for the interface).
+    mark = notify.lines.length;
+    sh('ip', ['link', 'del', second], lab.server);
+    expect(await notify.waitFor(/^STATUS=degraded/, mark)).toBe(
+      `STATUS=degraded: ${second}: no such interface (waiting for it); ${lab.serverIf} (skb): all slots empty; ${second}: no such interface`,
+    );
+    const fed = notify.lines.length;
+    await notify.waitFor(/^WATCHDOG=1$/, fed, 2000);
+    // It comes back: its root comes back, and the status with it.
+    mark = notify.lines.length;
+    addVeth(second);
+    expect(await notify.waitFor(/^STATUS=(?!degraded)/, mark)).toBe(`STATUS=${lab.serverIf} (skb): all slots empty; ${second} (skb): all slots empty`);
+    expect(status(second)).toMatchObject({ root_loaded: true, mode: 'skb' });
+    daemon.proc.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+  });
+
+  it('carries on when the notify socket goes away, logs it once, and still stops cleanly', async () => {
+    writeConfig({ interfaces: [lab.serverIf], mode: 'skb' });
+    daemon = start();
+    await notify.waitFor(/^READY=1$/);
+    notify.close(); // the socket file goes: every later notification fails
+    await new Promise((r) => setTimeout(r, 300));
+    daemon.proc.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+    daemon.proc.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    const warned = daemon.stderr.filter((l) => l.includes('cannot notify systemd'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/^xdp-root: cannot notify systemd \(sd_notify failed with errno \d+\); carrying on without it$/);
+    expect(daemon.stderr).toContain('xdp-root: stopped on SIGTERM');
+    expect(status()).toEqual({ root_loaded: false });
+    notify = new NotifySocket();
+    await notify.start();
   });
 
   it('prints its decision with --dry-run and changes nothing', () => {

@@ -1,10 +1,10 @@
 // The Debian package on a booted systemd, driven as an operator would:
 // install, systemctl start/reload/kill/stop, a bad config, removal.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT_DIR, run, xdpRoot } from '../helpers/cli.js';
-import { uniqueTag } from '../helpers/netns.js';
+import { nsPinDir, uniqueTag } from '../helpers/netns.js';
 import { boot, debootstrap, installDeb, removeRootfs, type Container } from '../helpers/container.js';
 
 const tag = uniqueTag();
@@ -19,12 +19,62 @@ let deb: string;
 let box: Container;
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'ignore' });
+
+/** An echo server on port 8000. */
+const ECHO_SERVER = `
+import socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            d = self.request.recv(4096)
+            if not d:
+                return
+            self.request.sendall(d)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(('0.0.0.0', 8000), Echo).serve_forever()
+`;
+
+/** 20 connections to the VIP kept busy (an echo every 100 ms each) until
+ *  SIGTERM; then how many broke (reset, closed or silent for 5 s). */
+const HELD_CONNECTIONS = `
+import json, select, signal, socket, sys, time
+conns = []
+for i in range(20):
+    s = socket.create_connection(('10.203.0.100', 8000), timeout=5)
+    conns.append(s)
+print('READY', flush=True)
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+broken, exchanges, errors = set(), 0, []
+while not stop:
+    for i, s in enumerate(conns):
+        if i in broken or stop:
+            continue
+        try:
+            s.sendall(b'ping %d' % exchanges)
+            s.settimeout(5)
+            if s.recv(64) == b'':
+                raise ConnectionError('closed')
+            exchanges += 1
+        except Exception as e:
+            broken.add(i)
+            errors.append(repr(e))
+    time.sleep(0.1)
+print(json.dumps({'connections': len(conns), 'broken': len(broken), 'exchanges': exchanges, 'errors': errors}), flush=True)
+`;
 const inBox = (...args: string[]) => box.exec(args);
 const systemctl = (...args: string[]) => inBox('systemctl', ...args);
 /** Status as the host sees it, with the checkout's own xdp-root as witness. */
 const hostStatus = () =>
   JSON.parse(xdpRoot(['--status', '--interface', dev, '--json'], { netns, env: { XDPLB_PIN_ROOT: pinRoot } }).stdout)[dev];
-const pinned = () => existsSync(`${pinRoot}/${dev}`);
+/** The interface's pins, where the container's xdplb keeps them. */
+const pinned = () => {
+  const [link] = JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show', dev], { encoding: 'utf8' }));
+  return existsSync(`${nsPinDir(netns, pinRoot)}/if-${link.ifindex}`);
+};
 const attachedProg = () => {
   const [link] = JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show', dev], { encoding: 'utf8' }));
   return link.xdp ?? null;
@@ -54,6 +104,12 @@ beforeAll(async () => {
   }
   // The default route is what "interfaces": "auto" follows.
   ip('-n', netns, 'route', 'add', 'default', 'via', '10.203.0.1');
+  // What the load balancer needs of its namespace (see README), and of the
+  // client on a veth: XDP on the peer for XDP_TX, complete checksums.
+  execFileSync('nsenter', [`--net=/run/netns/${netns}`, 'sysctl', '-q', '-w', 'net.ipv4.conf.all.forwarding=1',
+    `net.ipv4.conf.${dev}.forwarding=1`, `net.ipv4.conf.${dev}.accept_local=1`]);
+  ip('-n', client, 'link', 'set', 'dev', `xsB${tag}`, 'xdpdrv', 'object', `${ROOT_DIR}/build/bpf/xdp_plain.o`, 'program', 'xdp_plain_pass');
+  execFileSync('nsenter', [`--net=/run/netns/${client}`, 'ethtool', '-K', `xsB${tag}`, 'tx', 'off'], { stdio: 'ignore' });
   mkdirSync(bpffs, { mode: 0o700 });
   box = await boot(rootfs, `xdplb${tag}`, netns, bpffs);
 }, 900_000);
@@ -86,7 +142,9 @@ describe('the xdplb package on Debian 13 with systemd', () => {
   });
 
   it('systemd-analyze verify prints nothing for the units', () => {
-    const units = ['root', 'filter', 'sampler', 'lb'].map((u) => `/usr/lib/systemd/system/xdplb-${u}.service`);
+    const units = ['root', ...readdirSync(`${ROOT_DIR}/build/systemd`).map((f) => f.replace(/^xdplb-|\.service$/g, ''))]
+      .map((u) => `/usr/lib/systemd/system/xdplb-${u}.service`);
+    expect(units).toHaveLength(4);
     expect(inBox('systemd-analyze', 'verify', ...units)).toEqual({ code: 0, out: '' });
   });
 
@@ -135,7 +193,7 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     expect(systemctl('reload', 'xdplb-root').code).toBe(0);
     await until('reload to finish', () => systemctl('is-active', 'xdplb-root').out.trim() === 'active');
     expect(hostStatus().root_id).toBe(before);
-    expect(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out).toMatch(/reloaded \/etc\/xdplb\/xdplb\.json: 0 attached, 0 detached, 1 unchanged/);
+    expect(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out).toMatch(/reloaded: nothing changed/);
   });
 
   it('systemctl kill -s KILL keeps the data plane, and the restart adopts it', async () => {
@@ -150,6 +208,38 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     // The subprograms' units were not stopped: their programs never left.
     expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler', 'xdplb-lb').out.trim().split('\n')).toEqual(['active', 'active', 'active']);
     expect(hostStatus().subprograms[2].id).toBe(before.subprograms[2].id);
+  });
+
+  it('systemctl restart of the balancer and of the root resets no connection: the data plane stays for the next start', async () => {
+    // The client talks to the VIP; the balancer sends it to the client's
+    // own echo server (one-armed NAT), so every connection crosses xdp_lb.
+    const mac = JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show', dev], { encoding: 'utf8' }))[0].address;
+    ip('-n', client, 'neigh', 'replace', '10.203.0.100', 'lladdr', mac, 'dev', `xsB${tag}`, 'nud', 'permanent');
+    const echo = spawn('nsenter', [`--net=/run/netns/${client}`, 'python3', '-c', ECHO_SERVER], { stdio: 'ignore' });
+    const held = spawn('nsenter', [`--net=/run/netns/${client}`, 'python3', '-c', HELD_CONNECTIONS], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      held.stdout!.on('data', (d) => (out += d));
+      await until('20 connections through the VIP', () => out.includes('READY'), 20_000);
+      const before = hostStatus();
+      expect(systemctl('restart', 'xdplb-lb').code).toBe(0);
+      await until('the balancer back', () => systemctl('is-active', 'xdplb-lb').out.trim() === 'active');
+      expect(inBox('journalctl', '-u', 'xdplb-lb', '--no-pager', '-o', 'cat').out).toMatch(/restarting on SIGTERM: the data plane stays for the next start/);
+      expect(hostStatus().subprograms[7].id).toBe(before.subprograms[7].id);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(systemctl('restart', 'xdplb-root').code).toBe(0);
+      await until('the root back', () => systemctl('is-active', 'xdplb-root', 'xdplb-lb').out.trim() === 'active\nactive');
+      expect(hostStatus().root_id).toBe(before.root_id);
+      await new Promise((r) => setTimeout(r, 1000));
+      held.kill('SIGTERM');
+      await new Promise((r) => held.once('exit', r));
+      const result = JSON.parse(out.slice(out.indexOf('{')));
+      expect(result).toMatchObject({ connections: 20, broken: 0 });
+      expect(result.exchanges).toBeGreaterThan(100);
+    } finally {
+      held.kill('SIGKILL');
+      echo.kill('SIGKILL');
+    }
   });
 
   it('systemctl stop detaches everything, stops the subprogram units and leaves no pins', () => {
@@ -175,7 +265,7 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     expect(systemctl('start', 'xdplb-root').code).not.toBe(0);
     expect(systemctl('show', '-P', 'NRestarts', 'xdplb-root').out.trim()).toBe('0');
     expect(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out).toContain(
-      'xdp-root: /etc/xdplb/xdplb.json:1: mode: expected "native", "skb" or "auto", got "fast"',
+      'xdp-root: /etc/xdplb/xdplb.json:1:10: mode: expected "native", "skb" or "auto", got "fast"',
     );
     expect(pinned()).toBe(false);
     const failsWith = (line: string) => {
@@ -189,7 +279,7 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     inBox('rm', '/etc/xdplb/xdplb.json');
     failsWith('xdp-root: cannot read config /etc/xdplb/xdplb.json: no such file');
     box.exec(['sh', '-c', 'printf \'{"interfaces": \' > /etc/xdplb/xdplb.json']);
-    failsWith('xdp-root: /etc/xdplb/xdplb.json:1: invalid JSON: ValueExpected');
+    failsWith('xdp-root: /etc/xdplb/xdplb.json:1:16: invalid JSON: expected a value');
 
     inBox('cp', '/root/xdplb.json.good', '/etc/xdplb/xdplb.json');
     execFileSync('ip', ['-n', netns, 'link', 'set', 'dev', dev, 'xdpgeneric', 'object', `${ROOT_DIR}/build/bpf/xdp_plain.o`, 'program', 'xdp_plain_pass']);

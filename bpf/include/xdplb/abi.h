@@ -3,9 +3,10 @@
  * The ABI version of everything xdplb pins: the slot protocol's maps and
  * counters, and every subprogram's maps. It changes whenever any pinned
  * layout does. Every pin directory holds a marker with the version it was
- * made by (src/sys/abi... see src/root/abi.ts), and every slot program
- * carries the version it was built against in `xdplb_abi`, so state or
- * programs of another version are refused rather than misread.
+ * made by (src/root/pins.ts), and every slot program carries the version it
+ * was built against in `xdplb_self`, so state or programs of another version
+ * are refused rather than misread. ABI_VERSION in src/version.ts is the same
+ * number.
  */
 #ifndef XDPLB_ABI_H
 #define XDPLB_ABI_H
