@@ -33,6 +33,9 @@ cleanup() {
     nsenter --net="/run/netns/xdplb-lb-lb$tag" ./bin/xdp-root --detach --interface "dllb$tag" >/dev/null 2>&1 || true
   fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [[ -e "/run/netns/xdplb-lb-lb$tag" ]]; then
+    nsenter --net="/run/netns/xdplb-lb-lb$tag" ./bin/xdp-lb --purge >/dev/null 2>&1 || true
+  fi
   for n in sw c lb b1 b2; do ip netns del "xdplb-lb-$n$tag" 2>/dev/null || true; done
   [[ -n "${www:-}" ]] && rm -rf "$www"
 }
@@ -124,7 +127,9 @@ lbn lb sysctl -q -w net.ipv4.conf.all.forwarding=1 net.ipv4.conf.all.accept_loca
 www=$(mktemp -d)
 for b in b1 b2; do
   mkdir -p "$www/$b" && echo "$b" > "$www/$b/who"
-  lbn "$b" python3 -m http.server 8000 --directory "$www/$b" >/dev/null 2>&1 &
+  # nsenter execs python, so $! is the server's own pid (a function run in
+  # the background would be a subshell's, and killing it would leave python).
+  nsenter --net="/run/netns/xdplb-lb-$b$tag" python3 -m http.server 8000 --directory "$www/$b" >/dev/null 2>&1 &
   pids+=($!)
 done
 cat > "$www/lb.json" <<'JSON'
@@ -147,9 +152,11 @@ xdp_lb --weight 0 --vip tcp:10.0.0.10:8000 --backend 10.0.0.3
 echo "+ after draining 10.0.0.3, 6 requests:"
 for n in 1 2 3 4 5 6; do printf '   %s\n' "$(lbn c curl -s --max-time 3 http://10.0.0.10:8000/who)"; done
 xdp_lb --detach --interface "dllb$tag"
+echo "   (the balancer's VIPs and connections stay pinned for its next attach; --purge removes them)"
+xdp_lb --purge
 
 say "Detach: nothing left on the device or in bpffs"
 xdp_root --detach --interface "$sif"
 in_server ip link show "$sif" | grep -q 'prog/xdp' && echo "   still attached!" && exit 1
-ls "/sys/fs/bpf/xdplb/$sif" 2>/dev/null && exit 1
-echo "   $sif has no XDP program; /sys/fs/bpf/xdplb/$sif is gone."
+[[ "$(in_server ./bin/xdp-root --status --json)" == "{}" ]] || { echo "   pins left!"; exit 1; }
+echo "   $sif has no XDP program, and xdp-root --status lists nothing pinned."
