@@ -113,3 +113,21 @@ export function formatRate(value: number | null, unit: string): string {
 
 export const formatPps = (value: number | null): string => formatRate(value, 'pps');
 export const formatBits = (value: number | null): string => formatRate(value, 'bit/s');
+
+/** A total with its rate beside it when there is one (--watch): `1234
+ *  (56 pps)`; undefined `rate` (not watching) shows the total alone. */
+export function withRate(total: bigint | number, rate: number | null | undefined, unit: 'pps' | 'bit/s' | '/s' = 'pps'): string {
+  if (rate === undefined) return String(total);
+  return `${total} (${unit === '/s' ? `${formatRate(rate, '')}/s`.replace(' /s', '/s') : formatRate(rate, unit)})`;
+}
+
+/** Look a rate up along a path of keys and indexes; undefined when the
+ *  rates tree (or the path in it) is absent. */
+export function rateAt(rates: RateTree | undefined, ...path: Array<string | number>): number | null | undefined {
+  let at: RateTree | undefined = rates;
+  for (const key of path) {
+    if (at === null || at === undefined || typeof at !== 'object') return at === null ? null : undefined;
+    at = (at as Record<string | number, RateTree>)[key];
+  }
+  return typeof at === 'number' || at === null ? at : undefined;
+}

@@ -41,6 +41,31 @@ export interface ServiceHandler<S> {
   stop?(): void | Promise<void>;
 }
 
+export type Labels = Record<string, string>;
+
+export interface Sample {
+  labels?: Labels;
+  value: number | bigint;
+}
+
+/** One Prometheus metric: its samples as read at this scrape. Counters are
+ *  named `..._total` and never go down except when their source restarts. */
+export interface MetricFamily {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  samples: readonly Sample[];
+}
+
+/** What a subprogram (or the root array) exports to Prometheus.
+ *  `families()` is called at every scrape and reads the kernel then; when
+ *  it throws, its families are left out of that scrape (and
+ *  `xdplb_scrape_collector_success{collector}` says 0). */
+export interface Collector {
+  name: string;
+  families(): MetricFamily[];
+}
+
 /** A struct shared with C: its size and the byte offset of every field
  *  this side reads or writes. */
 export type Layout = { readonly size: number } & { readonly [field: string]: number };
@@ -78,4 +103,12 @@ export interface Subprogram<S = any> extends ProgramSpec {
   options: readonly OptionSpec[];
   actions: ReadonlyArray<ActionSpec<any>>;
   service(): Promise<ServiceHandler<S>>;
+  /** Its metrics on the interfaces `ifnames()` names at each scrape. */
+  metrics(ifnames: () => string[], opts: MetricsOptions): Collector;
+}
+
+export interface MetricsOptions {
+  /** At most this many per-prefix (or per-entry) series where a list can
+   *  grow without bound: the top ones by hits. */
+  top: number;
 }

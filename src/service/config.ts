@@ -30,8 +30,9 @@ export interface ServiceConfig {
   /** Replace a foreign XDP program on a chosen interface. */
   force: boolean;
   sections: Record<string, SectionConfig>;
-  /** Where to serve Prometheus metrics; absent: not served. */
-  metrics?: Listen;
+  /** Where to serve Prometheus metrics (absent: not served), and how many
+   *  per-prefix series a list may have at most (the top ones by hits). */
+  metrics?: { listen: Listen; top: number };
 }
 
 /** A config that cannot be used: exit 2, so systemd does not restart into it. */
@@ -152,14 +153,23 @@ export function parseConfig(text: string, file = DEFAULT_CONFIG): ServiceConfig 
   };
 }
 
-function metrics(src: Source, node: Node | undefined): { metrics?: Listen } {
+export const DEFAULT_TOP = 20;
+
+function metrics(src: Source, node: Node | undefined): { metrics?: { listen: Listen; top: number } } {
   if (!node) return {};
-  const listen = members(src, node, 'metrics', ['listen']).get('listen');
+  const m = members(src, node, 'metrics', ['listen', 'top_prefixes']);
+  const listenNode = m.get('listen');
+  let listen: Listen;
   try {
-    return { metrics: parseListen(listen ? getNodeValue(listen) : DEFAULT_LISTEN) };
+    listen = parseListen(listenNode ? getNodeValue(listenNode) : DEFAULT_LISTEN);
   } catch (err) {
-    return src.fail(listen, 'metrics.listen', (err as Error).message.replace(/^metrics\.listen: /, ''));
+    return src.fail(listenNode, 'metrics.listen', (err as Error).message.replace(/^metrics\.listen: /, ''));
   }
+  const topNode = m.get('top_prefixes');
+  if (topNode && (topNode.type !== 'number' || !Number.isInteger(topNode.value) || topNode.value < 0 || topNode.value > 10000)) {
+    src.fail(topNode, 'metrics.top_prefixes', `expected a whole number from 0 to 10000, got ${describe(topNode)}`);
+  }
+  return { metrics: { listen, top: (topNode?.value as number | undefined) ?? DEFAULT_TOP } };
 }
 
 export function readConfig(file = DEFAULT_CONFIG): ServiceConfig {

@@ -21,35 +21,14 @@ import { XdplbError } from '../errors.js';
 import { status, type InterfaceStatus } from '../root/status.js';
 import { ACTIONS, type ActionCounts } from '../root/stats.js';
 import { formatListen, type Listen } from './listen.js';
+import type { Collector, Labels, MetricFamily, Sample } from '../programs/contract.js';
 
 export { DEFAULT_LISTEN, formatListen, parseListen, type Listen } from './listen.js';
 
 /** The version the commands were built from (package.json). */
 export const VERSION: string = pkg.version;
 
-export type Labels = Record<string, string>;
-
-export interface Sample {
-  labels?: Labels;
-  value: number | bigint;
-}
-
-/** One metric: its samples as read at this scrape. Counters are named
- *  `..._total` and never go down except when their source restarts. */
-export interface MetricFamily {
-  name: string;
-  help: string;
-  type: 'counter' | 'gauge';
-  samples: readonly Sample[];
-}
-
-/** What a subprogram (or the root array) exports. `families()` is called
- *  at every scrape; when it throws, that collector's families are left out
- *  of the scrape and `xdplb_scrape_collector_success{collector}` says 0. */
-export interface Collector {
-  name: string;
-  families(): MetricFamily[];
-}
+export type { Collector, Labels, MetricFamily, Sample } from '../programs/contract.js';
 
 export function buildInfoCollector(abi: number): Collector {
   return {
@@ -139,6 +118,8 @@ function toMetrics(families: MetricFamily[], taken: Set<string>): Array<Counter 
 export interface MetricsOptions {
   listen: Listen;
   collectors: Collector[];
+  /** The per-prefix series limit the collectors were made with. */
+  top?: number;
   /** Where a failing collector is reported (once per failed scrape). */
   log?: (line: string) => void;
 }
@@ -149,6 +130,15 @@ export class MetricsServer {
   private last: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly server: Server, private readonly opts: MetricsOptions) {}
+
+  /** The address asked for (not the kernel's answer for port 0). */
+  get listening(): Listen {
+    return this.opts.listen;
+  }
+
+  get top(): number | undefined {
+    return this.opts.top;
+  }
 
   /** Listen on `opts.listen` (port 0: any free port, see address()). */
   static start(opts: MetricsOptions): Promise<MetricsServer> {

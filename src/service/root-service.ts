@@ -10,6 +10,9 @@ import { status } from '../root/status.js';
 import { XdplbError } from '../errors.js';
 import { readConfig, type ServiceConfig } from './config.js';
 import { makeLog, serve, type Health } from './daemon.js';
+import { MetricsServer, buildInfoCollector, formatListen, rootCollector } from './metrics.js';
+import { SUBPROGRAMS } from '../programs/index.js';
+import { ABI_VERSION } from '../version.js';
 import { chooseInterfaces, interfaceProblems, type Choice, type SystemView, HOST } from './interfaces.js';
 
 export interface RunOptions {
@@ -63,28 +66,52 @@ export async function runRootService(opts: RunOptions): Promise<number> {
   }
   let managed = first.choice.interfaces;
   let config = first.config;
+  let metrics: MetricsServer | null = null;
+  const collectors = (top: number) => [
+    buildInfoCollector(ABI_VERSION),
+    rootCollector(() => managed),
+    ...SUBPROGRAMS.map((sub) => sub.metrics(() => managed, { top })),
+  ];
+  /** Serve metrics as `config` says: started, moved or stopped. */
+  const serveMetrics = async (next: ServiceConfig, lines: string[]) => {
+    const want = next.metrics;
+    const same = metrics && want && formatListen(metrics.listening) === formatListen(want.listen) && metrics.top === want.top;
+    if (same) return;
+    // A new address is taken before the old one is let go: a bad one leaves
+    // the running endpoint as it was.
+    const started = want ? await MetricsServer.start({ listen: want.listen, collectors: collectors(want.top), top: want.top, log: (l) => log(l, 'warning') }) : null;
+    await metrics?.close();
+    metrics = started;
+    lines.push(want ? `serving metrics on http://${formatListen(want.listen)}/metrics` : 'no longer serving metrics');
+  };
   return serve({
-    start() {
+    async start() {
       if (first.problems.length) throw new XdplbError(first.problems.join('; '));
+      const lines: string[] = [];
+      // Before the kernel is touched: a busy port fails the start cleanly.
+      await serveMetrics(config, lines);
+      lines.forEach((l) => log(l, 'notice'));
       for (const r of attach(managed, config.mode, config.force)) {
         r.warnings.forEach((w) => log(w, 'warning'));
         log(`${r.changed ? 'attached to' : 'adopted the root on'} ${r.ifname} (${r.mode} mode)`, 'notice');
       }
     },
-    reload() {
+    async reload() {
       const next = plan(opts.config, view);
       if (next.problems.length) throw new XdplbError(next.problems.join('; '));
+      const lines: string[] = [];
+      await serveMetrics(next.config, lines);
       const keep = next.choice.interfaces;
       const gone = managed.filter((i) => !keep.includes(i));
       const added = keep.filter((i) => !managed.includes(i));
-      const lines: string[] = [];
       if (added.length) for (const r of attach(added, next.config.mode, next.config.force)) lines.push(`attached to ${r.ifname} (${r.mode} mode)`);
       if (gone.length) for (const r of detach(gone)) lines.push(`detached from ${r.ifname}`);
       managed = keep;
       config = next.config;
       return lines;
     },
-    stop(leave) {
+    async stop(leave) {
+      await metrics?.close();
       if (leave) return;
       for (const r of detach(managed.filter((n) => findPinned(n).live || findPinned(n).gone.length))) {
         if (r.changed) log(`detached from ${r.ifname}`, 'notice');

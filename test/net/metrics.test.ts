@@ -6,7 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { setNetns } from '../../src/sys/netns.js';
 import { MetricsServer, VERSION, buildInfoCollector, formatListen, rootCollector } from '../../src/service/metrics.js';
-import { BPF, ok, sh, xdpRoot } from '../helpers/cli.js';
+import { BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
 import { makeLab, type Lab } from '../helpers/netns.js';
 import { promtoolCheckMetrics, startPrometheus, type Prometheus, type VectorSample } from '../helpers/prometheus.js';
 
@@ -199,6 +199,70 @@ describe('the cost of a scrape', () => {
       expect(median).toBeLessThan(100);
     } finally {
       for (const ifname of ifnames.slice(1)) xdpRoot(['--detach', '--interface', ifname], { netns: lab.server });
+    }
+  });
+});
+
+describe('xdp-root run serving metrics', () => {
+  it('serves the root array\'s and the filter\'s counters, as their --status --json say, to a real Prometheus', async () => {
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { NotifySocket, netnsWithSys, startDaemon } = await import('../helpers/service.js');
+    const { BIN } = await import('../helpers/cli.js');
+    const dir = mkdtempSync(join(tmpdir(), 'xdplb-metrics-svc-'));
+    const notify = [new NotifySocket(), new NotifySocket()];
+    const daemons: Array<ReturnType<typeof startDaemon>> = [];
+    const port = 20000 + (process.pid % 20000);
+    try {
+      await Promise.all(notify.map((n) => n.start()));
+      // The client's second address is on the drop list.
+      sh('ip', ['addr', 'add', '10.201.0.9/24', 'dev', lab.clientIf], lab.client);
+      const config = join(dir, 'xdplb.json');
+      writeFileSync(config, JSON.stringify({
+        interfaces: [lab.serverIf], mode: 'native', metrics: { listen: `127.0.0.1:${port}`, top_prefixes: 1 },
+        filter: { enabled: true, drop: [{ prefix: '10.201.0.9/32', tag: 'second' }, { prefix: '192.0.2.0/24', tag: 'never' }] },
+      }));
+      for (const [i, cmd] of (['xdp-root', 'xdp-filter'] as const).entries()) {
+        daemons.push(startDaemon([...netnsWithSys(lab.server), BIN(cmd), 'run', '--config', config], { NOTIFY_SOCKET: notify[i].path }));
+        await notify[i].waitFor(/^READY=1$/);
+      }
+      expect(daemons[0].stderr).toContain(`xdp-root: serving metrics on http://127.0.0.1:${port}/metrics`);
+      const target = `127.0.0.1:${port}`;
+      prometheus = await startPrometheus({ targets: [target], netns: lab.server });
+      await prometheus.waitForScrapes(2);
+      // 20 pings pass from the first address, 20 are dropped from the second.
+      expect(await ping(20, '0.02')).toEqual({ sent: 20, received: 20 });
+      const from2 = spawn('nsenter', [`--net=/run/netns/${lab.client}`, 'ping', '-n', '-q', '-c', '20', '-i', '0.02', '-W', '1', '-I', '10.201.0.9', lab.serverIp]);
+      await new Promise((r) => from2.on('exit', r));
+      await prometheus.waitForScrapes(2);
+
+      const filter = JSON.parse(sh(BIN('xdp-filter'), ['--status', '--json', '--interface', lab.serverIf], lab.server))[lab.serverIf];
+      expect(filter.stats.ip_drop_count).toBe(20);
+      const status = statusJson();
+      const q = (promql: string) => prometheus!.query(promql);
+      expect(byLabels(await q('xdplb_filter_packets_total{reason="ip_source_listed"}'), ['interface'])).toEqual({ [lab.serverIf]: '20' });
+      expect(byLabels(await q('xdplb_filter_prefixes'), ['interface', 'family'])).toEqual({ [`${lab.serverIf}/ipv4`]: '2', [`${lab.serverIf}/ipv6`]: '0' });
+      // Bounded: only the most hit prefix (top_prefixes 1).
+      expect(byLabels(await q('xdplb_filter_prefix_hits_total'), ['interface', 'prefix', 'tag'])).toEqual({ [`${lab.serverIf}/10.201.0.9/32/second`]: '20' });
+      const slot2 = status.subprograms[2];
+      expect(byLabels(await q(`xdplb_slot_packets_total{slot="2"}`), ['program', 'action'])).toEqual(
+        Object.fromEntries(ACTIONS.map((a) => [`xdp_filter/${a}`, String(slot2.statistics[a])])),
+      );
+      expect(slot2.statistics.XDP_DROP).toBe(20);
+      // The endpoint is in the lab's namespace: scraped there by curl.
+      const body = sh('curl', ['-s', `http://${target}/metrics`], lab.server);
+      expect(body).toContain('# TYPE xdplb_filter_packets_total counter');
+      expect(promtoolCheckMetrics(body)).toEqual({ code: 0, findings: [] });
+      const other = run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${target}/`], { netns: lab.server });
+      expect(other.stdout).toBe('404');
+    } finally {
+      for (const d of daemons.reverse()) {
+        d.proc.kill('SIGTERM');
+        await d.exited;
+      }
+      notify.forEach((n) => n.close());
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -39,9 +39,15 @@ socketserver.ThreadingTCPServer(('0.0.0.0', 8000), Echo).serve_forever()
 const HELD_CONNECTIONS = `
 import json, select, signal, socket, sys, time
 conns = []
-for i in range(20):
-    s = socket.create_connection(('10.203.0.100', 8000), timeout=5)
-    conns.append(s)
+deadline = time.time() + 15
+while len(conns) < 20:
+    try:
+        conns.append(socket.create_connection(('10.203.0.100', 8000), timeout=5))
+    except ConnectionRefusedError:
+        # The echo server is starting: try again.
+        if time.time() > deadline:
+            raise
+        time.sleep(0.1)
 print('READY', flush=True)
 stop = False
 def on_term(*_):

@@ -72,8 +72,8 @@ describe('parseListen', () => {
 describe('the config key "metrics"', () => {
   it('is off unless given, and listens on 127.0.0.1:9624 unless told', () => {
     expect(parseConfig('{}', F).metrics).toBeUndefined();
-    expect(parseConfig('{"metrics": {}}', F).metrics).toEqual({ host: '127.0.0.1', port: 9624 });
-    expect(parseConfig('{"metrics": {"listen": "[::1]:9625"}}', F).metrics).toEqual({ host: '::1', port: 9625 });
+    expect(parseConfig('{"metrics": {}}', F).metrics).toEqual({ listen: { host: '127.0.0.1', port: 9624 }, top: 20 });
+    expect(parseConfig('{"metrics": {"listen": "[::1]:9625", "top_prefixes": 5}}', F).metrics).toEqual({ listen: { host: '::1', port: 9625 }, top: 5 });
   });
 
   it('names the file, line and key of a mistake', () => {
@@ -81,7 +81,8 @@ describe('the config key "metrics"', () => {
     expect(fails('{\n "metrics": {\n  "listen": "localhost:9624"\n }\n}')).toThrow(
       `${F}:3:13: metrics.listen: expected HOST:PORT such as 127.0.0.1:9624 or [::1]:9624, got "localhost:9624"`,
     );
-    expect(fails('{"metrics": {"port": 9624}}')).toThrow(`${F}:1:14: metrics.port: unknown key: expected one of listen`);
+    expect(fails('{"metrics": {"port": 9624}}')).toThrow(`${F}:1:14: metrics.port: unknown key: expected one of listen, top_prefixes`);
+    expect(fails('{"metrics": {"top_prefixes": -1}}')).toThrow(`${F}:1:31: metrics.top_prefixes: expected a whole number from 0 to 10000, got -1`);
     expect(fails('{"metrics": true}')).toThrow(`${F}:1:13: metrics: expected an object, got true`);
   });
 });

@@ -1,6 +1,7 @@
 // The filter (ecbpf's xdp_filter, with IPv6 parity and per-prefix hits):
 // malformed frames, source drop lists, fragments and Packet Too Big.
 import type { Subprogram } from '../contract.js';
+import { filterCollector } from './metrics.js';
 import { ACTIONS, ATTACH, OPTIONS } from './cli.js';
 import { FILTER, LAYOUTS } from './layout.js';
 import { FILTER_SETTINGS, type FilterSettings } from './settings.js';
@@ -20,5 +21,6 @@ export const filter: Subprogram<FilterSettings> = {
   status: { read: filterStatus, text: formatStatus },
   options: OPTIONS,
   actions: ACTIONS,
+  metrics: filterCollector,
   service: async () => (await import('./service.js')).FILTER_SERVICE,
 };

@@ -2,6 +2,7 @@
 // ecbpf xdp_filter shape (configuration, stats), plus the drop lists.
 import { programIfaces } from '../../root/place.js';
 import { formatTime, table } from '../../format.js';
+import { rateAt, withRate, type RateTree } from '../../rates.js';
 import { FILTER, STATS } from './layout.js';
 import { FilterMaps, type FilterStats } from './maps.js';
 import { withFilters } from './control.js';
@@ -32,7 +33,7 @@ export function filterStatus(ifnames?: string[]): Record<string, FilterStatus> {
   return Object.fromEntries(names.map((n, i) => [n, all[i]]));
 }
 
-export function formatStatus(all: Record<string, FilterStatus>): string {
+export function formatStatus(all: Record<string, FilterStatus>, rates?: RateTree): string {
   const out: string[] = [];
   for (const [ifname, s] of Object.entries(all)) {
     const c = s.configuration;
@@ -47,12 +48,12 @@ export function formatStatus(all: Record<string, FilterStatus>): string {
       `Drop Maps for interface '${ifname}':`,
       table(
         ['Address', 'PrefixLen', 'Tag', 'Load Time', 'Hits'],
-        s.source_drops.map((d) => [d.address, d.prefix_len, d.tag, formatTime(d.load_time), d.hits]),
+        s.source_drops.map((d, i) => [d.address, d.prefix_len, d.tag, formatTime(d.load_time), withRate(d.hits, rateAt(rates, ifname, 'source_drops', i, 'hits'), '/s')]),
       ),
       '',
       `Stats for interface '${ifname}':`,
       '',
-      ...STATS.map((name) => `${name}: ${s.stats[name]}`),
+      ...STATS.map((name) => `${name}: ${withRate(s.stats[name], rateAt(rates, ifname, 'stats', name), '/s')}`),
     );
   }
   if (!out.length) out.push('xdp-filter is not attached to any interface.');

@@ -12,6 +12,7 @@ import { isPrime } from './maglev.js';
 import { purgeLbState, withLbState } from './pins.js';
 import { applyConfig, readState, type ApplyResult } from './state.js';
 import type { LbStatus } from './status.js';
+import { rateAt, withRate, type RateTree } from '../../rates.js';
 
 export const OPTIONS: OptionSpec[] = [
   { name: 'weight', type: 'string', placeholder: 'N', describe: 'Weight of the backends (0 drains: no new flows); alone with --vip and --backend, change it' },
@@ -67,18 +68,24 @@ const COUNTERS = [
 ] as const;
 const PER_BACKEND = new Set(['packets', 'bytes', 'reply_packets', 'new_conns']);
 
-export function formatStatus(s: LbStatus): string {
+export function formatStatus(s: LbStatus, rates?: RateTree): string {
   if (!s.loaded) return 'Load balancer not attached to any interface in this network namespace.';
   const where = Object.entries(s.interfaces).map(([i, p]) => `${i} (slot ${p.slot}, id ${p.id})`);
   const nat = [s.nat.source_ipv4, s.nat.source_ipv6].filter(Boolean).join(', ') || '(none)';
   const rows: Array<Array<string | number | bigint>> = [];
-  for (const v of s.vips) {
-    rows.push([vipName(v), `table ${v.table_size}`, ...COUNTERS.map(([, k]) => v.counters[k])]);
-    for (const b of v.backends) {
+  // With --watch, rates beside the totals (bytes as bits per second).
+  const cell = (c: Record<string, bigint>, path: Array<string | number>, k: string) => {
+    const unit = k.endsWith('bytes') ? 'bit/s' : k.endsWith('packets') ? 'pps' : '/s';
+    const rateKey = k.endsWith('bytes') ? k.replace(/bytes$/, 'bits') : k;
+    return withRate(c[k], rateAt(rates, ...path, 'counters', rateKey), unit);
+  };
+  s.vips.forEach((v, i) => {
+    rows.push([vipName(v), `table ${v.table_size}`, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
+    v.backends.forEach((b, j) => {
       const name = `  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}${b.mac ? ` (${b.mac})` : ''}`;
-      rows.push([name, b.removed ? 'removed' : `weight ${b.weight}`, ...COUNTERS.map(([, k]) => (PER_BACKEND.has(k) ? b.counters[k] : ''))]);
-    }
-  }
+      rows.push([name, b.removed ? 'removed' : `weight ${b.weight}`, ...COUNTERS.map(([, k]) => (PER_BACKEND.has(k) ? cell(b.counters, ['vips', i, 'backends', j], k) : ''))]);
+    });
+  });
   return [
     s.orphan
       ? 'Load balancer state pinned but attached to no interface (kept for the next attach; xdp-lb --purge removes it)'

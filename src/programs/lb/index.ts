@@ -1,6 +1,7 @@
 // The L4 load balancer: VIPs to weighted backends with Maglev consistent
 // hashing, connection tracking and NAT.
 import type { Subprogram } from '../contract.js';
+import { lbCollector } from './metrics.js';
 import { ACTIONS, ATTACH, OPTIONS, formatStatus } from './cli.js';
 import { LAYOUT } from './layout.js';
 import { LB_SETTINGS } from './settings.js';
@@ -22,5 +23,6 @@ export const lb: Subprogram<LbConfig> = {
   status: { read: lbStatus, text: formatStatus },
   options: OPTIONS,
   actions: ACTIONS,
+  metrics: () => lbCollector(),
   service: async () => (await import('./service.js')).LB_SERVICE,
 };

@@ -7,6 +7,7 @@ import { UsageError, XdplbError } from '../../errors.js';
 import { toJson, table } from '../../format.js';
 import { parseInterfaceList } from '../../net/interface.js';
 import type { AttachHook } from '../contract.js';
+import { rateAt, withRate, type RateTree } from '../../rates.js';
 import { parseRate, parseSnaplen } from './config.js';
 import { Capture } from './capture.js';
 import { FORMATS, type Format } from './pcap.js';
@@ -134,13 +135,13 @@ async function capture(req: CaptureRequest, command: string): Promise<number> {
 
 const rate = (n: number | null) => (n === null ? '-' : n === 0 ? 'off' : `1/${n}`);
 
-export function formatStatus(all: Record<string, SamplerStatus>): string {
+export function formatStatus(all: Record<string, SamplerStatus>, rates?: RateTree): string {
   const entries = Object.entries(all);
   if (!entries.length) return 'No root array attached to any interface.';
   const rows = entries.map(([ifname, s]) => [
     ifname, s.sampler_loaded ? `${s.slot}` : 'not attached', rate(s.rate), rate(s.verdict_rate),
     s.snaplen === s.captured_max ? s.snaplen : `${s.snaplen} (max ${s.captured_max})`,
-    s.samples.packets, s.samples.verdicts, s.samples.lost,
+    ...(['packets', 'verdicts', 'lost'] as const).map((k) => withRate(s.samples[k], rateAt(rates, ifname, 'samples', k), '/s')),
   ]);
   return table(['INTERFACE', 'SLOT', 'RATE', 'VERDICT RATE', 'SNAPLEN', 'PACKET SAMPLES', 'VERDICT SAMPLES', 'LOST (RING FULL)'], rows);
 }

@@ -1,6 +1,7 @@
 // The packet sampler: 1 in N packets, and every slot's verdicts, into the
 // interface's ring buffer, captured to pcapng or pcap.
 import type { Subprogram } from '../contract.js';
+import { samplerCollector } from './metrics.js';
 import { ACTIONS, ATTACH, OPTIONS, formatStatus } from './cli.js';
 import { SAMPLER } from './config.js';
 import { LAYOUTS } from './layout.js';
@@ -22,5 +23,6 @@ export const sampler: Subprogram<SamplerSettings> = {
   options: OPTIONS,
   actions: ACTIONS,
   afterDetach: verdictSamplesOff,
+  metrics: (ifnames) => samplerCollector(ifnames),
   service: async () => (await import('./service.js')).SAMPLER_SERVICE,
 };
