@@ -229,6 +229,8 @@ describe('xdp-root run serving metrics', () => {
       }
       expect(daemons[0].stderr).toContain(`xdp-root: serving metrics on http://127.0.0.1:${port}/metrics`);
       const target = `127.0.0.1:${port}`;
+      // Prometheus runs in the lab's namespace; its API is asked from there.
+      enterServerNetns();
       prometheus = await startPrometheus({ targets: [target], netns: lab.server });
       await prometheus.waitForScrapes(2);
       // 20 pings pass from the first address, 20 are dropped from the second.
