@@ -58,7 +58,7 @@ test: deps build typecheck
 
 # Bundled inside the checkout so that koffi resolves from node_modules.
 bench: deps build
-	npx esbuild bench/run.ts --bundle --platform=node --format=esm --external:koffi --log-level=warning --outfile=build/bench/run.mjs
+	npx esbuild bench/run.ts --bundle --platform=node --format=esm --main-fields=module,main --external:koffi --log-level=warning --outfile=build/bench/run.mjs
 	node build/bench/run.mjs
 
 demo: deps build
