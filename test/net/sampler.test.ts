@@ -3,7 +3,7 @@
 // bytes, interface name, verdict comments), streaming to stdout, clean stop
 // on SIGINT, and rate changes without a reload.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -94,6 +94,19 @@ describe('xdp-sampler', () => {
     const s = statusJson();
     expect(s).toMatchObject({ sampler_loaded: true, slot: 1, rate: 1, verdict_rate: 0, snaplen: 65535, captured_max: 9216 });
     expect(s.samples).toEqual({ packets: 5, verdicts: 0, lost: 0 });
+  });
+
+  it('writes only samples taken after it started, not what earlier traffic left in the ring; -o x.pcap is classic pcap', async () => {
+    ok(sampler(['--attach', '--interface', lab.serverIf, '--rate', '1']));
+    send(payloads(4, 60)); // in the ring, read by no one
+    const file = join(dir, 'fresh.pcap');
+    const cap = await startCapture(file, ['--count', '2']);
+    const fresh = payloads(2, 70);
+    send(fresh);
+    expect(await cap.exited).toBe(0);
+    // Classic pcap: the magic a1b2c3d4 (microseconds), little-endian.
+    expect(readFileSync(file).subarray(0, 4).toString('hex')).toBe('d4c3b2a1');
+    expect(tshark(file, ['frame.len', 'udp.payload'])).toEqual(fresh.map((p) => [String(HEADERS + 70), p.toString('hex')]));
   });
 
   it('captures in skb (generic) mode too', async () => {

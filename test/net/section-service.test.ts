@@ -120,6 +120,25 @@ describe('subprogram services', () => {
     expect(existsSync(`${nsPinDir(lab.server)}/lb`)).toBe(false);
   });
 
+  it('refuses a reload whose drop list would not fit, before changing anything: the running list keeps dropping', async () => {
+    writeConfig({ enabled: true, drop: [{ prefix: `${lab.clientIp}/32`, tag: 'client' }] });
+    await start('xdp-root');
+    const filter = await start('xdp-filter');
+    expect(received()).toBe(0);
+    // 65,537 IPv4 prefixes: one more than the list holds.
+    const many = Array.from({ length: 65537 }, (_, i) => `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`);
+    writeConfig({ enabled: true, drop: [`${lab.clientIp}/32`, ...many] });
+    const mark = filter.d.stderr.length;
+    const notes = filter.n.lines.length;
+    filter.d.proc.kill('SIGHUP');
+    await filter.n.waitFor(/^READY=1$/, notes);
+    expect(await filter.n.waitFor(/^STATUS=/, notes)).toMatch(/^STATUS=reload failed, running the previous configuration: the IPv4 drop list of \S+ would hold 65538 prefixes: it holds at most 65536; /);
+    expect(filter.d.stderr.slice(mark).join('\n')).toMatch(/reload failed, keeping the running configuration: the IPv4 drop list/);
+    const listed = JSON.parse(ok(run(BIN('xdp-filter'), ['--status', '--json', '--interface', lab.serverIf], { netns: lab.server })))[lab.serverIf];
+    expect(listed.source_drops.map((d: { address: string; tag: string }) => `${d.address} ${d.tag}`)).toEqual([`${lab.clientIp} client`]);
+    expect(received()).toBe(0);
+  });
+
   it('refuses to run a section that is not enabled, with one line', async () => {
     writeConfig({ enabled: false });
     await start('xdp-root');
