@@ -141,7 +141,7 @@ function attachOne(s: InterfaceState, mode: Mode, undo: Undo): AttachResult {
   } catch (err) {
     if (!(err instanceof BpfError)) throw err;
     if (mode !== 'auto') throw explainAttach(err, s.iface, used);
-    warnings.push(`${s.iface.name}: native XDP is not available (${explainAttach(err, s.iface, 'native').message}); attached in skb (generic) mode`);
+    warnings.push(`${s.iface.name}: native XDP refused (${mtuReason(err, s.iface) ?? err.code}); attached in skb (generic) mode`);
     used = 'skb';
     try {
       linkFd = xdpLinkCreate(root.rootFd, s.iface.ifindex, MODE_FLAG.skb, `cannot attach the root to ${s.iface.name} in skb mode`);
@@ -165,16 +165,20 @@ function attachOne(s: InterfaceState, mode: Mode, undo: Undo): AttachResult {
   return { ifname: s.iface.name, mode: used, changed: true, warnings };
 }
 
-/** Native XDP refused for the MTU says ERANGE: name the MTU and the way out. */
+/** Native XDP refused for the MTU says ERANGE: name the MTU. */
+function mtuReason(err: BpfError, iface: Iface): string | null {
+  return err.code === 'ERANGE'
+    ? `the driver refuses native XDP at this MTU (${linkState(iface.name)?.mtu ?? '?'}; on a veth the peer's MTU counts) (ERANGE)`
+    : null;
+}
+
 function explainAttach(err: BpfError, iface: Iface, mode: AttachedMode): Error {
-  if (err.code === 'ERANGE' && mode === 'native') {
-    const mtu = linkState(iface.name)?.mtu;
-    return new XdplbError(
-      `cannot attach the root to ${iface.name} in native mode: its MTU ${mtu ?? '?'} is too large for native XDP on this driver ` +
-        '(ERANGE); lower the MTU (on veth: at most one page of frame, about 3500 bytes, unless GRO or multi-buffer XDP is on) or use --mode skb',
-    );
-  }
-  return err;
+  const reason = mode === 'native' ? mtuReason(err, iface) : null;
+  if (!reason) return err;
+  return new XdplbError(
+    `cannot attach the root to ${iface.name} in native mode: ${reason}; lower the MTU (on veth: at most one page of frame, ` +
+      'about 3500 bytes, unless multi-buffer XDP is on) or use --mode skb',
+  );
 }
 
 /** XDP_TX on a veth is delivered only when the peer runs XDP (or has GRO

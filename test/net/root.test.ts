@@ -155,6 +155,35 @@ describe('attach', () => {
     expect(xdpOnDevice()).toBeNull();
   });
 
+  it('names the MTU when native XDP refuses it, and falls back to skb in auto mode saying why', () => {
+    // On a veth the peer's MTU is the one that counts.
+    sh('ip', ['link', 'set', lab.serverIf, 'mtu', '9000'], lab.server);
+    sh('ip', ['link', 'set', lab.clientIf, 'mtu', '9000'], lab.client);
+    const r = root(['--attach', '--interface', lab.serverIf, '--mode', 'native']);
+    expect([r.code, r.stderr]).toEqual([1, `xdp-root: cannot attach the root to ${lab.serverIf} in native mode: the driver refuses native XDP at this MTU ` +
+      "(9000; on a veth the peer's MTU counts) (ERANGE); lower the MTU (on veth: at most one page of frame, about 3500 bytes, unless multi-buffer XDP is on) or use --mode skb\n"]);
+    expect(xdpOnDevice()).toBeNull();
+    const auto = root(['--attach', '--interface', lab.serverIf]);
+    expect(auto.code).toBe(0);
+    expect(auto.stderr).toContain(`xdp-root: warning: ${lab.serverIf}: native XDP refused (the driver refuses native XDP at this MTU (9000; on a veth the peer's MTU counts) (ERANGE)); attached in skb (generic) mode\n`);
+    expect(statusJson().mode).toBe('skb');
+  });
+
+  it('warns at attach when XDP_TX would be dropped: a veth whose peer here runs no XDP program', () => {
+    const a = `${lab.serverIf}w`;
+    sh('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', `${a}p`], lab.server);
+    for (const d of [a, `${a}p`]) sh('ip', ['link', 'set', d, 'up'], lab.server);
+    const warned = root(['--attach', '--interface', a, '--mode', 'native']);
+    expect(warned.stderr).toBe(`xdp-root: warning: ${a} is a veth whose peer ${a}p runs no XDP program and has GRO off: packets a slot sends back ` +
+      `with XDP_TX are dropped by the kernel (ethtool -S ${a} counts them as xdp_tx errors); attach an XDP program to ${a}p or turn GRO on there\n`);
+    ok(root(['--detach', '--interface', a]));
+    sh('ip', ['link', 'set', 'dev', `${a}p`, 'xdpdrv', 'object', BPF('xdp_plain.o'), 'program', 'xdp_plain_pass'], lab.server);
+    expect(root(['--attach', '--interface', a, '--mode', 'native']).stderr).toBe('');
+    // Peers in another namespace cannot be seen from here: no warning either way.
+    expect(root(['--attach', '--interface', lab.serverIf, '--mode', 'native']).stderr).toBe('');
+    ok(root(['--detach', '--interface', `${a},${lab.serverIf}`]));
+  });
+
   it('says an interface it does not know is unknown, for --status too', () => {
     for (const args of [['--status', '--interface', 'nosuch0'], ['--status', '--interface', 'nosuch0', '--json'], ['--detach', '--interface', 'nosuch0']]) {
       const r = root(args);
