@@ -10,7 +10,9 @@ import { parseConfig, vipName, address, type LbConfig } from './config.js';
 import { editConfig, parseBackendRefs, parseVipRef, parseWeight, type Edit } from './edit.js';
 import { isPrime } from './maglev.js';
 import { purgeLbState, withLbState } from './pins.js';
-import { applyConfig, readState, type ApplyResult } from './state.js';
+import { applyConfig } from './apply.js';
+import type { ApplyResult } from './plan.js';
+import { readState } from './state.js';
 import type { LbStatus } from './status.js';
 
 export const OPTIONS: OptionSpec[] = [

@@ -7,7 +7,7 @@ import { findProgram, placeProgram, removeProgram, withRoot } from '../../root/p
 import type { LbConfig } from './config.js';
 import { LB_SPEC } from './spec.js';
 import { withLbState } from './pins.js';
-import { applyConfig } from './state.js';
+import { applyConfig } from './apply.js';
 import { lbStatus } from './status.js';
 import { describeApply } from './cli.js';
 

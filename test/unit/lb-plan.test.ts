@@ -1,0 +1,237 @@
+// The load balancer's planner, without a kernel: states are decoded from
+// buffers laid out as the kernel's maps hold them, and plans are played on
+// them write by write. After every single write, what a packet in flight
+// would find must be valid (a VIP it can reach has its bit, its id and a
+// table no shorter than its size, and every backend that table names is in
+// use, of that VIP and not removed).
+import { describe, expect, it } from 'vitest';
+import { validateConfig, vipName, type LbConfig } from '../../src/programs/lb/config.js';
+import {
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeVip, encodeVipKey, type BackendEntry,
+} from '../../src/programs/lb/layout.js';
+import { planApply, type LbPlan, type Step, type TableBuild } from '../../src/programs/lb/plan.js';
+import { decodeState, type LbState } from '../../src/programs/lb/state.js';
+import { VIP_BITS_WORDS, vipBit } from '../../src/programs/lb/vipbits.js';
+
+const HZ = 250;
+const K = LAYOUT.lb_vip_key.size;
+const B = LAYOUT.lb_backend.size;
+
+/** The balancer's maps as buffers, changed one write at a time. */
+class Kernel {
+  config: Buffer | null = null;
+  vips = new Map<string, [Buffer, Buffer]>();
+  backends = Buffer.alloc(LB_MAX_BACKENDS * B);
+  /** VIP id -> the table there, as it was built. */
+  tables = new Map<number, TableBuild>();
+  vipIds = Buffer.alloc(LB_MAX_VIPS * K);
+  vipBits = Buffer.alloc(VIP_BITS_WORDS * 8);
+  zeroed: Array<[string, number[]]> = [];
+
+  state(): LbState {
+    return decodeState({
+      config: this.config,
+      vips: [...this.vips.values()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]),
+      backends: Buffer.from(this.backends),
+      vipIds: Buffer.from(this.vipIds),
+      vipBits: Buffer.from(this.vipBits),
+    });
+  }
+
+  /** Play the plan, checking after each write what packets would find. */
+  play(plan: LbPlan): void {
+    for (const step of plan.steps) {
+      this.step(step);
+      this.check(step.what);
+    }
+  }
+
+  step(step: Step): void {
+    switch (step.kind) {
+      case 'write':
+        step.keys.forEach((key, i) => this.write(step.map, key, step.values[i]));
+        return;
+      case 'zero':
+        this.zeroed.push([step.map, step.ids]);
+        return;
+      case 'tables':
+        for (const t of step.tables) this.tables.set(t.vipId, t);
+        return;
+      case 'delete':
+        for (const key of step.keys) this.vips.delete(key.toString('hex'));
+        return;
+      case 'untable':
+        for (const id of step.ids) this.tables.delete(id);
+    }
+  }
+
+  write(map: string, key: Buffer, value: Buffer): void {
+    const at = key.readUInt32LE(0);
+    if (map === 'lb_config') this.config = Buffer.from(value);
+    else if (map === 'lb_vips') this.vips.set(key.toString('hex'), [Buffer.from(key), Buffer.from(value)]);
+    else if (map === 'lb_backends') value.copy(this.backends, at * B);
+    else if (map === 'lb_vip_ids') value.copy(this.vipIds, at * K);
+    else if (map === 'lb_vip_bits') value.copy(this.vipBits, at * 8);
+    else throw new Error(`unexpected write to ${map}`);
+  }
+
+  backend(id: number): BackendEntry | null {
+    return decodeBackend(this.backends, id * B);
+  }
+
+  check(after: string): void {
+    for (const [key, value] of this.vips.values()) {
+      const { id, tableSize } = decodeVip(value);
+      const bit = vipBit(key);
+      const where = `after "${after}", VIP id ${id}`;
+      expect(this.vipBits[bit >> 3] & (1 << (bit & 7)), `${where}: bit`).not.toBe(0);
+      expect(this.vipIds.subarray(id * K, (id + 1) * K).equals(key), `${where}: lb_vip_ids`).toBe(true);
+      const table = this.tables.get(id);
+      expect(table, `${where}: table`).toBeDefined();
+      expect(table!.size, `${where}: table size`).toBeGreaterThanOrEqual(tableSize);
+      const wrong = table!.backends.filter((b) => {
+        const e = b.weight > 0 ? this.backend(b.id) : null;
+        return e && (e.vipId !== id || e.removed);
+      });
+      const missing = table!.backends.filter((b) => b.weight > 0 && !this.backend(b.id));
+      expect([where, wrong, missing]).toEqual([where, [], []]);
+    }
+  }
+}
+
+const NAT = { source_ipv4: '10.0.0.10', source_ipv6: 'fd00::10' };
+const A = { address: '10.0.0.10', port: 80, protocol: 'tcp' };
+const V6 = { address: 'fd00::10', port: 80, protocol: 'udp' };
+const cfg = (...vips: unknown[]): LbConfig => validateConfig({ nat: NAT, vips });
+const be = (...addrs: string[]) => addrs.map((address) => ({ address }));
+
+const plan = (k: Kernel, want: LbConfig) => planApply(k.state(), want, { hz: HZ });
+const apply = (k: Kernel, want: LbConfig) => {
+  const p = plan(k, want);
+  k.play(p);
+  return p;
+};
+const whats = (p: LbPlan) => p.steps.map((s) => s.what);
+/** Backend id -> [VIP id, address, weight, removed]. */
+const held = (k: Kernel) => [...k.state().backends].map(([id, b]) => [id, b.vipId, b.address, b.weight, b.removed]);
+const zero = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
+
+describe('lb plan', () => {
+  it('hands out VIP and backend ids in the config\'s order, and writes in the documented order', () => {
+    const k = new Kernel();
+    const p = apply(k, cfg({ ...A, backends: be('10.0.0.2', '10.0.0.3') }, { ...V6, backends: be('fd00::2') }));
+    expect(whats(p)).toEqual([
+      'NAT and timeouts', 'counters of new VIPs', 'counters of new backends', 'backend entries', '2 Maglev table(s)', 'VIP ids', 'VIP bits', 'VIPs',
+    ]);
+    expect(p.result).toEqual({ ...zero, vips_added: 2, tables_written: 2, backends_written: 3 });
+    expect(held(k)).toEqual([[0, 0, '10.0.0.2', 1, false], [1, 0, '10.0.0.3', 1, false], [2, 1, 'fd00::2', 1, false]]);
+    expect(k.zeroed).toEqual([['lb_vip_stats', [0, 1]], ['lb_be_stats', [0, 1, 2]]]);
+    expect([...k.state().vips].map(([n, v]) => [n, v.id, v.tableSize])).toEqual([['tcp:10.0.0.10:80', 0, 65537], ['udp:[fd00::10]:80', 1, 65537]]);
+    const t = k.tables.get(0)!;
+    expect(t).toEqual({ vipId: 0, size: 65537, backends: [{ id: 0, key: '10.0.0.2:80', weight: 1 }, { id: 1, key: '10.0.0.3:80', weight: 1 }] });
+  });
+
+  it('plans nothing for the config the kernel holds, and says the same of the config read back', () => {
+    const k = new Kernel();
+    const c = cfg({ ...A, backends: be('10.0.0.2', '10.0.0.3') }, { ...V6, backends: be('fd00::2') });
+    apply(k, c);
+    expect(plan(k, c)).toEqual({ steps: [], result: zero });
+    expect(k.state().config).toEqual(c);
+    expect(plan(k, k.state().config).steps).toEqual([]);
+  });
+
+  it('rebuilds a table only when its inputs change: size, or a backend\'s id, identity or weight', () => {
+    const k = new Kernel();
+    apply(k, cfg({ ...A, backends: be('10.0.0.2', '10.0.0.3') }, { ...V6, backends: be('fd00::2') }));
+    const untouched = k.tables.get(1)!;
+    // A weight: that VIP's table and its backend's entry, nothing else.
+    let p = apply(k, cfg({ ...A, backends: [{ address: '10.0.0.2' }, { address: '10.0.0.3', weight: 3 }] }, { ...V6, backends: be('fd00::2') }));
+    expect(whats(p)).toEqual(['backend entries', '1 Maglev table(s)']);
+    expect(p.result).toEqual({ ...zero, vips_changed: 1, tables_written: 1, backends_written: 1 });
+    expect(p.steps[1]).toMatchObject({ kind: 'tables', tables: [{ vipId: 0 }] });
+    // A MAC and the order of the list are not inputs of the table.
+    p = apply(k, cfg({ ...A, backends: [{ address: '10.0.0.3', weight: 3 }, { address: '10.0.0.2', mac: '02:00:00:00:00:02' }] }, { ...V6, backends: be('fd00::2') }));
+    expect(whats(p)).toEqual(['backend entries']);
+    // A new backend's id is.
+    const c = cfg({ ...A, backends: [{ address: '10.0.0.3', weight: 3 }, { address: '10.0.0.2', mac: '02:00:00:00:00:02' }, { address: '10.0.0.4' }] }, { ...V6, backends: be('fd00::2') });
+    expect(whats(apply(k, c))).toEqual(['counters of new backends', 'backend entries', '1 Maglev table(s)']);
+    // The size: shrinking is written before the new table, growing after.
+    const sized = (table_size: number) => cfg({ ...A, table_size, backends: be('10.0.0.2') }, { ...V6, backends: be('fd00::2') });
+    expect(whats(apply(k, sized(65537)))).toEqual(['backend entries', '1 Maglev table(s)', 'removed backends']);
+    expect(whats(apply(k, sized(7)))).toEqual(['sizes of shrinking tables', '1 Maglev table(s)']);
+    expect(whats(apply(k, sized(131071)))).toEqual(['1 Maglev table(s)', 'VIPs']);
+    expect(k.tables.get(1)!).toBe(untouched);
+  });
+
+  it('swaps the table before it marks a removed backend, which keeps its id; added back, it has the same id', () => {
+    const k = new Kernel();
+    apply(k, cfg({ ...A, backends: be('10.0.0.2', '10.0.0.3', '10.0.0.4') }));
+    const p = apply(k, cfg({ ...A, backends: be('10.0.0.2', '10.0.0.4') }));
+    expect(whats(p)).toEqual(['1 Maglev table(s)', 'removed backends']);
+    expect(p.result).toEqual({ ...zero, vips_changed: 1, tables_written: 1, backends_written: 1 });
+    expect(held(k)).toEqual([[0, 0, '10.0.0.2', 1, false], [1, 0, '10.0.0.3', 1, true], [2, 0, '10.0.0.4', 1, false]]);
+    expect(k.tables.get(0)!.backends.map((b) => b.id)).toEqual([0, 2]);
+    // New backends take free ids, never a removed backend's.
+    apply(k, cfg({ ...A, backends: be('10.0.0.2', '10.0.0.4', '10.0.0.5') }));
+    expect(held(k)).toContainEqual([3, 0, '10.0.0.5', 1, false]);
+    // Back again: its entry is written before the table that names it.
+    const back = apply(k, cfg({ ...A, backends: be('10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5') }));
+    expect(whats(back)).toEqual(['backend entries', '1 Maglev table(s)']);
+    expect(held(k)).toContainEqual([1, 0, '10.0.0.3', 1, false]);
+    expect(k.zeroed.at(-1)).toEqual(['lb_be_stats', [3]]); // a revived backend keeps its counters
+  });
+
+  it('removes a VIP after its table, frees its backends, ids and bits; a new VIP takes ids free before the apply', () => {
+    const k = new Kernel();
+    apply(k, cfg({ ...A, backends: be('10.0.0.2') }, { ...V6, backends: be('fd00::2', 'fd00::3') }));
+    const B6 = { address: 'fd00::11', port: 80, protocol: 'tcp' };
+    const p = apply(k, cfg({ ...A, backends: be('10.0.0.2') }, { ...B6, backends: be('fd00::4') }));
+    expect(whats(p)).toEqual([
+      'counters of new VIPs', 'counters of new backends', 'backend entries', '1 Maglev table(s)', 'VIP ids', 'VIP bits', 'VIPs',
+      'removed VIPs', 'tables of removed VIPs', 'backends of removed VIPs', 'VIP ids of removed VIPs', 'VIP bits of removed VIPs',
+    ]);
+    expect(p.result).toEqual({ ...zero, vips_added: 1, vips_removed: 1, tables_written: 1, backends_written: 1 });
+    expect(p.steps.find((s) => s.kind === 'untable')).toMatchObject({ ids: [1] });
+    expect(held(k)).toEqual([[0, 0, '10.0.0.2', 1, false], [3, 2, 'fd00::4', 1, false]]);
+    expect([...k.tables.keys()].sort()).toEqual([0, 2]);
+    const ids = Buffer.alloc(LB_MAX_VIPS * K);
+    encodeVipKey(validateConfig({ nat: NAT, vips: [{ ...A, backends: be('10.0.0.2') }] }).vips[0]).copy(ids, 0);
+    encodeVipKey(validateConfig({ nat: NAT, vips: [{ ...B6, backends: be('fd00::4') }] }).vips[0]).copy(ids, 2 * K);
+    expect(k.vipIds.equals(ids)).toBe(true);
+  });
+
+  it('plays every change of a long sequence with nothing invalid in between', () => {
+    const k = new Kernel();
+    const addrs = (n: number, from = 2) => Array.from({ length: n }, (_, i) => ({ address: `10.0.${(from + i) >> 8}.${(from + i) & 255}`, weight: 1 + (i % 3) }));
+    const configs = [
+      cfg({ ...A, backends: addrs(10) }, { ...A, port: 81, backends: addrs(3) }),
+      cfg({ ...A, backends: addrs(8) }, { ...A, port: 81, table_size: 7, backends: addrs(3) }),
+      cfg({ ...A, table_size: 131071, backends: addrs(12, 5) }),
+      cfg({ ...A, port: 82, backends: addrs(2) }, { ...A, table_size: 131071, backends: [...addrs(12, 5).slice(3), { address: '10.0.0.2', weight: 0 }] }),
+      cfg({ ...A, backends: addrs(4).map((b) => ({ ...b, weight: 0 })) }),
+      cfg(),
+      cfg({ ...A, backends: addrs(10) }),
+    ];
+    for (const c of configs) {
+      apply(k, c);
+      expect(plan(k, c).steps).toEqual([]);
+      expect(k.state().config.vips.map(vipName).sort()).toEqual(c.vips.map(vipName).sort());
+    }
+  });
+});
+
+describe('lb plan: room for backends', () => {
+  const many = (first: number, n: number) => Array.from({ length: n }, (_, i) => ({ address: `10.${100 + ((first + i) >> 16)}.${((first + i) >> 8) & 255}.${(first + i) & 255}` }));
+
+  it('refuses a config with no id left, before any write', () => {
+    const k = new Kernel();
+    apply(k, cfg({ ...A, table_size: 7, backends: many(0, LB_MAX_BACKENDS) }));
+    const before = k.state();
+    // One backend replaced: the old one stays as a tombstone (the table
+    // still names it while the apply runs), and no id is left for the new.
+    expect(() => planApply(before, cfg({ ...A, table_size: 7, backends: many(1, LB_MAX_BACKENDS) }), { hz: HZ })).toThrow(
+      'no room for backend 10.100.64.0 port 80 of VIP tcp:10.0.0.10:80: at most 16384 backends, removed ones included',
+    );
+    expect(k.state().backends).toEqual(before.backends);
+  });
+});
