@@ -9,7 +9,7 @@ import { validateConfig, vipName, type LbConfig } from '../../src/programs/lb/co
 import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeVip, encodeVipKey, type BackendEntry,
 } from '../../src/programs/lb/layout.js';
-import { planApply, type LbPlan, type Step, type TableBuild } from '../../src/programs/lb/plan.js';
+import { planApply, tableName, type LbPlan, type Step, type TableBuild } from '../../src/programs/lb/plan.js';
 import { decodeState, type LbState } from '../../src/programs/lb/state.js';
 import { VIP_BITS_WORDS, vipBit } from '../../src/programs/lb/vipbits.js';
 
@@ -33,6 +33,7 @@ class Kernel {
       config: this.config,
       vips: [...this.vips.values()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]),
       backends: Buffer.from(this.backends),
+      tables: new Map([...this.tables].map(([id, t]) => [id, t.name])),
       vipIds: Buffer.from(this.vipIds),
       vipBits: Buffer.from(this.vipBits),
     });
@@ -128,7 +129,8 @@ describe('lb plan', () => {
     expect(k.zeroed).toEqual([['lb_vip_stats', [0, 1]], ['lb_be_stats', [0, 1, 2]]]);
     expect([...k.state().vips].map(([n, v]) => [n, v.id, v.tableSize])).toEqual([['tcp:10.0.0.10:80', 0, 65537], ['udp:[fd00::10]:80', 1, 65537]]);
     const t = k.tables.get(0)!;
-    expect(t).toEqual({ vipId: 0, size: 65537, backends: [{ id: 0, key: '10.0.0.2:80', weight: 1 }, { id: 1, key: '10.0.0.3:80', weight: 1 }] });
+    expect(t).toEqual({ vipId: 0, size: 65537, name: t.name, backends: [{ id: 0, key: '10.0.0.2:80', weight: 1 }, { id: 1, key: '10.0.0.3:80', weight: 1 }] });
+    expect(t.name).toMatch(/^lb_[0-9a-f]{12}$/);
   });
 
   it('plans nothing for the config the kernel holds, and says the same of the config read back', () => {
@@ -143,7 +145,7 @@ describe('lb plan', () => {
   it('rebuilds a table only when its inputs change: size, or a backend\'s id, identity or weight', () => {
     const k = new Kernel();
     apply(k, cfg({ ...A, backends: be('10.0.0.2', '10.0.0.3') }, { ...V6, backends: be('fd00::2') }));
-    const untouched = k.tables.get(1)!;
+    const untouched = k.tables.get(1)!.name;
     // A weight: that VIP's table and its backend's entry, nothing else.
     let p = apply(k, cfg({ ...A, backends: [{ address: '10.0.0.2' }, { address: '10.0.0.3', weight: 3 }] }, { ...V6, backends: be('fd00::2') }));
     expect(whats(p)).toEqual(['backend entries', '1 Maglev table(s)']);
@@ -152,15 +154,17 @@ describe('lb plan', () => {
     // A MAC and the order of the list are not inputs of the table.
     p = apply(k, cfg({ ...A, backends: [{ address: '10.0.0.3', weight: 3 }, { address: '10.0.0.2', mac: '02:00:00:00:00:02' }] }, { ...V6, backends: be('fd00::2') }));
     expect(whats(p)).toEqual(['backend entries']);
-    // A new backend's id is.
-    const c = cfg({ ...A, backends: [{ address: '10.0.0.3', weight: 3 }, { address: '10.0.0.2', mac: '02:00:00:00:00:02' }, { address: '10.0.0.4' }] }, { ...V6, backends: be('fd00::2') });
-    expect(whats(apply(k, c))).toEqual(['counters of new backends', 'backend entries', '1 Maglev table(s)']);
+    // Nor is a backend of weight 0 (it takes no entries): added, it gets an
+    // entry and no new table; its weight raised, the table changes.
+    const c = (w: number) => cfg({ ...A, backends: [{ address: '10.0.0.3', weight: 3 }, { address: '10.0.0.2', mac: '02:00:00:00:00:02' }, { address: '10.0.0.4', weight: w }] }, { ...V6, backends: be('fd00::2') });
+    expect(whats(apply(k, c(0)))).toEqual(['counters of new backends', 'backend entries']);
+    expect(whats(apply(k, c(1)))).toEqual(['backend entries', '1 Maglev table(s)']);
     // The size: shrinking is written before the new table, growing after.
     const sized = (table_size: number) => cfg({ ...A, table_size, backends: be('10.0.0.2') }, { ...V6, backends: be('fd00::2') });
     expect(whats(apply(k, sized(65537)))).toEqual(['backend entries', '1 Maglev table(s)', 'removed backends']);
     expect(whats(apply(k, sized(7)))).toEqual(['sizes of shrinking tables', '1 Maglev table(s)']);
     expect(whats(apply(k, sized(131071)))).toEqual(['1 Maglev table(s)', 'VIPs']);
-    expect(k.tables.get(1)!).toBe(untouched);
+    expect(k.tables.get(1)!.name).toBe(untouched);
   });
 
   it('swaps the table before it marks a removed backend, which keeps its id; added back, it has the same id', () => {
@@ -188,7 +192,7 @@ describe('lb plan', () => {
     const p = apply(k, cfg({ ...A, backends: be('10.0.0.2') }, { ...B6, backends: be('fd00::4') }));
     expect(whats(p)).toEqual([
       'counters of new VIPs', 'counters of new backends', 'backend entries', '1 Maglev table(s)', 'VIP ids', 'VIP bits', 'VIPs',
-      'removed VIPs', 'tables of removed VIPs', 'backends of removed VIPs', 'VIP ids of removed VIPs', 'VIP bits of removed VIPs',
+      'removed VIPs', 'tables of no VIP', 'backends of removed VIPs', 'VIP ids of removed VIPs', 'VIP bits of removed VIPs',
     ]);
     expect(p.result).toEqual({ ...zero, vips_added: 1, vips_removed: 1, tables_written: 1, backends_written: 1 });
     expect(p.steps.find((s) => s.kind === 'untable')).toMatchObject({ ids: [1] });
@@ -217,6 +221,42 @@ describe('lb plan', () => {
       expect(plan(k, c).steps).toEqual([]);
       expect(k.state().config.vips.map(vipName).sort()).toEqual(c.vips.map(vipName).sort());
     }
+  });
+
+  it('repairs a table that is not the one its inputs make, and clears what no VIP holds', () => {
+    const k = new Kernel();
+    const c = cfg({ ...A, backends: be('10.0.0.2', '10.0.0.3') }, { ...V6, backends: be('fd00::2') });
+    apply(k, c);
+    // A table written by hand (or left by an apply killed between its
+    // backend entries and the swap), an orphan table and an orphan entry.
+    k.tables.set(1, { ...k.tables.get(1)!, name: 'lb_table' });
+    k.tables.set(7, { vipId: 7, size: 7, backends: [], name: tableName(7, []) });
+    k.write('lb_backends', Buffer.from([9, 0, 0, 0]), Buffer.from(k.backends.subarray(0, B)).fill(7, LAYOUT.lb_backend.vip_id, LAYOUT.lb_backend.vip_id + 1));
+    const p = apply(k, c);
+    expect(whats(p)).toEqual(['1 Maglev table(s)', 'tables of no VIP', 'backends of removed VIPs']);
+    expect(p.steps[0]).toMatchObject({ tables: [{ vipId: 1 }] });
+    expect(p.steps[1]).toMatchObject({ ids: [7] });
+    expect(p.steps[2]).toMatchObject({ keys: [Buffer.from([9, 0, 0, 0])] });
+    expect(p.result).toEqual({ ...zero, vips_changed: 1, tables_written: 1 });
+    expect(plan(k, c).steps).toEqual([]);
+  });
+
+  it('names a table by exactly what makes it: not the order of its backends, nor those of weight 0', () => {
+    const list = [{ id: 0, address: '10.0.0.2', port: 80, weight: 1 }, { id: 1, address: '10.0.0.3', port: 80, weight: 2 }];
+    const name = tableName(65537, list);
+    expect(tableName(65537, [...list].reverse())).toBe(name);
+    expect(tableName(65537, [...list, { id: 5, address: '10.0.0.9', port: 80, weight: 0 }])).toBe(name);
+    const others = [
+      tableName(7, list),
+      tableName(65537, [list[0], { ...list[1], weight: 3 }]),
+      tableName(65537, [list[0], { ...list[1], id: 2 }]),
+      tableName(65537, [list[0], { ...list[1], port: 81 }]),
+      tableName(65537, [list[0], { ...list[1], address: '10.0.0.4' }]),
+      tableName(65537, [list[0]]),
+      tableName(65537, []),
+    ];
+    expect(new Set([name, ...others]).size).toBe(8);
+    expect(name).toHaveLength(15); // the kernel's limit for a map name
   });
 });
 

@@ -102,11 +102,11 @@ function restore(map: BpfMap, key: Buffer, old: Buffer | null): void {
   else map.delete(key);
 }
 
-/** A new inner map holding the table, filled through a memory mapping
- *  (one copy, not an update per entry). */
+/** A new inner map holding the table, named after its inputs and filled
+ *  through a memory mapping (one copy, not an update per entry). */
 function buildTable(t: TableBuild): BpfMap {
   const table = maglevTable(t.backends, t.size);
-  const map = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 4, table.length, TABLE_FLAGS);
+  const map = BpfMap.create(MAP_TYPE.ARRAY, t.name, 4, 4, table.length, TABLE_FLAGS);
   try {
     map.writeMapped(Buffer.from(table.buffer, table.byteOffset, table.byteLength), table.length);
   } catch (err) {

@@ -18,8 +18,9 @@
 //  6. New VIPs' ids and bits (lb_vip_ids, lb_vip_bits): the bits stay a
 //     superset of the VIPs throughout.
 //  7. lb_vips: new VIPs (once their table exists) and grown sizes.
-//  8. Removed VIPs out of lb_vips, then their tables out of lb_maglev.
-//  9. Removed VIPs' backends freed.
+//  8. Removed VIPs out of lb_vips, then their tables out of lb_maglev
+//     (and tables no VIP owns, left by an apply that was killed).
+//  9. Removed VIPs' backends freed (and entries of no VIP).
 // 10. Removed VIPs' ids and bits.
 import { XdplbError } from '../../errors.js';
 import type { MaglevBackend } from './maglev.js';
@@ -39,11 +40,12 @@ export interface ApplyResult {
   backends_written: number;
 }
 
-/** A new Maglev table for a VIP: what it is computed from. */
+/** A new Maglev table for a VIP: what it is computed from, and its name. */
 export interface TableBuild {
   vipId: number;
   size: number;
   backends: MaglevBackend[];
+  name: string;
 }
 
 export type Step =
@@ -68,6 +70,42 @@ export interface LbPlan {
 export interface PlanOptions {
   /** The kernel's ticks per second, for lb_config (clock.ts). */
   hz: number;
+}
+
+/**
+ * The name of a table built from `backends` (those of weight 0 take no
+ * entries) in a table of `size` entries: a digest of exactly what
+ * maglevTable() computes the table from, so that an apply compares the
+ * tables the kernel holds, not only the backend entries. A table left stale
+ * (an apply killed between writing backends and swapping tables, a table
+ * written by hand) has another name and is rebuilt. Order does not matter
+ * (the table sorts backends by identity): each backend's hash is summed.
+ * 15 characters, the kernel's limit for a map name.
+ */
+export function tableName(size: number, backends: ReadonlyArray<{ id: number; address: string; port: number; weight: number }>): string {
+  let a = 0;
+  let b = 0;
+  for (const be of backends) {
+    if (!be.weight) continue;
+    // FNV-1a in two lanes over the address's characters, then the port,
+    // weight and id as 32-bit words.
+    let h1 = 0x811c9dc5;
+    let h2 = 0x050c5d1f;
+    const s = be.address;
+    for (let i = 0; i < s.length; i++) {
+      h1 = Math.imul(h1 ^ s.charCodeAt(i), 0x01000193);
+      h2 = Math.imul(h2 ^ s.charCodeAt(i), 0x01000193);
+    }
+    for (const w of [be.port, be.weight, be.id]) {
+      h1 = Math.imul(h1 ^ w, 0x01000193);
+      h2 = Math.imul(h2 ^ (w >>> 16) ^ (w << 5), 0x01000193);
+    }
+    a = (a + (h1 ^ (h1 >>> 15))) >>> 0;
+    b = (b + (h2 ^ (h2 >>> 13))) >>> 0;
+  }
+  a = Math.imul(a ^ size, 0x85ebca6b) >>> 0;
+  b = Math.imul(b ^ Math.imul(size, 0x9e3779b1), 0xc2b2ae35) >>> 0;
+  return `lb_${a.toString(16).padStart(8, '0')}${(b >>> 16).toString(16).padStart(4, '0')}`;
 }
 
 /** A VIP's backends in the kernel: ids and entries, in id order. */
@@ -102,12 +140,15 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
     const current = have.vips.get(vipName(v));
     const id = current?.id ?? freeVip();
     if (id === undefined) throw new XdplbError(`no room for VIP ${vipName(v)}: at most ${LB_MAX_VIPS} VIPs`);
+    // Entries of an id no VIP holds (an apply killed part way) are not a
+    // new VIP's: they are freed below.
     const had = (current && byVip.get(id)) || EMPTY;
     return { vip: v, id, current, had, ...matchBackends(v.backends, had.entries) };
   });
 
   // Backend ids: a wanted backend keeps the id it has (a removed one is
   // revived); a new one takes the lowest free id.
+  const kept = new Set(vips.filter((p) => p.current).map((p) => p.id));
   const freeBackend = nextFree((i) => have.backends.has(i), LB_MAX_BACKENDS);
 
   const live: Array<{ id: number; entry: BackendEntry; old: BackendEntry | undefined }> = [];
@@ -118,19 +159,13 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   const vipWrites: Array<{ key: Buffer; value: Buffer; old: Buffer | null }> = [];
   for (const p of vips) {
     const { vip: v, id, current, had } = p;
-    // The table is a function of its size and of each backend's id,
-    // identity and weight (maglev.ts is deterministic): when none of these
-    // changed, the table in place is the one we would build.
-    let sameTable = !!current && current.tableSize === v.table_size;
     const ids = v.backends.map((b, i) => {
       const k = p.at[i];
       if (k !== undefined) {
         const old = had.entries[k];
-        sameTable &&= !old.removed && old.weight === b.weight;
         if (!holds(old, id, b)) live.push({ id: had.ids[k], entry: entryOf(b, id), old });
         return had.ids[k];
       }
-      sameTable = false;
       const bid = freeBackend();
       if (bid === undefined) {
         throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
@@ -143,12 +178,18 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
     // still reach them; new flows do not (they are out of the table).
     for (const k of p.unmatched) {
       const old = had.entries[k];
-      if (old.removed) continue;
-      sameTable = false;
-      tombs.push({ id: had.ids[k], entry: { ...old, removed: true }, old });
+      if (!old.removed) tombs.push({ id: had.ids[k], entry: { ...old, removed: true }, old });
     }
-    if (!sameTable) {
-      tables.push({ vipId: id, size: v.table_size, backends: v.backends.map((b, i) => ({ id: ids[i], key: `${b.address}:${b.port}`, weight: b.weight })) });
+    // The table is a function of its size and of each backend's id,
+    // identity and weight (maglev.ts is deterministic): when the table in
+    // place was built from the same, it is the one we would build.
+    const inputs = v.backends.map((b, i) => ({ id: ids[i], address: b.address, port: b.port, weight: b.weight }));
+    const name = tableName(v.table_size, inputs);
+    if (have.tables.get(id) !== name) {
+      tables.push({
+        vipId: id, size: v.table_size, name,
+        backends: inputs.map((b) => ({ id: b.id, key: `${b.address}:${b.port}`, weight: b.weight })),
+      });
       if (current) result.vips_changed++;
     }
     // A VIP's entry holds its table size; packets index with the size they
@@ -202,9 +243,11 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
       keys: removedVips.map((v) => v.key), old: removedVips.map((v) => encodeVip(v.id, v.tableSize)),
     });
   }
-  if (removedVips.length) steps.push({ kind: 'untable', what: 'tables of removed VIPs', ids: removedVips.map((v) => v.id) });
-  const gone = new Set(removedVips.map((v) => v.id));
-  const freed = [...have.backends].filter(([, b]) => gone.has(b.vipId));
+  const owned = new Set(vips.map((p) => p.id));
+  const untable = [...have.tables.keys()].filter((id) => !owned.has(id)).sort((x, y) => x - y);
+  if (untable.length) steps.push({ kind: 'untable', what: 'tables of no VIP', ids: untable });
+  // Backends of removed VIPs, and entries of an id no VIP holds.
+  const freed = [...have.backends].filter(([, b]) => !kept.has(b.vipId));
   write('backends of removed VIPs', 'lb_backends', freed.map(([id]) => u32(id)), freed.map(() => FREE_BACKEND), freed.map(([, b]) => encodeBackend(b)));
   arrayWrite(write, 'VIP ids of removed VIPs', 'lb_vip_ids', idsDuring, idsAfter, K);
   arrayWrite(write, 'VIP bits of removed VIPs', 'lb_vip_bits', bitsDuring, bitsAfter, 8);

@@ -2,7 +2,7 @@
 // kernel is the source of truth; there is no state file): a plain value the
 // planner (plan.ts) compares with a config. Reading is split from decoding
 // so that the planner's tests can build states without a kernel.
-import type { BpfMap } from '../../libbpf/index.js';
+import { BpfMap } from '../../libbpf/index.js';
 import { VIP_BITS_WORDS } from './vipbits.js';
 import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeVip, decodeVipKey, type BackendEntry,
@@ -28,6 +28,8 @@ export interface RawState {
   vips: Array<[Buffer, Buffer]>;
   /** lb_backends, the whole array. */
   backends: Buffer;
+  /** VIP id -> the name of the table lb_maglev holds at that id. */
+  tables: Map<number, string>;
   /** lb_vip_ids and lb_vip_bits, whole. */
   vipIds: Buffer;
   vipBits: Buffer;
@@ -43,17 +45,31 @@ export interface LbState {
   backends: Map<number, BackendEntry>;
   /** lb_config as the kernel holds it, null before the first apply. */
   configRaw: Buffer | null;
+  /** VIP id -> the name of its table in lb_maglev, which says what the
+   *  table was built from (plan.ts tableName); every id with a table, a
+   *  VIP's or not. */
+  tables: Map<number, string>;
   /** lb_vip_ids and lb_vip_bits, whole. */
   vipIdsRaw: Buffer;
   vipBitsRaw: Buffer;
 }
 
 export function readRaw(maps: LbMaps): RawState {
+  const tables = new Map<number, string>();
+  // One batch call for the whole array of tables; each table's name comes
+  // from its own map info.
+  for (const [key, value] of maps.lb_maglev.entries(LB_MAX_VIPS)) {
+    const table = BpfMap.byId(value.readUInt32LE(0));
+    if (!table) continue; // swapped out since
+    tables.set(key.readUInt32LE(0), table.name);
+    table.close();
+  }
   return {
     config: maps.lb_config.lookup(0),
     // One batch call for every VIP, not a key walk and a lookup per VIP.
     vips: maps.lb_vips.entries(LB_MAX_VIPS),
     backends: maps.lb_backends.readMapped(LB_MAX_BACKENDS),
+    tables,
     vipIds: maps.lb_vip_ids.values(LB_MAX_VIPS),
     vipBits: maps.lb_vip_bits.values(VIP_BITS_WORDS),
   };
@@ -79,6 +95,7 @@ export function decodeState(raw: RawState): LbState {
     vips,
     backends,
     configRaw: raw.config,
+    tables: raw.tables,
     vipIdsRaw: raw.vipIds,
     vipBitsRaw: raw.vipBits,
   };
