@@ -1,9 +1,11 @@
 // Applying configs to the balancer's maps in the kernel, checked with an
 // independent reader (test/helpers/lbstate.ts): an apply cut short after
 // any of its writes, or a table written over by hand, is repaired by the
-// next apply of the same config.
+// next apply of the same config; removed backends' ids are taken again once
+// no flow uses them, and not before.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BpfMap, MAP_F, MAP_TYPE, closeFd } from '../../src/libbpf/index.js';
+import { BpfMap, MAP_F, MAP_TYPE, closeFd, testRun } from '../../src/libbpf/index.js';
+import { ifNameToIndex } from '../../src/sys/netdev.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
@@ -14,13 +16,25 @@ import { planApply } from '../../src/programs/lb/plan.js';
 import { readState, type LbMaps } from '../../src/programs/lb/state.js';
 import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
-import { closeLb, enterLabNamespace, lbMapsOf } from '../helpers/lb.js';
+import { TCP, closeLb, enterLabNamespace, frame, lbMapsOf, parseFrame, sysctlIn } from '../helpers/lb.js';
 import { configView, kernelView } from '../helpers/lbstate.js';
 
 const SLOT = 7;
+const XDP = { TX: 3 };
+const LB_MAC = '02:00:00:00:00:10';
 let leave: () => void;
+let ifA = 0;
 beforeAll(() => {
-  leave = enterLabNamespace(`xla-${uniqueTag()}`, [['link', 'set', 'lo', 'up']]);
+  const ns = `xla-${uniqueTag()}`;
+  leave = enterLabNamespace(ns, [
+    ['link', 'add', 'lbA', 'address', LB_MAC, 'type', 'veth', 'peer', 'name', 'lbAp'],
+    ...['lbA', 'lbAp', 'lo'].map((d) => ['link', 'set', d, 'up']),
+    ['addr', 'add', '10.0.0.10/24', 'dev', 'lbA'],
+    ['neigh', 'replace', '10.0.0.1', 'lladdr', '02:00:00:00:00:01', 'dev', 'lbA', 'nud', 'permanent'],
+    ['neigh', 'replace', '10.0.0.2', 'lladdr', '02:00:00:00:00:02', 'dev', 'lbA', 'nud', 'permanent'],
+  ]);
+  sysctlIn(ns, 'net.ipv4.conf.all.forwarding', '1');
+  ifA = ifNameToIndex('lbA');
 });
 afterAll(() => leave?.());
 
@@ -102,4 +116,36 @@ describe('load balancer apply, repaired', () => {
       });
     }
   }
+});
+
+describe('load balancer apply, room for backends', () => {
+  /** 1000 backends no earlier call named. */
+  const thousand = (round: number) => Array.from({ length: 1000 }, (_, i) => ({ address: `10.${100 + round}.${i >> 8}.${i & 255}` }));
+  const flow = (flags: number) => testRun(root.rootFd, frame({
+    src: '10.0.0.1', dst: '10.0.0.10', sport: 40000, dport: 80, proto: 'tcp', flags, dstMac: LB_MAC, srcMac: '02:00:00:00:00:01',
+  }), 1, ifA);
+
+  it('takes removed backends\' ids once no flow uses them: 20 applies of 1000 new backends, one removed backend\'s flow kept', () => {
+    applyConfig(fds, cfg({ ...A, backends: be('10.0.0.2') }));
+    const syn = flow(TCP.SYN);
+    expect(syn.retval).toBe(XDP.TX);
+    const { dst, sport } = parseFrame(syn.data);
+    expect(dst).toBe('10.0.0.2');
+    // 16 rounds fill the 16384 ids with the removed backends of earlier
+    // rounds; every round after needs the ids of removed backends.
+    for (let round = 0; round < 20; round++) {
+      const c = cfg({ ...A, backends: thousand(round) });
+      expect(applyConfig(fds, c)).toMatchObject({ tables_written: 1, backends_written: 2000 - (round ? 0 : 999) });
+      expect(kernelView(fds)).toEqual(configView(c));
+    }
+    // Its flow lives: 10.0.0.2 keeps id 0, and the flow its backend.
+    expect(readState(fds).backends.get(0)).toEqual({ address: '10.0.0.2', port: 80, vipId: 0, weight: 1, removed: true });
+    expect(parseFrame(flow(TCP.ACK).data)).toMatchObject({ dst: '10.0.0.2', sport });
+    // The flow ends: the next apply short of room takes id 0 first.
+    expect(flow(TCP.RST | TCP.ACK).retval).toBe(XDP.TX);
+    const c = cfg({ ...A, backends: thousand(20) });
+    applyConfig(fds, c);
+    expect(readState(fds).backends.get(0)).toMatchObject({ vipId: 0, removed: false });
+    expect(kernelView(fds)).toEqual(configView(c));
+  }, 120_000);
 });

@@ -9,7 +9,7 @@ import { validateConfig, vipName, type LbConfig } from '../../src/programs/lb/co
 import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeVip, encodeVipKey, type BackendEntry,
 } from '../../src/programs/lb/layout.js';
-import { planApply, tableName, type LbPlan, type Step, type TableBuild } from '../../src/programs/lb/plan.js';
+import { NoRoomError, planApply, tableName, type LbPlan, type Step, type TableBuild } from '../../src/programs/lb/plan.js';
 import { decodeState, type LbState } from '../../src/programs/lb/state.js';
 import { VIP_BITS_WORDS, vipBit } from '../../src/programs/lb/vipbits.js';
 
@@ -106,7 +106,7 @@ const V6 = { address: 'fd00::10', port: 80, protocol: 'udp' };
 const cfg = (...vips: unknown[]): LbConfig => validateConfig({ nat: NAT, vips });
 const be = (...addrs: string[]) => addrs.map((address) => ({ address }));
 
-const plan = (k: Kernel, want: LbConfig) => planApply(k.state(), want, { hz: HZ });
+const plan = (k: Kernel, want: LbConfig, reclaimable?: Set<number>) => planApply(k.state(), want, { hz: HZ, reclaimable });
 const apply = (k: Kernel, want: LbConfig) => {
   const p = plan(k, want);
   k.play(p);
@@ -260,6 +260,7 @@ describe('lb plan', () => {
   });
 });
 
+// Thousands of backends, played write by write: slower than the rest.
 describe('lb plan: room for backends', () => {
   const many = (first: number, n: number) => Array.from({ length: n }, (_, i) => ({ address: `10.${100 + ((first + i) >> 16)}.${((first + i) >> 8) & 255}.${(first + i) & 255}` }));
 
@@ -269,9 +270,56 @@ describe('lb plan: room for backends', () => {
     const before = k.state();
     // One backend replaced: the old one stays as a tombstone (the table
     // still names it while the apply runs), and no id is left for the new.
-    expect(() => planApply(before, cfg({ ...A, table_size: 7, backends: many(1, LB_MAX_BACKENDS) }), { hz: HZ })).toThrow(
-      'no room for backend 10.100.64.0 port 80 of VIP tcp:10.0.0.10:80: at most 16384 backends, removed ones included',
-    );
+    const err = (() => {
+      try {
+        planApply(before, cfg({ ...A, table_size: 7, backends: many(1, LB_MAX_BACKENDS) }), { hz: HZ });
+      } catch (e) {
+        return e as NoRoomError;
+      }
+      return null;
+    })();
+    expect(err).toBeInstanceOf(NoRoomError);
+    expect(err!.message).toBe('no room for backend 10.100.64.0 port 80 of VIP tcp:10.0.0.10:80: at most 16384 backends, removed ones included');
+    expect(err!.tombstones).toBe(false); // none held before: nothing to reclaim
     expect(k.state().backends).toEqual(before.backends);
-  });
+  }, 30_000);
+
+  it('gives new backends the ids of removed ones no flow uses, lowest first, never one a flow still uses', () => {
+    const k = new Kernel();
+    // 16 applies of 1000 new backends: 15,000 tombstones and 1000 live.
+    for (let i = 0; i < 16; i++) apply(k, cfg({ ...A, table_size: 7, backends: many(i * 1000, 1000) }));
+    expect(k.state().backends.size).toBe(16000);
+    const next = cfg({ ...A, table_size: 7, backends: many(16000, 1000) });
+    expect(() => plan(k, next)).toThrow(NoRoomError);
+    try {
+      plan(k, next);
+    } catch (e) {
+      expect((e as NoRoomError).tombstones).toBe(true);
+    }
+    // Flows still use tombstones 0 and 5; the rest are free to take.
+    const tombstones = [...k.state().backends].filter(([, b]) => b.removed).map(([id]) => id);
+    const reclaimable = new Set(tombstones.filter((id) => id !== 0 && id !== 5));
+    const p = plan(k, next, reclaimable);
+    k.play(p);
+    const ids = [...k.state().backends].filter(([, b]) => !b.removed && b.vipId === 0).map(([id]) => id);
+    // 384 never used, then removed ones from the lowest, passing 0 and 5.
+    expect(ids).toEqual([...Array.from({ length: 384 }, (_, i) => 16000 + i), 1, 2, 3, 4, ...Array.from({ length: 612 }, (_, i) => 6 + i)].sort((x, y) => x - y));
+    expect(held(k).filter(([id]) => id === 0 || id === 5)).toEqual([[0, 0, '10.100.0.0', 1, true], [5, 0, '10.100.0.5', 1, true]]);
+    // Reused ids start counting afresh, as the table's backends.
+    expect(k.zeroed.at(-1)![1]).toHaveLength(1000);
+    // With only flows' tombstones left, the message says so.
+    const full = [...k.state().backends].filter(([, b]) => b.removed).map(([id]) => id);
+    expect(() => plan(k, cfg({ ...A, table_size: 7, backends: many(17000, 16384 - 2) }), new Set(full.filter((id) => id > 5)))).toThrow(
+      /^no room for backend [\d.]+ port 80 of VIP tcp:10.0.0.10:80: at most 16384 backends, removed ones included \(2 removed backends still have flows\)$/,
+    );
+  }, 30_000);
+
+  it('does not take a removed backend that the same apply brings back', () => {
+    const k = new Kernel();
+    apply(k, cfg({ ...A, table_size: 7, backends: many(0, LB_MAX_BACKENDS) }));
+    apply(k, cfg({ ...A, table_size: 7, backends: many(2, LB_MAX_BACKENDS - 2) })); // ids 0 and 1 removed
+    const back = [...many(0, 1), ...many(2, LB_MAX_BACKENDS - 2), ...many(20000, 1)];
+    k.play(plan(k, cfg({ ...A, table_size: 7, backends: back }), new Set([0, 1])));
+    expect(held(k).filter(([id]) => (id as number) <= 1)).toEqual([[0, 0, '10.100.0.0', 1, false], [1, 0, '10.100.78.32', 1, false]]);
+  }, 30_000);
 });

@@ -9,19 +9,36 @@ import { maglevTable } from './maglev.js';
 import { kernelHz } from './clock.js';
 import { u32 } from './layout.js';
 import type { LbConfig } from './config.js';
-import { planApply, type ApplyResult, type LbPlan, type Step, type TableBuild } from './plan.js';
-import { readState, type LbMaps, type LbState } from './state.js';
+import { NoRoomError, planApply, type ApplyResult, type LbPlan, type Step, type TableBuild } from './plan.js';
+import { flowBackends, readState, type LbMaps, type LbState } from './state.js';
 
 /** As struct lb_table's in lb_maps.h: the outer map takes only inner maps
  *  with the template's flags. */
 const TABLE_FLAGS = MAP_F.INNER_MAP | MAP_F.MMAPABLE;
 
-/** Make the kernel hold `want`, writing only what differs (see plan.ts
- *  for the order). */
+/**
+ * Make the kernel hold `want`, writing only what differs (see plan.ts for
+ * the order). When new backends find no free id, the ids of removed
+ * backends that no flow uses any more are taken (the flow tables are
+ * walked only then).
+ */
 export function applyConfig(maps: LbMaps, want: LbConfig, have: LbState = readState(maps)): ApplyResult {
-  const plan = planApply(have, want, { hz: kernelHz() });
+  const plan = planFor(maps, have, want);
   executePlan(maps, plan);
   return plan.result;
+}
+
+/** The writes that would make the kernel hold `want`. */
+export function planFor(maps: LbMaps, have: LbState, want: LbConfig): LbPlan {
+  const hz = kernelHz();
+  try {
+    return planApply(have, want, { hz });
+  } catch (err) {
+    if (!(err instanceof NoRoomError) || !err.tombstones) throw err;
+    const used = flowBackends(maps);
+    const reclaimable = new Set([...have.backends].filter(([id, b]) => b.removed && !used.has(id)).map(([id]) => id));
+    return planApply(have, want, { hz, reclaimable });
+  }
 }
 
 /** Make the plan's writes in order; on an error, take back those made. */

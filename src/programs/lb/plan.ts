@@ -70,6 +70,17 @@ export interface LbPlan {
 export interface PlanOptions {
   /** The kernel's ticks per second, for lb_config (clock.ts). */
   hz: number;
+  /** Ids of removed backends that no flow refers to any more
+   *  (state.ts flowBackends): when no id is free, new backends take these. */
+  reclaimable?: ReadonlySet<number>;
+}
+
+/** No id left for a backend; `tombstones` when removed backends hold ids
+ *  that flows may have let go of (see PlanOptions.reclaimable). */
+export class NoRoomError extends XdplbError {
+  constructor(message: string, readonly tombstones: boolean) {
+    super(message);
+  }
 }
 
 /**
@@ -147,9 +158,16 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   });
 
   // Backend ids: a wanted backend keeps the id it has (a removed one is
-  // revived); a new one takes the lowest free id.
+  // revived); a new one takes the lowest free id, then the lowest id of a
+  // removed backend no flow refers to, when allowed.
   const kept = new Set(vips.filter((p) => p.current).map((p) => p.id));
+  const revived = new Set<number>();
+  for (const p of vips) for (const k of p.at) if (k !== undefined) revived.add(p.had.ids[k]);
+  const tombstones = [...have.backends].filter(([id, b]) => b.removed && kept.has(b.vipId) && !revived.has(id)).map(([id]) => id);
+  const reclaim = tombstones.filter((id) => opts.reclaimable?.has(id));
+  let next = 0;
   const freeBackend = nextFree((i) => have.backends.has(i), LB_MAX_BACKENDS);
+  const newBackendId = () => freeBackend() ?? reclaim[next++];
 
   const live: Array<{ id: number; entry: BackendEntry; old: BackendEntry | undefined }> = [];
   const tombs: Array<{ id: number; entry: BackendEntry; old: BackendEntry }> = [];
@@ -166,9 +184,14 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
         if (!holds(old, id, b)) live.push({ id: had.ids[k], entry: entryOf(b, id), old });
         return had.ids[k];
       }
-      const bid = freeBackend();
+      const bid = newBackendId();
       if (bid === undefined) {
-        throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
+        const busy = opts.reclaimable ? tombstones.length - reclaim.length : 0;
+        throw new NoRoomError(
+          `no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included` +
+            (busy ? ` (${busy} removed backends still have flows)` : ''),
+          tombstones.length > 0 && !opts.reclaimable,
+        );
       }
       live.push({ id: bid, entry: entryOf(b, id), old: have.backends.get(bid) });
       fresh.push(bid);

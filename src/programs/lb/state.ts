@@ -2,7 +2,7 @@
 // kernel is the source of truth; there is no state file): a plain value the
 // planner (plan.ts) compares with a config. Reading is split from decoding
 // so that the planner's tests can build states without a kernel.
-import { BpfMap } from '../../libbpf/index.js';
+import { BpfMap, possibleCpus } from '../../libbpf/index.js';
 import { VIP_BITS_WORDS } from './vipbits.js';
 import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeVip, decodeVipKey, type BackendEntry,
@@ -118,4 +118,31 @@ function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState
     .sort((a, b) => a.id - b.id)
     .map((v) => ({ ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [] }));
   return { nat: cfg?.nat ?? { ...DEFAULT_NAT }, timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS }, vips: list };
+}
+
+/**
+ * Backend ids that some flow may still use: those in an entry of the
+ * connection table, the NAT table or the fragment table, live or expired
+ * (an expired entry is gone only once the data plane or the LRU replaces
+ * it). A per-CPU table's value counts on every CPU that has seen the flow
+ * (a CPU that has not holds zeros, last_seen 0). One walk of each table, in
+ * batches: about 200 ms for full connection and NAT tables (262,144 entries
+ * each), so it is made only when an apply needs the ids of removed backends.
+ */
+export function flowBackends(maps: LbMaps): Set<number> {
+  const ids = new Set<number>();
+  const scan = (map: BpfMap, backendAt: number, seenAt?: number) => {
+    const stride = map.perCpu ? Math.ceil(map.valueSize / 8) * 8 : map.valueSize;
+    const cpus = map.perCpu ? possibleCpus() : 1;
+    map.forEachValue((values, at) => {
+      for (let cpu = 0; cpu < cpus; cpu++, at += stride) {
+        if (map.perCpu && seenAt !== undefined && values.readBigUInt64LE(at + seenAt) === 0n) continue;
+        ids.add(values.readUInt32LE(at + backendAt));
+      }
+    });
+  };
+  scan(maps.lb_conns, LAYOUT.lb_conn.backend, LAYOUT.lb_conn.last_seen);
+  scan(maps.lb_nat, LAYOUT.lb_nat.backend);
+  scan(maps.lb_frags, LAYOUT.lb_frag.backend);
+  return ids;
 }
