@@ -2,7 +2,7 @@
 // map (not through the control plane's reader), with every Maglev table
 // compared to the one maglev.ts computes from the backend ids the kernel
 // holds, and everything a half-done apply could leave behind listed.
-import { BpfMap } from '../../src/libbpf/index.js';
+import { BpfMap, closeMaps } from '../../src/libbpf/index.js';
 import { maglevTable } from '../../src/programs/lb/maglev.js';
 import { vipBits, VIP_BITS_WORDS } from '../../src/programs/lb/vipbits.js';
 import { vipName, type LbConfig } from '../../src/programs/lb/config.js';
@@ -10,6 +10,8 @@ import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeVip, decodeVipKey,
 } from '../../src/programs/lb/layout.js';
 import type { LbMaps } from '../../src/programs/lb/state.js';
+import { LB_MAPS } from '../../src/programs/lb/spec.js';
+import { nsPinDir } from './netns.js';
 
 export interface LbView {
   /** By VIP name: table size and live backends, sorted. */
@@ -78,4 +80,18 @@ export function kernelView(maps: LbMaps): LbView {
   if (!maps.lb_vip_ids.values(LB_MAX_VIPS).equals(ids)) problems.push('lb_vip_ids is not the VIPs\' keys by id');
   if (!maps.lb_vip_bits.values(VIP_BITS_WORDS).equals(vipBits([...byId.values()].map((v) => v.key)))) problems.push('lb_vip_bits is not the VIPs\' bits');
   return { vips, problems };
+}
+
+const pinDirs = new Map<string, string>();
+
+/** The view of the balancer pinned in network namespace `netns`. */
+export function pinnedView(netns: string): LbView {
+  if (!pinDirs.has(netns)) pinDirs.set(netns, `${nsPinDir(netns)}/lb`);
+  const dir = pinDirs.get(netns)!;
+  const maps = Object.fromEntries(LB_MAPS.map((n) => [n, BpfMap.openPinned(`${dir}/${n}`)])) as LbMaps;
+  try {
+    return kernelView(maps);
+  } finally {
+    closeMaps(maps);
+  }
 }
