@@ -1,17 +1,20 @@
 // xdp-lb's applies as operators run them, with the state checked by a
 // reader of the test's own (test/helpers/lbstate.ts): backends removed and
 // added back while new flows arrive without one flow dropped, two applies
-// at once, and applies killed at random points then repaired.
+// at once, applies killed at random points then repaired, and the service
+// repairing what was changed behind its back.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BpfMap, MAP_F, MAP_TYPE } from '../../src/libbpf/index.js';
 import { validateConfig } from '../../src/programs/lb/config.js';
 import { BIN, ok, run, xdpRoot, type Run } from '../helpers/cli.js';
 import { loadScript, makeLbLab, startHttpBackends, type LbLab, type RequestRecord } from '../helpers/lblab.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { makeLab, nsPinDir, type Lab } from '../helpers/netns.js';
+import { NotifySocket, netnsWithSys, startDaemon, type Daemon } from '../helpers/service.js';
 import { configView, pinnedView, type LbView } from '../helpers/lbstate.js';
 
 /** Run a command in a namespace without waiting; `proc.pid` is the
@@ -144,4 +147,74 @@ describe('xdp-lb --apply, concurrent and killed', () => {
     }
     expect(partial).toBeGreaterThan(0);
   }, 180_000);
+});
+
+describe('xdp-lb run', () => {
+  let lab: Lab | undefined;
+  let dir: string | undefined;
+  const daemons: Array<{ d: Daemon; n: NotifySocket }> = [];
+  afterEach(async () => {
+    for (const { d, n } of daemons.reverse()) {
+      if (d.proc.exitCode === null) {
+        d.proc.kill('SIGKILL');
+        await d.exited;
+      }
+      n.close();
+    }
+    daemons.length = 0;
+    lab?.destroy();
+    lab = undefined;
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('repairs what was changed behind its back: a VIP removed, a backend re-weighted, a table written over', async () => {
+    lab = makeLab();
+    const l = lab;
+    dir = mkdtempSync(join(tmpdir(), 'xdplb-lb-run-'));
+    const section = {
+      nat: { source_ipv4: '10.201.0.2' },
+      vips: [
+        { address: '10.201.0.2', port: 8000, protocol: 'tcp', backends: [{ address: '10.201.0.3' }, { address: '10.201.0.4', weight: 2 }] },
+        { address: '10.201.0.2', port: 53, protocol: 'udp', backends: [{ address: '10.201.0.5' }] },
+      ],
+    };
+    const config = join(dir, 'xdplb.json');
+    writeFileSync(config, JSON.stringify({ interfaces: [l.serverIf], mode: 'native', lb: { enabled: true, ...section } }));
+    const daemon = async (command: string) => {
+      const n = new NotifySocket();
+      await n.start();
+      const d = startDaemon([...netnsWithSys(l.server), BIN(command), 'run', '--config', config], { NOTIFY_SOCKET: n.path });
+      daemons.push({ d, n });
+      await n.waitFor(/^READY=1$/);
+      return d;
+    };
+    await daemon('xdp-root');
+    const lb = await daemon('xdp-lb');
+    const want = configView(validateConfig(section));
+    expect(pinnedView(l.server)).toEqual(want);
+    const repaired = async (what: RegExp) => {
+      const from = lb.stderr.length;
+      for (let i = 0; i < 100 && !lb.stderr.slice(from).some((line) => what.test(line)); i++) await sleep(100);
+      expect(lb.stderr.slice(from)).toContainEqual(expect.stringMatching(what));
+      expect(pinnedView(l.server)).toEqual(want);
+    };
+    const cli = (args: string[]) => ok(run(BIN('xdp-lb'), args, { netns: l.server }));
+
+    cli(['--vip-del', 'udp:10.201.0.2:53']);
+    await repaired(/^xdp-lb: repairing: lb: the kernel does not hold the configured VIPs \(to write: .*\bVIPs\b.*\)$/);
+    cli(['--weight', '5', '--vip', 'tcp:10.201.0.2:8000', '--backend', '10.201.0.3']);
+    await repaired(/^xdp-lb: repairing: lb: the kernel does not hold the configured VIPs \(to write: backend entries, 1 Maglev table\(s\)\)$/);
+    // A table of the right size whose entries all name no backend.
+    const outer = BpfMap.openPinned(`${nsPinDir(l.server)}/lb/lb_maglev`)!;
+    const wrong = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 4, 65537, MAP_F.INNER_MAP | MAP_F.MMAPABLE);
+    try {
+      wrong.writeMapped(Buffer.alloc(65537 * 4, 0xff), 65537);
+      const id = outer.entries().map(([k]) => k.readUInt32LE(0))[0];
+      outer.update(id, Buffer.from(new Uint32Array([wrong.fd]).buffer));
+    } finally {
+      wrong.close();
+      outer.close();
+    }
+    await repaired(/^xdp-lb: repairing: lb: the kernel does not hold the configured VIPs \(to write: 1 Maglev table\(s\)\)$/);
+  }, 120_000);
 });
