@@ -147,6 +147,19 @@ describe('xdp-lb --apply, concurrent and killed', () => {
     }
     expect(partial).toBeGreaterThan(0);
   }, 180_000);
+
+  it('warns, in one line and without refusing, of a VIP that is not an address of this namespace', () => {
+    const away = 'VIP tcp:10.201.0.99:80: 10.201.0.99 is not an address of this network namespace, so nothing here answers ARP for it: ' +
+      'add it to an interface (ip address add 10.201.0.99/32 dev lo) or have it routed to this host';
+    const r = run(BIN('xdp-lb'), ['--vip-add', 'tcp:10.201.0.99:80', '--backend', '10.202.0.1'], { netns: lab.server });
+    expect([r.code, r.stdout, r.stderr]).toEqual([0, 'Applied: 1 VIP(s) added, 1 Maglev table(s) swapped, 1 backend entries written.\n', `xdp-lb: warning: ${away}\n`]);
+    // Every apply says so while it lasts; made local, it is not named.
+    const edit = run(BIN('xdp-lb'), ['--weight', '2', '--vip', 'tcp:10.201.0.99:80', '--backend', '10.202.0.1'], { netns: lab.server });
+    expect([edit.code, edit.stderr]).toEqual([0, `xdp-lb: warning: ${away}\n`]);
+    run('ip', ['address', 'add', '10.201.0.99/32', 'dev', 'lo'], { netns: lab.server });
+    const local = run(BIN('xdp-lb'), ['--apply', file('x', X)], { netns: lab.server });
+    expect([local.code, local.stderr]).toEqual([0, '']);
+  });
 });
 
 describe('xdp-lb run', () => {
@@ -176,6 +189,7 @@ describe('xdp-lb run', () => {
       vips: [
         { address: '10.201.0.2', port: 8000, protocol: 'tcp', backends: [{ address: '10.201.0.3' }, { address: '10.201.0.4', weight: 2 }] },
         { address: '10.201.0.2', port: 53, protocol: 'udp', backends: [{ address: '10.201.0.5' }] },
+        { address: '10.201.0.98', port: 80, protocol: 'tcp', backends: [{ address: '10.201.0.6' }] },
       ],
     };
     const config = join(dir, 'xdplb.json');
@@ -192,6 +206,8 @@ describe('xdp-lb run', () => {
     const lb = await daemon('xdp-lb');
     const want = configView(validateConfig(section));
     expect(pinnedView(l.server)).toEqual(want);
+    expect(lb.stderr).toContain('xdp-lb: lb: VIP tcp:10.201.0.98:80: 10.201.0.98 is not an address of this network namespace, so nothing here ' +
+      'answers ARP for it: add it to an interface (ip address add 10.201.0.98/32 dev lo) or have it routed to this host');
     const repaired = async (what: RegExp) => {
       const from = lb.stderr.length;
       for (let i = 0; i < 100 && !lb.stderr.slice(from).some((line) => what.test(line)); i++) await sleep(100);

@@ -12,14 +12,16 @@ import { applyConfig, planFor } from './apply.js';
 import { readState } from './state.js';
 import { lbStatus } from './status.js';
 import { describeApply } from './cli.js';
+import { vipWarnings } from './local.js';
 
 export const LB_SERVICE: ServiceHandler<LbConfig> = {
-  apply(ifaces, slot, config) {
+  apply(ifaces, slot, config, log) {
     const placed = placeProgram(LB_SPEC, ifaces, slot);
     const lines = placed.filter((p) => p.changed).map((p) => `${p.iface.name}: xdp_lb in slot ${p.slot}`);
     const r = withLbState((maps) => applyConfig(maps, config));
     const what = describeApply(r);
     if (r.vips_added || r.vips_removed || r.vips_changed || r.tables_written || r.backends_written) lines.push(`lb: ${what}`);
+    for (const line of vipWarnings(config)) log(`lb: ${line}`, 'warning');
     return lines;
   },
   detach(ifaces) {
