@@ -230,7 +230,7 @@ describe('lb plan', () => {
     // A table written by hand (or left by an apply killed between its
     // backend entries and the swap), an orphan table and an orphan entry.
     k.tables.set(1, { ...k.tables.get(1)!, name: 'lb_table' });
-    k.tables.set(7, { vipId: 7, size: 7, backends: [], name: tableName(7, []) });
+    k.tables.set(7, { vipId: 7, size: 7, backends: [], name: tableName(7, [], []) });
     k.write('lb_backends', Buffer.from([9, 0, 0, 0]), Buffer.from(k.backends.subarray(0, B)).fill(7, LAYOUT.lb_backend.vip_id, LAYOUT.lb_backend.vip_id + 1));
     const p = apply(k, c);
     expect(whats(p)).toEqual(['1 Maglev table(s)', 'tables of no VIP', 'backends of removed VIPs']);
@@ -242,20 +242,21 @@ describe('lb plan', () => {
   });
 
   it('names a table by exactly what makes it: not the order of its backends, nor those of weight 0', () => {
-    const list = [{ id: 0, address: '10.0.0.2', port: 80, weight: 1 }, { id: 1, address: '10.0.0.3', port: 80, weight: 2 }];
-    const name = tableName(65537, list);
-    expect(tableName(65537, [...list].reverse())).toBe(name);
-    expect(tableName(65537, [...list, { id: 5, address: '10.0.0.9', port: 80, weight: 0 }])).toBe(name);
+    const list = [{ address: '10.0.0.2', port: 80, weight: 1 }, { address: '10.0.0.3', port: 80, weight: 2 }];
+    const name = tableName(65537, list, [0, 1]);
+    expect(tableName(65537, [...list].reverse(), [1, 0])).toBe(name);
+    expect(tableName(65537, [...list, { address: '10.0.0.9', port: 80, weight: 0 }], [0, 1, 5])).toBe(name);
     const others = [
-      tableName(7, list),
-      tableName(65537, [list[0], { ...list[1], weight: 3 }]),
-      tableName(65537, [list[0], { ...list[1], id: 2 }]),
-      tableName(65537, [list[0], { ...list[1], port: 81 }]),
-      tableName(65537, [list[0], { ...list[1], address: '10.0.0.4' }]),
-      tableName(65537, [list[0]]),
-      tableName(65537, []),
+      tableName(7, list, [0, 1]),
+      tableName(65537, [list[0], { ...list[1], weight: 3 }], [0, 1]),
+      tableName(65537, list, [0, 2]),
+      tableName(65537, list, [1, 0]),
+      tableName(65537, [list[0], { ...list[1], port: 81 }], [0, 1]),
+      tableName(65537, [list[0], { ...list[1], address: '10.0.0.4' }], [0, 1]),
+      tableName(65537, [list[0]], [0]),
+      tableName(65537, [], []),
     ];
-    expect(new Set([name, ...others]).size).toBe(8);
+    expect(new Set([name, ...others]).size).toBe(9);
     expect(name).toHaveLength(15); // the kernel's limit for a map name
   });
 });

@@ -93,10 +93,13 @@ export class NoRoomError extends XdplbError {
  * (the table sorts backends by identity): each backend's hash is summed.
  * 15 characters, the kernel's limit for a map name.
  */
-export function tableName(size: number, backends: ReadonlyArray<{ id: number; address: string; port: number; weight: number }>): string {
+export function tableName(size: number, backends: ReadonlyArray<{ address: string; port: number; weight: number }>, ids: readonly number[]): string {
+  // Run for every VIP on every apply (10,000 backends): plain loops, no
+  // object or string made per backend.
   let a = 0;
   let b = 0;
-  for (const be of backends) {
+  for (let k = 0; k < backends.length; k++) {
+    const be = backends[k];
     if (!be.weight) continue;
     // FNV-1a in two lanes over the address's characters, then the port,
     // weight and id as 32-bit words.
@@ -107,10 +110,8 @@ export function tableName(size: number, backends: ReadonlyArray<{ id: number; ad
       h1 = Math.imul(h1 ^ s.charCodeAt(i), 0x01000193);
       h2 = Math.imul(h2 ^ s.charCodeAt(i), 0x01000193);
     }
-    for (const w of [be.port, be.weight, be.id]) {
-      h1 = Math.imul(h1 ^ w, 0x01000193);
-      h2 = Math.imul(h2 ^ (w >>> 16) ^ (w << 5), 0x01000193);
-    }
+    h1 = Math.imul(Math.imul(Math.imul(h1 ^ be.port, 0x01000193) ^ be.weight, 0x01000193) ^ ids[k], 0x01000193);
+    h2 = Math.imul(Math.imul(Math.imul(h2 ^ (be.port << 5), 0x01000193) ^ (be.weight << 5), 0x01000193) ^ (ids[k] << 5), 0x01000193);
     a = (a + (h1 ^ (h1 >>> 15))) >>> 0;
     b = (b + (h2 ^ (h2 >>> 13))) >>> 0;
   }
@@ -161,13 +162,22 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   // revived); a new one takes the lowest free id, then the lowest id of a
   // removed backend no flow refers to, when allowed.
   const kept = new Set(vips.filter((p) => p.current).map((p) => p.id));
-  const revived = new Set<number>();
-  for (const p of vips) for (const k of p.at) if (k !== undefined) revived.add(p.had.ids[k]);
-  const tombstones = [...have.backends].filter(([id, b]) => b.removed && kept.has(b.vipId) && !revived.has(id)).map(([id]) => id);
-  const reclaim = tombstones.filter((id) => opts.reclaimable?.has(id));
+  /** Removed backends of kept VIPs that stay removed, in id order: looked
+   *  for only once no id is free. */
+  const tombstones = () => {
+    const revived = new Set<number>();
+    for (const p of vips) for (const k of p.at) if (k !== undefined) revived.add(p.had.ids[k]);
+    const out: number[] = [];
+    for (const vipId of kept) {
+      const held = byVip.get(vipId)!;
+      held.ids.forEach((id, k) => held.entries[k].removed && !revived.has(id) && out.push(id));
+    }
+    return out.sort((x, y) => x - y);
+  };
+  let reclaim: number[] | undefined;
   let next = 0;
   const freeBackend = nextFree((i) => have.backends.has(i), LB_MAX_BACKENDS);
-  const newBackendId = () => freeBackend() ?? reclaim[next++];
+  const newBackendId = () => freeBackend() ?? (reclaim ??= tombstones().filter((id) => opts.reclaimable?.has(id)))[next++];
 
   const live: Array<{ id: number; entry: BackendEntry; old: BackendEntry | undefined }> = [];
   const tombs: Array<{ id: number; entry: BackendEntry; old: BackendEntry }> = [];
@@ -186,11 +196,12 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
       }
       const bid = newBackendId();
       if (bid === undefined) {
-        const busy = opts.reclaimable ? tombstones.length - reclaim.length : 0;
+        const removed = tombstones().length;
+        const busy = opts.reclaimable ? removed - reclaim!.length : 0;
         throw new NoRoomError(
           `no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included` +
             (busy ? ` (${busy} removed backends still have flows)` : ''),
-          tombstones.length > 0 && !opts.reclaimable,
+          removed > 0 && !opts.reclaimable,
         );
       }
       live.push({ id: bid, entry: entryOf(b, id), old: have.backends.get(bid) });
@@ -206,12 +217,11 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
     // The table is a function of its size and of each backend's id,
     // identity and weight (maglev.ts is deterministic): when the table in
     // place was built from the same, it is the one we would build.
-    const inputs = v.backends.map((b, i) => ({ id: ids[i], address: b.address, port: b.port, weight: b.weight }));
-    const name = tableName(v.table_size, inputs);
+    const name = tableName(v.table_size, v.backends, ids);
     if (have.tables.get(id) !== name) {
       tables.push({
         vipId: id, size: v.table_size, name,
-        backends: inputs.map((b) => ({ id: b.id, key: `${b.address}:${b.port}`, weight: b.weight })),
+        backends: v.backends.map((b, i) => ({ id: ids[i], key: `${b.address}:${b.port}`, weight: b.weight })),
       });
       if (current) result.vips_changed++;
     }
@@ -270,7 +280,9 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   const untable = [...have.tables.keys()].filter((id) => !owned.has(id)).sort((x, y) => x - y);
   if (untable.length) steps.push({ kind: 'untable', what: 'tables of no VIP', ids: untable });
   // Backends of removed VIPs, and entries of an id no VIP holds.
-  const freed = [...have.backends].filter(([, b]) => !kept.has(b.vipId));
+  const freed: Array<[number, BackendEntry]> = [];
+  for (const [vipId, held] of byVip) if (!kept.has(vipId)) held.ids.forEach((id, k) => freed.push([id, held.entries[k]]));
+  freed.sort(([x], [y]) => x - y);
   write('backends of removed VIPs', 'lb_backends', freed.map(([id]) => u32(id)), freed.map(() => FREE_BACKEND), freed.map(([, b]) => encodeBackend(b)));
   arrayWrite(write, 'VIP ids of removed VIPs', 'lb_vip_ids', idsDuring, idsAfter, K);
   arrayWrite(write, 'VIP bits of removed VIPs', 'lb_vip_bits', bitsDuring, bitsAfter, 8);
