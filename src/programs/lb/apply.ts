@@ -63,7 +63,9 @@ function execute(maps: LbMaps, step: Step, undo: Undo, opened: BpfMap[]): void {
       // written some of its entries, and putting back an entry that was
       // not written changes nothing.
       undo.push(() => step.keys.forEach((k, i) => restore(map, k, step.old[i])));
-      map.updateBatch(Buffer.concat(step.keys), Buffer.concat(step.values), step.keys.length);
+      const keys = Buffer.alloc(step.keys.length * map.keySize);
+      step.keys.forEach((k, i) => (typeof k === 'number' ? keys.writeUInt32LE(k, i * 4) : k.copy(keys, i * map.keySize)));
+      map.updateBatch(keys, Buffer.concat(step.values), step.keys.length);
       return;
     }
     case 'zero': {
@@ -117,7 +119,7 @@ function swap(outer: BpfMap, ids: number[], undo: Undo, opened: BpfMap[]): void 
   undo.push(() => ids.forEach((id, i) => (old[i] ? outer.update(id, u32(old[i]!.fd)) : outer.delete(id))));
 }
 
-function restore(map: BpfMap, key: Buffer, old: Buffer | null): void {
+function restore(map: BpfMap, key: number | Buffer, old: Buffer | null): void {
   if (old) map.update(key, old);
   else map.delete(key);
 }

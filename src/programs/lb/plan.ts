@@ -26,7 +26,7 @@ import { XdplbError } from '../../errors.js';
 import type { MaglevBackend } from './maglev.js';
 import { vipBits } from './vipbits.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, encodeBackend, encodeConfig, encodeVip, encodeVipKey, u32, type BackendEntry,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, encodeBackend, encodeConfig, encodeVip, encodeVipKey, type BackendEntry,
 } from './layout.js';
 import { vipName, type BackendConfig, type LbConfig } from './config.js';
 import type { LbState } from './state.js';
@@ -49,9 +49,9 @@ export interface TableBuild {
 }
 
 export type Step =
-  /** Entries written in one batch call; `old` is what the kernel held
-   *  (null: no entry), for the undo. */
-  | { kind: 'write'; what: string; map: LbMapName; keys: Buffer[]; values: Buffer[]; old: Array<Buffer | null> }
+  /** Entries written in one batch call, keyed by index (arrays) or by
+   *  key; `old` is what the kernel held (null: no entry), for the undo. */
+  | { kind: 'write'; what: string; map: LbMapName; keys: Array<number | Buffer>; values: Buffer[]; old: Array<Buffer | null> }
   /** Per-CPU counter rows zeroed: ids that start counting afresh. */
   | { kind: 'zero'; what: string; map: 'lb_vip_stats' | 'lb_be_stats'; ids: number[] }
   /** New tables built and swapped into lb_maglev with one update. */
@@ -240,16 +240,16 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   result.vips_removed = removedVips.length;
 
   const steps: Step[] = [];
-  const write = (what: string, map: LbMapName, keys: Buffer[], values: Buffer[], old: Array<Buffer | null>) => {
+  const write = (what: string, map: LbMapName, keys: Array<number | Buffer>, values: Buffer[], old: Array<Buffer | null>) => {
     if (keys.length) steps.push({ kind: 'write', what, map, keys, values, old });
   };
   const config = encodeConfig(want.nat, want.timeouts, opts.hz);
-  if (!have.configRaw?.equals(config)) write('NAT and timeouts', 'lb_config', [u32(0)], [config], [have.configRaw ?? Buffer.alloc(config.length)]);
+  if (!have.configRaw?.equals(config)) write('NAT and timeouts', 'lb_config', [0], [config], [have.configRaw ?? Buffer.alloc(config.length)]);
   const newVipIds = vips.filter((p) => !p.current).map((p) => p.id);
   if (newVipIds.length) steps.push({ kind: 'zero', what: 'counters of new VIPs', map: 'lb_vip_stats', ids: newVipIds });
   if (fresh.length) steps.push({ kind: 'zero', what: 'counters of new backends', map: 'lb_be_stats', ids: fresh });
   const backendWrite = (what: string, list: Array<{ id: number; entry: BackendEntry; old?: BackendEntry }>) =>
-    write(what, 'lb_backends', list.map((b) => u32(b.id)), list.map((b) => encodeBackend(b.entry)), list.map((b) => (b.old ? encodeBackend(b.old) : FREE_BACKEND)));
+    write(what, 'lb_backends', list.map((b) => b.id), list.map((b) => encodeBackend(b.entry)), list.map((b) => (b.old ? encodeBackend(b.old) : FREE_BACKEND)));
   backendWrite('backend entries', live);
   write('sizes of shrinking tables', 'lb_vips', shrink.map((s) => s.key), shrink.map((s) => s.value), shrink.map((s) => s.old));
   if (tables.length) steps.push({ kind: 'tables', what: `${tables.length} Maglev table(s)`, tables });
@@ -283,7 +283,7 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   const freed: Array<[number, BackendEntry]> = [];
   for (const [vipId, held] of byVip) if (!kept.has(vipId)) held.ids.forEach((id, k) => freed.push([id, held.entries[k]]));
   freed.sort(([x], [y]) => x - y);
-  write('backends of removed VIPs', 'lb_backends', freed.map(([id]) => u32(id)), freed.map(() => FREE_BACKEND), freed.map(([, b]) => encodeBackend(b)));
+  write('backends of removed VIPs', 'lb_backends', freed.map(([id]) => id), freed.map(() => FREE_BACKEND), freed.map(([, b]) => encodeBackend(b)));
   arrayWrite(write, 'VIP ids of removed VIPs', 'lb_vip_ids', idsDuring, idsAfter, K);
   arrayWrite(write, 'VIP bits of removed VIPs', 'lb_vip_bits', bitsDuring, bitsAfter, 8);
   return { steps, result };
@@ -291,17 +291,17 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
 
 /** The entries of an array (the whole of it, before and after) that differ. */
 function arrayWrite(
-  write: (what: string, map: LbMapName, keys: Buffer[], values: Buffer[], old: Buffer[]) => void,
+  write: (what: string, map: LbMapName, keys: number[], values: Buffer[], old: Buffer[]) => void,
   what: string, map: LbMapName, before: Buffer, after: Buffer, size: number,
 ): void {
-  const keys: Buffer[] = [];
+  const keys: number[] = [];
   const values: Buffer[] = [];
   const old: Buffer[] = [];
   for (let i = 0; i * size < after.length; i++) {
     const a = before.subarray(i * size, (i + 1) * size);
     const b = after.subarray(i * size, (i + 1) * size);
     if (a.equals(b)) continue;
-    keys.push(u32(i));
+    keys.push(i);
     values.push(b);
     old.push(a);
   }
