@@ -259,11 +259,13 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   // come out after it. Both arrays are compared whole, so whatever left
   // them wrong is repaired.
   const K = LAYOUT.lb_vip_key.size;
-  const idsDuring = Buffer.from(have.vipIdsRaw);
-  for (const p of vips) encodeVipKey(p.vip).copy(idsDuring, p.id * K);
-  const idsAfter = Buffer.alloc(idsDuring.length);
-  for (const p of vips) encodeVipKey(p.vip).copy(idsAfter, p.id * K);
   const wantedKeys = vips.map((p) => encodeVipKey(p.vip));
+  const idsDuring = Buffer.from(have.vipIdsRaw);
+  const idsAfter = Buffer.alloc(idsDuring.length);
+  vips.forEach((p, i) => {
+    wantedKeys[i].copy(idsDuring, p.id * K);
+    wantedKeys[i].copy(idsAfter, p.id * K);
+  });
   const bitsDuring = vipBits([...have.vips.values()].map((v) => v.key).concat(wantedKeys));
   const bitsAfter = vipBits(wantedKeys);
   arrayWrite(write, 'VIP ids', 'lb_vip_ids', have.vipIdsRaw, idsDuring, K);

@@ -54,7 +54,7 @@ export interface LbState {
   vipBitsRaw: Buffer;
 }
 
-export function readRaw(maps: LbMaps): RawState {
+function readRaw(maps: LbMaps): RawState {
   const tables = new Map<number, string>();
   // One batch call for the whole array of tables; each table's name comes
   // from its own map info.
