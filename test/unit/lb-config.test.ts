@@ -115,6 +115,14 @@ describe('lb small edits', () => {
       "VIP tcp:[fd00::1]:80.backends[0].address: expected an IPv6 address, got '10.0.0.2'",
     );
   });
+
+  it('names the flag, not the config key, wherever the key is in the message', () => {
+    const v4only = validateConfig({ nat: { source_ipv4: '10.0.0.10' }, vips: [VIP] });
+    const add = (vipText: string, backend: string) => () => editConfig(v4only, { kind: 'vip-add', vip: parseVipRef(vipText), backends: [{ address: backend }], weight: 1 });
+    expect(add('tcp:[fd00::10]:80', 'fd00::2')).toThrow(/^VIP tcp:\[fd00::10\]:80: an IPv6 VIP needs --nat-source$/);
+    const none = validateConfig({ nat: { source_ipv6: 'fd00::10' }, vips: [] });
+    expect(() => editConfig(none, { kind: 'vip-add', vip, backends: [{ address: '10.0.0.2' }], weight: 1 })).toThrow(/^VIP tcp:10\.0\.0\.10:8000: an IPv4 VIP needs --nat-source$/);
+  });
 });
 
 describe('lb health config', () => {

@@ -2,15 +2,18 @@
 // every subprogram's; see src/cli/subprogram.ts): a whole config from a
 // file, small edits, and purging the namespace's state.
 import { readFileSync } from 'node:fs';
-import { optional, required, type ActionSpec, type Args, type OptionSpec } from '../../command.js';
+import { optional, required, type ActionContext, type ActionSpec, type Args, type OptionSpec } from '../../command.js';
 import { UsageError } from '../../errors.js';
 import { table, toJson } from '../../format.js';
 import type { AttachHook } from '../contract.js';
 import { parseConfig, vipName, address, type LbConfig } from './config.js';
 import { editConfig, parseBackendRefs, parseVipRef, parseWeight, type Edit } from './edit.js';
 import { isPrime } from './maglev.js';
+import { vipWarnings } from './local.js';
 import { purgeLbState, withLbState } from './pins.js';
-import { applyConfig, readState, type ApplyResult } from './state.js';
+import { applyConfig } from './apply.js';
+import type { ApplyResult } from './plan.js';
+import { readState } from './state.js';
 import type { LbStatus } from './status.js';
 import { rateAt, withRate, type RateTree } from '../../rates.js';
 
@@ -95,11 +98,14 @@ export function formatStatus(s: LbStatus, rates?: RateTree): string {
   ].join('\n');
 }
 
-function applyAndReport(change: (current: LbConfig | null) => LbConfig, ctx: { print(t: string): void; json: boolean }): void {
+function applyAndReport(change: (current: LbConfig | null) => LbConfig, ctx: ActionContext): void {
+  let applied: LbConfig | undefined;
   const r = withLbState((maps) => {
     const have = readState(maps);
-    return applyConfig(maps, change(have.config), have);
+    applied = change(have.config);
+    return applyConfig(maps, applied, have);
   });
+  for (const line of vipWarnings(applied!)) ctx.warn(line);
   ctx.print(ctx.json ? toJson(r) : describeApply(r));
 }
 

@@ -65,10 +65,12 @@ export function parseBackendRefs(text: string): BackendRef[] {
   return refs;
 }
 
-/** The command-line flag for a key path of the config, where there is one. */
+/** The message with the command-line flag for each key path of the config
+ *  that has one, wherever the key is: at the start (the key that is wrong)
+ *  or further on ("an IPv6 VIP needs nat.source_ipv6"). */
 function flagFor(message: string): string {
-  return message.replace(/^nat\.source_ipv[46]/, '--nat-source').replace(/^(VIP \S+)\.table_size/, '$1 --table-size')
-    .replace(/^(VIP \S+)\.backends\[\d+\]\.weight/, '$1 --weight');
+  return message.replace(/\bnat\.source_ipv[46]\b/g, '--nat-source')
+    .replace(/^(VIP \S+)\.table_size/, '$1 --table-size').replace(/^(VIP \S+)\.backends\[\d+\]\.weight/, '$1 --weight');
 }
 
 export function parseWeight(text: string): number {
@@ -124,6 +126,7 @@ export function editConfig(current: LbConfig, edit: Edit): LbConfig {
   try {
     return validateConfig(next);
   } catch (err) {
-    throw new UsageError(flagFor((err as Error).message.replace(/^vips\[\d+\]/, `VIP ${name}`)));
+    // The VIP's own address is the one on the command line: `VIP x:` says it.
+    throw new UsageError(flagFor((err as Error).message.replace(/^vips\[\d+\](\.address(?=:))?/, `VIP ${name}`)));
   }
 }

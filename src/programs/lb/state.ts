@@ -1,61 +1,108 @@
-// The load balancer's state in the kernel: read back whole from its maps (the
-// kernel is the source of truth) and changed by applying a config, writing
-// only the difference. A Maglev table is never written in place: a new inner
-// map is filled and swapped in by one update of lb_maglev.
-import { BpfMap, MAP_F, MAP_TYPE, possibleCpus } from '../../libbpf/index.js';
-import { XdplbError } from '../../errors.js';
-import { maglevTable } from './maglev.js';
-import { kernelHz } from './clock.js';
-import { VIP_BITS_WORDS, vipBits } from './vipbits.js';
+// The load balancer's state, read back whole from the kernel's maps (the
+// kernel is the source of truth; there is no state file): a plain value the
+// planner (plan.ts) compares with a config. Reading is split from decoding
+// so that the planner's tests can build states without a kernel.
+import { BpfMap, possibleCpus } from '../../libbpf/index.js';
+import { VIP_BITS_WORDS } from './vipbits.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeCounters, decodeVip, decodeVipKey,
-  encodeBackend, encodeConfig, encodeVip, encodeVipKey, u32, type BackendEntry, type LbCounters,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeVip, decodeVipKey, type BackendEntry,
 } from './layout.js';
-import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type BackendConfig, type LbConfig, type VipConfig } from './config.js';
+import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type LbConfig, type VipConfig } from './config.js';
 import type { LbMapName } from './spec.js';
 
 export type LbMaps = Record<LbMapName, BpfMap>;
+
+/** A VIP as lb_vips holds it. */
+export interface HeldVip {
+  id: number;
+  tableSize: number;
+  /** Its lb_vips key, encoded. */
+  key: Buffer;
+}
+
+/** What the kernel's maps hold, as read: no decoding beyond keys. */
+export interface RawState {
+  /** lb_config's one entry. */
+  config: Buffer | null;
+  /** lb_vips: [key, value] for every VIP. */
+  vips: Array<[Buffer, Buffer]>;
+  /** lb_backends, the whole array. */
+  backends: Buffer;
+  /** VIP id -> the name of the table lb_maglev holds at that id. */
+  tables: Map<number, string>;
+  /** lb_vip_ids and lb_vip_bits, whole. */
+  vipIds: Buffer;
+  vipBits: Buffer;
+}
 
 export interface LbState {
   /** The config the kernel holds, built on first use: applying a whole
    *  file never needs it (10,000 backends take a millisecond). */
   readonly config: LbConfig;
   /** VIP key (vipName) -> id and table size. */
-  vips: Map<string, { id: number; tableSize: number; key: Buffer }>;
+  vips: Map<string, HeldVip>;
   /** Backend id -> entry, for every slot in use (removed ones included). */
   backends: Map<number, BackendEntry>;
   /** lb_config as the kernel holds it, null before the first apply. */
   configRaw: Buffer | null;
+  /** VIP id -> the name of its table in lb_maglev, which says what the
+   *  table was built from (plan.ts tableName); every id with a table, a
+   *  VIP's or not. */
+  tables: Map<number, string>;
+  /** lb_vip_ids and lb_vip_bits, whole. */
+  vipIdsRaw: Buffer;
+  vipBitsRaw: Buffer;
 }
 
-const ZERO = u32(0);
-/** As struct lb_table's in lb_maps.h: the outer map takes only inner maps
- *  with the template's flags. */
-const TABLE_FLAGS = MAP_F.INNER_MAP | MAP_F.MMAPABLE;
+function readRaw(maps: LbMaps): RawState {
+  const tables = new Map<number, string>();
+  // One batch call for the whole array of tables; each table's name comes
+  // from its own map info.
+  for (const [key, value] of maps.lb_maglev.entries(LB_MAX_VIPS)) {
+    const table = BpfMap.byId(value.readUInt32LE(0));
+    if (!table) continue; // swapped out since
+    tables.set(key.readUInt32LE(0), table.name);
+    table.close();
+  }
+  return {
+    config: maps.lb_config.lookup(0),
+    // One batch call for every VIP, not a key walk and a lookup per VIP.
+    vips: maps.lb_vips.entries(LB_MAX_VIPS),
+    backends: maps.lb_backends.readMapped(LB_MAX_BACKENDS),
+    tables,
+    vipIds: maps.lb_vip_ids.values(LB_MAX_VIPS),
+    vipBits: maps.lb_vip_bits.values(VIP_BITS_WORDS),
+  };
+}
 
-export function readState(maps: LbMaps): LbState {
-  const cfgRaw = maps.lb_config.lookup(0);
-  const vips = new Map<string, { id: number; tableSize: number; key: Buffer }>();
-  // One batch call for every VIP, not a key walk and a lookup per VIP.
-  for (const [key, v] of maps.lb_vips.entries(LB_MAX_VIPS)) {
+/** The state in `raw` (pure). */
+export function decodeState(raw: RawState): LbState {
+  const vips = new Map<string, HeldVip>();
+  for (const [key, v] of raw.vips) {
     const { id, tableSize } = decodeVip(v);
     vips.set(vipName(decodeVipKey(key)), { id, tableSize, key });
   }
   const backends = new Map<number, BackendEntry>();
-  const raw = maps.lb_backends.readMapped(LB_MAX_BACKENDS);
   for (let id = 0; id < LB_MAX_BACKENDS; id++) {
-    const e = decodeBackend(raw, id * LAYOUT.lb_backend.size);
+    const e = decodeBackend(raw.backends, id * LAYOUT.lb_backend.size);
     if (e) backends.set(id, e);
   }
   let config: LbConfig | undefined;
   return {
     get config() {
-      return (config ??= heldConfig(cfgRaw, vips, backends));
+      return (config ??= heldConfig(raw.config, vips, backends));
     },
     vips,
     backends,
-    configRaw: cfgRaw,
+    configRaw: raw.config,
+    tables: raw.tables,
+    vipIdsRaw: raw.vipIds,
+    vipBitsRaw: raw.vipBits,
   };
+}
+
+export function readState(maps: LbMaps): LbState {
+  return decodeState(readRaw(maps));
 }
 
 /** The kernel's config in validateConfig's form: each VIP's live backends, in id order. */
@@ -73,303 +120,29 @@ function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState
   return { nat: cfg?.nat ?? { ...DEFAULT_NAT }, timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS }, vips: list };
 }
 
-/** One write the apply made, and how to undo it. */
-interface Undo {
-  map: BpfMap;
-  key: Buffer;
-  old: Buffer | null;
-}
-
-export interface ApplyResult {
-  vips_added: number;
-  vips_removed: number;
-  vips_changed: number;
-  tables_written: number;
-  backends_written: number;
-}
-
 /**
- * Make the kernel hold `want`, writing only what differs. Order matters for
- * packets in flight: backends first, then each changed VIP's new table (one
- * swap), then the VIP entries, and removals last. A kernel error part way
- * undoes the writes made so far.
+ * Backend ids that some flow may still use: those in an entry of the
+ * connection table, the NAT table or the fragment table, live or expired
+ * (an expired entry is gone only once the data plane or the LRU replaces
+ * it). A per-CPU table's value counts on every CPU that has seen the flow
+ * (a CPU that has not holds zeros, last_seen 0). One walk of each table, in
+ * batches: about 200 ms for full connection and NAT tables (262,144 entries
+ * each), so it is made only when an apply needs the ids of removed backends.
  */
-export function applyConfig(maps: LbMaps, want: LbConfig, have: LbState = readState(maps)): ApplyResult {
-  const result: ApplyResult = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 };
-
-  // Plan ids before writing anything, so running out of room changes nothing.
-  const wanted = new Set(want.vips.map(vipName));
-  const freedVipIds = new Set([...have.vips.entries()].filter(([n]) => !wanted.has(n)).map(([, v]) => v.id));
-  // Each VIP's backends, removed ones included, in id order.
-  const byVip = new Map<number, Held>();
-  for (const [id, b] of have.backends) {
-    const held = byVip.get(b.vipId);
-    if (held) {
-      held.ids.push(id);
-      held.entries.push(b);
-    } else {
-      byVip.set(b.vipId, { ids: [id], entries: [b] });
-    }
-  }
-  const usedVipIds = new Set([...have.vips.values()].map((v) => v.id));
-  const nextFree = (used: (i: number) => boolean, max: number) => {
-    let i = 0;
-    return () => {
-      while (i < max && used(i)) i++;
-      return i < max ? i++ : undefined;
-    };
-  };
-  const freeVip = nextFree((i) => usedVipIds.has(i), LB_MAX_VIPS);
-  const freeBackend = nextFree((i) => have.backends.has(i), LB_MAX_BACKENDS);
-  /** Backend entries to write: wanted ones the kernel does not hold yet, and new tombstones. */
-  const changed: Array<{ id: number; entry: BackendEntry }> = [];
-  const plan = want.vips.map((v) => {
-    const current = have.vips.get(vipName(v));
-    const id = current?.id ?? freeVip();
-    if (id === undefined) throw new XdplbError(`no room for VIP ${vipName(v)}: at most ${LB_MAX_VIPS} VIPs`);
-    const had = (current && byVip.get(id)) || { ids: [], entries: [] };
-    const { at, unmatched } = matchBackends(v.backends, had.entries);
-    // The table is a function of its size and of each backend's id, identity
-    // and weight (maglev.ts is deterministic): when none of these changed,
-    // the table in place is the one we would build, and is left alone.
-    let sameTable = !!current && current.tableSize === v.table_size;
-    const ids = v.backends.map((b, i) => {
-      const k = at[i];
-      const bid = k === undefined ? freeBackend() : had.ids[k];
-      if (bid === undefined) {
-        throw new XdplbError(`no room for backend ${b.address} port ${b.port} of VIP ${vipName(v)}: at most ${LB_MAX_BACKENDS} backends, removed ones included`);
+export function flowBackends(maps: LbMaps): Set<number> {
+  const ids = new Set<number>();
+  const scan = (map: BpfMap, backendAt: number, seenAt?: number) => {
+    const stride = map.perCpu ? Math.ceil(map.valueSize / 8) * 8 : map.valueSize;
+    const cpus = map.perCpu ? possibleCpus() : 1;
+    map.forEachValue((values, at) => {
+      for (let cpu = 0; cpu < cpus; cpu++, at += stride) {
+        if (map.perCpu && seenAt !== undefined && values.readBigUInt64LE(at + seenAt) === 0n) continue;
+        ids.add(values.readUInt32LE(at + backendAt));
       }
-      const old = k === undefined ? undefined : had.entries[k];
-      sameTable &&= !!old && !old.removed && old.weight === b.weight;
-      if (!holds(old, id, b)) changed.push({ id: bid, entry: { address: b.address, port: b.port, vipId: id, weight: b.weight, mac: b.mac, removed: false } });
-      return bid;
     });
-    // Backends dropped from a kept VIP stay as tombstones: established flows
-    // still reach them; new flows do not (they are out of the table).
-    for (const k of unmatched) {
-      const old = had.entries[k];
-      if (old.removed) continue;
-      sameTable = false;
-      changed.push({ id: had.ids[k], entry: { ...old, removed: true } });
-    }
-    return { vip: v, id, current, ids, sameTable };
-  });
-
-  const undo: Undo[] = [];
-  /** Write unless the kernel holds it already; `old` is what readState saw. */
-  const write = (map: BpfMap, key: Buffer, value: Buffer, old: Buffer | null) => {
-    if (old && old.equals(value)) return;
-    map.update(key, value);
-    undo.push({ map, key, old });
   };
-  const remove = (map: BpfMap, key: Buffer) => {
-    const old = map.lookup(key);
-    if (!old) return;
-    map.delete(key);
-    undo.push({ map, key, old });
-  };
-  /** Write the entries of an array map where `next` differs from `prev`
-   *  (both the whole array), in one batch. */
-  const writeChanged = (map: BpfMap, prev: Buffer, next: Buffer, size: number) => {
-    const ids: number[] = [];
-    for (let i = 0; i * size < next.length; i++) {
-      const a = prev.subarray(i * size, (i + 1) * size);
-      if (a.equals(next.subarray(i * size, (i + 1) * size))) continue;
-      ids.push(i);
-      undo.push({ map, key: u32(i), old: Buffer.from(a) });
-    }
-    map.updateIndexes(ids, ids.map((i) => next.subarray(i * size, (i + 1) * size)));
-  };
-  const swapped: Array<{ key: Buffer; old: BpfMap | null }> = [];
-  const built: Array<{ id: number; table: BpfMap }> = [];
-  try {
-    write(maps.lb_config, ZERO, encodeConfig(want.nat, want.timeouts, kernelHz()), have.configRaw);
-    // Changed backend entries in one batch, and zeroed counters for new ids
-    // and new VIPs.
-    const fresh = changed.filter((b) => !have.backends.has(b.id)).map((b) => b.id);
-    for (const b of changed) {
-      const old = have.backends.get(b.id);
-      undo.push({ map: maps.lb_backends, key: u32(b.id), old: old ? encodeBackend(old) : Buffer.alloc(LAYOUT.lb_backend.size) });
-    }
-    maps.lb_backends.updateIndexes(changed.map((b) => b.id), changed.map((b) => encodeBackend(b.entry)));
-    maps.lb_be_stats.updateIndexes(fresh, fresh.map(() => Buffer.alloc(countersSize())));
-    result.backends_written = changed.length;
-    const newVips = plan.filter((p) => !p.current).map((p) => p.id);
-    maps.lb_vip_stats.updateIndexes(newVips, newVips.map(() => Buffer.alloc(countersSize())));
-    for (const p of plan) {
-      if (p.sameTable) continue;
-      const key = u32(p.id);
-      // A VIP's entry holds its table size; packets index with the size they
-      // read. Growing, the old size fits the new table: swap, then resize.
-      // Shrinking, resize first so that no index runs past the new table.
-      if (p.current && p.vip.table_size < p.current.tableSize) {
-        write(maps.lb_vips, p.current.key, encodeVip(p.id, p.vip.table_size), encodeVip(p.id, p.current.tableSize));
-      }
-      swapped.push({ key, old: innerMap(maps.lb_maglev, key) });
-      const table = maglevTable(p.vip.backends.map((b, i) => ({ id: p.ids[i], key: `${b.address}:${b.port}`, weight: b.weight })), p.vip.table_size);
-      built.push({ id: p.id, table: buildTable(table) });
-      result.tables_written++;
-      if (p.current) result.vips_changed++;
-    }
-    // Every new table in one batch update of the outer map: the kernel waits
-    // for running programs to let go of the old tables (an RCU grace period)
-    // once per update call, not once per table.
-    maps.lb_maglev.updateIndexes(built.map((t) => t.id), built.map((t) => u32(t.table.fd)));
-    // A new VIP's id and bit go in before its lb_vips entry, a removed one's
-    // come out after it: the bits stay a superset of the VIPs throughout.
-    const ids = maps.lb_vip_ids.values(LB_MAX_VIPS);
-    const bits = maps.lb_vip_bits.values(VIP_BITS_WORDS);
-    const idsDuring = Buffer.from(ids);
-    for (const p of plan) encodeVipKey(p.vip).copy(idsDuring, p.id * LAYOUT.lb_vip_key.size);
-    writeChanged(maps.lb_vip_ids, ids, idsDuring, LAYOUT.lb_vip_key.size);
-    const bitsDuring = vipBits([...have.vips.values()].map((v) => v.key).concat(plan.map((p) => encodeVipKey(p.vip))));
-    writeChanged(maps.lb_vip_bits, bits, bitsDuring, 8);
-    for (const p of plan) {
-      // Same size: nothing to write; smaller: written before the swap.
-      if (p.current && p.vip.table_size <= p.current.tableSize) continue;
-      const old = p.current ? encodeVip(p.current.id, p.current.tableSize) : null;
-      write(maps.lb_vips, p.current?.key ?? encodeVipKey(p.vip), encodeVip(p.id, p.vip.table_size), old);
-      if (!p.current) result.vips_added++;
-    }
-    for (const [name, v] of have.vips) {
-      if (wanted.has(name)) continue;
-      remove(maps.lb_vips, v.key);
-      swapped.push({ key: u32(v.id), old: innerMap(maps.lb_maglev, u32(v.id)) });
-      maps.lb_maglev.delete(u32(v.id));
-      result.vips_removed++;
-    }
-    for (const vipId of freedVipIds) {
-      const held = byVip.get(vipId);
-      held?.ids.forEach((id, k) => write(maps.lb_backends, u32(id), Buffer.alloc(LAYOUT.lb_backend.size), encodeBackend(held.entries[k])));
-    }
-    const idsAfter = Buffer.alloc(idsDuring.length);
-    for (const p of plan) encodeVipKey(p.vip).copy(idsAfter, p.id * LAYOUT.lb_vip_key.size);
-    writeChanged(maps.lb_vip_ids, idsDuring, idsAfter, LAYOUT.lb_vip_key.size);
-    writeChanged(maps.lb_vip_bits, bitsDuring, vipBits(plan.map((p) => encodeVipKey(p.vip))), 8);
-  } catch (err) {
-    // Best effort: the error that stopped the apply is the one to report.
-    const attempt = (fn: () => unknown) => {
-      try {
-        fn();
-      } catch {
-        // keep undoing the rest
-      }
-    };
-    for (const u of undo.reverse()) attempt(() => (u.old ? u.map.update(u.key, u.old) : u.map.delete(u.key)));
-    for (const s of swapped.reverse()) {
-      attempt(() => (s.old ? maps.lb_maglev.update(s.key, u32(s.old.fd)) : maps.lb_maglev.delete(s.key)));
-    }
-    throw err;
-  } finally {
-    for (const s of swapped) s.old?.close();
-    for (const t of built) t.table.close();
-  }
-  return result;
-}
-
-/** A VIP's backends in the kernel: ids and entries, in id order. */
-interface Held {
-  ids: number[];
-  entries: BackendEntry[];
-}
-
-/** Where each wanted backend of a VIP is among the kernel's entries `had`
- *  (by address and port, removed ones included: a backend added back gets
- *  its id back), undefined for a new one; and the places in `had` that no
- *  wanted backend took. */
-function matchBackends(want: BackendConfig[], had: BackendEntry[]): { at: Array<number | undefined>; unmatched: number[] } {
-  // Ids are handed out in the config's order, so the kernel usually holds
-  // a VIP's backends in that order: check position by position first, and
-  // build keys only when that fails.
-  if (had.length === want.length && want.every((b, i) => had[i].address === b.address && had[i].port === b.port)) {
-    return { at: want.map((_, i) => i), unmatched: [] };
-  }
-  const byKey = new Map(had.map((e, i) => [`${e.address}|${e.port}`, i]));
-  const at = want.map((b) => {
-    const key = `${b.address}|${b.port}`;
-    const i = byKey.get(key);
-    byKey.delete(key);
-    return i;
-  });
-  return { at, unmatched: [...byKey.values()] };
-}
-
-/** Whether the kernel's entry `old` is already backend `b` of VIP `vipId`. */
-function holds(old: BackendEntry | undefined, vipId: number, b: BackendConfig): boolean {
-  return !!old && !old.removed && old.vipId === vipId && old.address === b.address && old.port === b.port &&
-    old.weight === b.weight && (old.mac ?? '') === (b.mac ?? '');
-}
-
-/** One per-CPU counters value, for every CPU (each rounded to 8 bytes). */
-const countersSize = () => Math.ceil(LAYOUT.lb_counters.size / 8) * 8 * possibleCpus();
-
-/** The table now at `key` of the outer map, null when none. */
-function innerMap(outer: BpfMap, key: Buffer): BpfMap | null {
-  const id = outer.lookup(key);
-  return id ? BpfMap.byId(id.readUInt32LE(0)) : null;
-}
-
-/** A new inner map holding `table`, filled through a memory mapping (one
- *  copy, not an update per entry); the caller swaps it in and closes it. */
-function buildTable(table: Uint32Array): BpfMap {
-  const map = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 4, table.length, TABLE_FLAGS);
-  try {
-    map.writeMapped(Buffer.from(table.buffer, table.byteOffset, table.byteLength), table.length);
-  } catch (err) {
-    map.close();
-    throw err;
-  }
-  return map;
-}
-
-export interface BackendStatus {
-  id: number;
-  address: string;
-  port: number;
-  weight: number;
-  mac?: string;
-  /** Out of the table, still serving its established flows. */
-  removed: boolean;
-  counters: LbCounters;
-}
-
-export interface VipStatus {
-  id: number;
-  address: string;
-  port: number;
-  protocol: string;
-  table_size: number;
-  counters: LbCounters;
-  backends: BackendStatus[];
-}
-
-function counters(map: BpfMap, id: number): LbCounters {
-  return decodeCounters(map.sumPerCpu(id));
-}
-
-export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
-  return [...state.vips.values()]
-    .sort((a, b) => a.id - b.id)
-    .map((v) => ({
-      id: v.id,
-      ...decodeVipKey(v.key),
-      table_size: v.tableSize,
-      counters: counters(maps.lb_vip_stats, v.id),
-      backends: [...state.backends.entries()]
-        .filter(([, b]) => b.vipId === v.id)
-        .map(([id, b]) => ({
-          id, address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}),
-          removed: b.removed, counters: counters(maps.lb_be_stats, id),
-        })),
-    }));
-}
-
-/** How full the connection and NAT tables are: entries walked, of capacity. */
-export function tableFill(maps: LbMaps): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
-  return {
-    connections: maps.lb_conns.count(),
-    connections_max: maps.lb_conns.maxEntries,
-    nat_ports: maps.lb_nat.count(),
-    nat_ports_max: maps.lb_nat.maxEntries,
-  };
+  scan(maps.lb_conns, LAYOUT.lb_conn.backend, LAYOUT.lb_conn.last_seen);
+  scan(maps.lb_nat, LAYOUT.lb_nat.backend);
+  scan(maps.lb_frags, LAYOUT.lb_frag.backend);
+  return ids;
 }

@@ -1,11 +1,64 @@
 // What the balancer is doing, read back from the kernel: where it runs, its
 // NAT settings, how full its tables are, and every VIP and backend with
 // their counters (per-CPU values summed).
+import type { BpfMap } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { resolveIface } from '../../root/pins.js';
 import { lbInterfaces, openLbMaps, closeLbMaps } from './pins.js';
-import { readState, tableFill, vipStatus, type VipStatus } from './state.js';
-import type { NatConfig, Timeouts } from './layout.js';
+import { readState, type LbMaps } from './state.js';
+import { decodeCounters, decodeVipKey, type LbCounters, type NatConfig, type Timeouts } from './layout.js';
+
+export interface BackendStatus {
+  id: number;
+  address: string;
+  port: number;
+  weight: number;
+  mac?: string;
+  /** Out of the table, still serving its established flows. */
+  removed: boolean;
+  counters: LbCounters;
+}
+
+export interface VipStatus {
+  id: number;
+  address: string;
+  port: number;
+  protocol: string;
+  table_size: number;
+  counters: LbCounters;
+  backends: BackendStatus[];
+}
+
+function counters(map: BpfMap, id: number): LbCounters {
+  return decodeCounters(map.sumPerCpu(id));
+}
+
+export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
+  return [...state.vips.values()]
+    .sort((a, b) => a.id - b.id)
+    .map((v) => ({
+      id: v.id,
+      ...decodeVipKey(v.key),
+      table_size: v.tableSize,
+      counters: counters(maps.lb_vip_stats, v.id),
+      backends: [...state.backends.entries()]
+        .filter(([, b]) => b.vipId === v.id)
+        .map(([id, b]) => ({
+          id, address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}),
+          removed: b.removed, counters: counters(maps.lb_be_stats, id),
+        })),
+    }));
+}
+
+/** How full the connection and NAT tables are: entries walked, of capacity. */
+export function tableFill(maps: LbMaps): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
+  return {
+    connections: maps.lb_conns.count(),
+    connections_max: maps.lb_conns.maxEntries,
+    nat_ports: maps.lb_nat.count(),
+    nat_ports_max: maps.lb_nat.maxEntries,
+  };
+}
 
 export type LbStatus =
   | { loaded: false; interfaces: Record<string, never> }
