@@ -43,6 +43,17 @@ static __always_inline __u32 lb_flow_hash(const struct lb_flow *f, __u32 seed)
 	return lb_final(h);
 }
 
+static __always_inline int lb_flow_eq(const struct lb_flow *a, const struct lb_flow *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(*a) / 4); i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
 /* May (dst, dport, proto, family) be a VIP? False means certainly not (its
  * bit in lb_vip_bits is clear); the words mixed are those of its
  * lb_vip_key, little-endian, as src/programs/lb/vipbits.ts mixes them. */

@@ -11,8 +11,8 @@ import { maglevTable } from './maglev.js';
 import { kernelHz } from './clock.js';
 import { VIP_BITS_WORDS, vipBits } from './vipbits.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeCounters, decodeVip, decodeVipKey,
-  encodeBackend, encodeConfig, encodeVip, encodeVipKey, u32, type BackendEntry, type LbCounters,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeCounters, decodeVip, decodeVipFwd, decodeVipKey,
+  encodeBackend, encodeConfig, encodeVip, encodeVipFwd, encodeVipKey, u32, type BackendEntry, type LbCounters,
 } from './layout.js';
 import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type BackendConfig, type LbConfig, type VipConfig } from './config.js';
 import type { LbMapName } from './spec.js';
@@ -29,6 +29,8 @@ export interface LbState {
   backends: Map<number, BackendEntry>;
   /** lb_config as the kernel holds it, null before the first apply. */
   configRaw: Buffer | null;
+  /** lb_vip_fwd, the whole array: each VIP's forwarding, by id. */
+  forwardingRaw: Buffer;
 }
 
 const ZERO = u32(0);
@@ -50,19 +52,21 @@ export function readState(fds: LbFds): LbState {
     const e = decodeBackend(raw, id * LAYOUT.lb_backend.size);
     if (e) backends.set(id, e);
   }
+  const forwardingRaw = arrayValues(fds.lb_vip_fwd, LAYOUT.lb_vip_fwd.size, LB_MAX_VIPS);
   let config: LbConfig | undefined;
   return {
     get config() {
-      return (config ??= heldConfig(cfgRaw, vips, backends));
+      return (config ??= heldConfig(cfgRaw, vips, backends, forwardingRaw));
     },
     vips,
     backends,
     configRaw: cfgRaw,
+    forwardingRaw,
   };
 }
 
 /** The kernel's config in validateConfig's form: each VIP's live backends, in id order. */
-function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState['backends']): LbConfig {
+function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState['backends'], fwd: Buffer): LbConfig {
   const cfg = raw ? decodeConfig(raw) : null;
   const live = new Map<number, VipConfig['backends']>();
   for (const b of backends.values()) {
@@ -72,7 +76,10 @@ function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState
   }
   const list: VipConfig[] = [...vips.values()]
     .sort((a, b) => a.id - b.id)
-    .map((v) => ({ ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [] }));
+    .map((v) => ({
+      ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [],
+      ...decodeVipFwd(fwd, v.id * LAYOUT.lb_vip_fwd.size),
+    }));
   return { nat: cfg?.nat ?? { ...DEFAULT_NAT }, timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS }, vips: list };
 }
 
@@ -218,6 +225,17 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     // for running programs to let go of the old tables (an RCU grace period)
     // once per update call, not once per table.
     writeArray(fds.lb_maglev, built.map((t) => t.id), built.map((t) => u32(t.fd)));
+    // Each VIP's forwarding, before a new VIP can be reached; a removed
+    // VIP's is cleared after it is gone.
+    const F = LAYOUT.lb_vip_fwd.size;
+    const fwdDuring = Buffer.from(have.forwardingRaw);
+    for (const p of plan) {
+      const entry = encodeVipFwd(p.vip);
+      // A VIP whose table changed is counted already.
+      if (p.current && p.sameTable && !entry.equals(have.forwardingRaw.subarray(p.id * F, (p.id + 1) * F))) result.vips_changed++;
+      entry.copy(fwdDuring, p.id * F);
+    }
+    writeChanged(fds.lb_vip_fwd, have.forwardingRaw, fwdDuring, F);
     // A new VIP's id and bit go in before its lb_vips entry, a removed one's
     // come out after it: the bits stay a superset of the VIPs throughout.
     const ids = arrayValues(fds.lb_vip_ids, LAYOUT.lb_vip_key.size, LB_MAX_VIPS);
@@ -248,6 +266,9 @@ export function applyConfig(fds: LbFds, want: LbConfig, have: LbState = readStat
     const idsAfter = Buffer.alloc(idsDuring.length);
     for (const p of plan) encodeVipKey(p.vip).copy(idsAfter, p.id * LAYOUT.lb_vip_key.size);
     writeChanged(fds.lb_vip_ids, idsDuring, idsAfter, LAYOUT.lb_vip_key.size);
+    const fwdAfter = Buffer.from(fwdDuring);
+    for (const vipId of freedVipIds) fwdAfter.fill(0, vipId * F, (vipId + 1) * F);
+    writeChanged(fds.lb_vip_fwd, fwdDuring, fwdAfter, F);
     writeChanged(fds.lb_vip_bits, bitsDuring, vipBits(plan.map((p) => encodeVipKey(p.vip))), 8);
   } catch (err) {
     // Best effort: the error that stopped the apply is the one to report.
@@ -378,7 +399,8 @@ export function vipStatus(fds: LbFds, state = readState(fds)): VipStatus[] {
 /** How full the connection and NAT tables are: entries walked, of capacity. */
 export function tableFill(fds: LbFds): { connections: number; connections_max: number; nat_ports: number; nat_ports_max: number } {
   return {
-    connections: mapCount(fds.lb_conns, LAYOUT.lb_flow.size, LAYOUT.lb_conn.size),
+    // Per-CPU values: a batch read copies one per CPU.
+    connections: mapCount(fds.lb_conns, LAYOUT.lb_flow.size, Math.ceil(LAYOUT.lb_conn.size / 8) * 8 * possibleCpus()),
     connections_max: mapInfo(fds.lb_conns).maxEntries,
     nat_ports: mapCount(fds.lb_nat, LAYOUT.lb_nat_key.size, LAYOUT.lb_nat.size),
     nat_ports_max: mapInfo(fds.lb_nat).maxEntries,
