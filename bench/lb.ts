@@ -2,7 +2,7 @@
 // kernel with BPF_PROG_TEST_RUN inside a network namespace of its own (so
 // bpf_fib_lookup sees a real device, route and neighbour), and the control
 // plane's apply time for a large config and for a one-backend change.
-import { BpfObject, closeFd, ifNameToIndex, mapUpdate, monotonicNs, testRun } from '../src/libbpf/index.js';
+import { BpfObject, closeFd, ifNameToIndex, mapUpdate, monotonicNs, possibleCpus, testRun } from '../src/libbpf/index.js';
 import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
 import { loadSlotProgram } from '../src/root/slot.js';
 import { validateConfig, vipName } from '../src/programs/lb/config.js';
@@ -85,7 +85,8 @@ function writeLoop(fds: LbFds, a: string, b: string, nat: string): void {
     conn.writeBigUInt64LE(now, LAYOUT.lb_conn.last_seen);
     conn.writeUInt32LE(backendOf(vip), LAYOUT.lb_conn.backend);
     conn.writeUInt16BE(natPort, LAYOUT.lb_conn.nat_port);
-    mapUpdate(fds.lb_conns, flow, conn);
+    // Per CPU: the same entry on every CPU the bench may run on.
+    mapUpdate(fds.lb_conns, flow, Buffer.concat(Array.from({ length: possibleCpus() }, () => conn)));
     const key = Buffer.alloc(LAYOUT.lb_nat_key.size);
     addrBytes(backendAddr).copy(key, LAYOUT.lb_nat_key.backend);
     key.writeUInt16BE(8000, LAYOUT.lb_nat_key.bport);
@@ -96,7 +97,7 @@ function writeLoop(fds: LbFds, a: string, b: string, nat: string): void {
     flow.copy(value, LAYOUT.lb_nat.flow);
     value.writeUInt32LE(backendOf(vip), LAYOUT.lb_nat.backend);
     value.writeUInt32LE(vipId(vip), LAYOUT.lb_nat.vip);
-    mapUpdate(fds.lb_nat, key, value);
+    mapUpdate(fds.lb_nat, key, value); // cpu 0: the replies touch CPU 0's entry
   };
   track(a, PA, PB, b); // NAT:pa -> a  becomes  NAT:pb -> b
   track(b, PB, PA, a); // NAT:pb -> b  becomes  NAT:pa -> a
@@ -112,7 +113,7 @@ function largeConfig(weightOfFirst: number) {
   };
 }
 
-function lbInstance(config: unknown): { root: RootArray; fds: LbFds; close: () => void } {
+export function lbInstance(config: unknown): { root: RootArray; fds: LbFds; close: () => void } {
   const root = RootArray.load(BPF(ROOT_OBJECT));
   const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
   root.setSlot(SLOT, fd);

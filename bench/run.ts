@@ -16,6 +16,7 @@ import { measureDispatch } from './dispatch.js';
 import { PREFIX6_COUNT, measureFilter } from './filter.js';
 import { measureSampler } from './sampler.js';
 import { GOALS as LB_GOALS, measureLb } from './lb.js';
+import { measureDsr } from './dsr.js';
 import { envCount } from './stats.js';
 
 const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
@@ -83,6 +84,13 @@ function main(): void {
     ],
   ));
 
+  const dsr = measureDsr(rounds, repeat, envCount('BENCH_SINGLE_RUNS', 2001));
+  console.log(`\nDirect server return (xdp_lb slot 7) and the decapsulator (xdp_decap slot 6) through the root, TCP, ${rounds} rounds x ${repeat} repeats unless said (ns/packet):`);
+  console.log(table(
+    ['CASE', 'WHAT', 'REPEAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR', 'BALANCER\'S SHARE'],
+    dsr.cases.map((c) => [c.name, c.what, c.repeat, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor), c.estimate === undefined ? '' : ns(c.estimate)]),
+  ));
+
   const cli = measureCli(cliRuns);
   console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
   console.log(table(
@@ -104,6 +112,10 @@ function main(): void {
       ['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)],
       [`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)],
       ...lb.cases.filter((c) => c.goal !== undefined).map((c) => [`lb ${c.name}, above floor`, ns(c.aboveFloor), `<= ${c.goal} ns`, verdict(c.aboveFloor <= c.goal!)]),
+      ...dsr.cases.filter((c) => c.goal !== undefined).map((c) => {
+        const v = c.estimate ?? c.aboveFloor;
+        return [`${c.name}${c.estimate === undefined ? '' : ' (balancer\'s share)'}, above floor`, ns(v), `<= ${c.goal} ns`, verdict(v <= c.goal!)];
+      }),
       ['lb apply 100 x 100', ms(lb.applyLargeMs.median), `<= ${LB_GOALS.applyLargeMs} ms`, verdict(lb.applyLargeMs.median <= LB_GOALS.applyLargeMs)],
       ['lb apply one-backend change', ms(lb.applyOneMs.median), `<= ${LB_GOALS.applyOneMs} ms`, verdict(lb.applyOneMs.median <= LB_GOALS.applyOneMs)],
     ],
@@ -112,7 +124,7 @@ function main(): void {
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, dsr, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 

@@ -47,6 +47,18 @@ static __always_inline __u64 xdplb_csum_words(const __u16 *p, int words, const v
 	return sum;
 }
 
+/* Whether an IPv4 header's checksum holds (its words sum to 0xffff). The
+ * common 20-byte header is summed as five 32-bit words, no loop: the
+ * balancer checks every packet it forwards. */
+static __always_inline int xdplb_ipv4_csum_ok(const void *ip, __u32 ihl, const void *end)
+{
+	const __u32 *w = ip;
+
+	if (ihl == 5 && ip + 20 <= end)
+		return xdplb_csum_fold((__u64)w[0] + w[1] + w[2] + w[3] + w[4]) == 0;
+	return xdplb_csum_fold(xdplb_csum_words(ip, ihl * 2, end)) == 0;
+}
+
 /* Longest span xdplb_csum_bytes() sums: a frame without fragments (XDP's
  * page) and then some. */
 #define XDPLB_CSUM_TAIL_MAX 4096

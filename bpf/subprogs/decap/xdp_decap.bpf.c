@@ -146,7 +146,7 @@ static __always_inline int decap_ipv4(struct iphdr *ip, void *end, const struct 
 	len = bpf_ntohs(ip->tot_len);
 	if (ip->version != 4 || hlen < sizeof(*ip) || len < hlen || (void *)ip + len > end ||
 	    (void *)ip + hlen > end || xdplb_ipv4_is_fragment(ip) ||
-	    xdplb_csum_fold(xdplb_csum_words((const __u16 *)ip, hlen / 2, end)))
+	    !xdplb_ipv4_csum_ok(ip, ip->ihl, end))
 		return DECAP_MALFORMED;
 	l4 = (void *)ip + hlen;
 	if (ip->protocol == IPPROTO_UDP)

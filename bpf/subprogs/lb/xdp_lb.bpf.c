@@ -212,7 +212,7 @@ static __always_inline int lb_parse(struct xdp_md *ctx, struct lb_pkt *p)
  * would keep it wrong, an outer header would hide it). */
 static __always_inline int lb_ip_bad(const struct iphdr *ip, void *end)
 {
-	return ip && xdplb_csum_fold(xdplb_csum_words((const __u16 *)ip, ip->ihl * 2, end)) != 0;
+	return ip && !xdplb_ipv4_csum_ok(ip, ip->ihl, end);
 }
 
 static __always_inline const struct lb_addr *lb_nat_addr(const struct lb_config *cfg, __u8 family)
