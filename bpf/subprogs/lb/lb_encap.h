@@ -200,8 +200,8 @@ static __always_inline __u64 lb_inner_sum(struct xdp_md *ctx, const void *l3, __
 		goto whole;
 	/* The fixed header's words, plus the complement of the pseudo-header:
 	 * both hold the addresses, which cancel. */
-	pseudo = xdplb_csum_words((const __u16 *)&ip6->saddr, 16, end) + ip6->payload_len + bpf_htons(proto);
-	return xdplb_csum_words((const __u16 *)ip6, sizeof(*ip6) / 2, end) + xdplb_csum_fold(pseudo);
+	pseudo = xdplb_sum32(&ip6->saddr, 8) + ip6->payload_len + bpf_htons(proto);
+	return xdplb_sum32(ip6, 10) + xdplb_csum_fold(pseudo);
 whole:
 	return lb_sum_span(ctx, off, len);
 }
@@ -248,7 +248,7 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 		o->check = 0;
 		o->saddr = e->src.w[0];
 		o->daddr = dst->w[0];
-		o->check = xdplb_csum_fold(xdplb_csum_words((const __u16 *)o, sizeof(*o) / 2, end));
+		o->check = xdplb_csum_fold(xdplb_sum32(o, 5));
 		outer = o + 1;
 	} else {
 		struct ipv6hdr *o6 = outer;
@@ -276,9 +276,8 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 		if (e->family == LB_FAMILY_V6) {
 			/* Pseudo-header (addresses, length, next header), the
 			 * UDP header, the inner packet's sum. */
-			__u64 sum = xdplb_csum_words((const __u16 *)&e->src, 8, (void *)(&e->src + 1)) +
-				    xdplb_csum_words((const __u16 *)dst, 8, (void *)(dst + 1)) +
-				    2 * (__u64)u->len + bpf_htons(IPPROTO_UDP) + u->source + u->dest + e->inner_sum;
+			__u64 sum = xdplb_sum32(&e->src, 4) + xdplb_sum32(dst, 4) + 2 * (__u64)u->len +
+				    bpf_htons(IPPROTO_UDP) + u->source + u->dest + e->inner_sum;
 			__u16 check = xdplb_csum_fold(sum);
 
 			u->check = check ? check : 0xffff;
