@@ -224,11 +224,6 @@ describe('malformed tunnel packets', () => {
       return fix4(f);
     }],
     ['an outer IPv4 length past the frame', () => fix4(Buffer.from(ipip().subarray(0, 34 + 12)))],
-    ['an outer IPv4 header checksum already wrong', () => {
-      const f = ipip();
-      f[24] ^= 0xff;
-      return f;
-    }],
     ['an outer IPv4 fragment', () => {
       const f = ipip();
       f.writeUInt16BE(0x2000, 20);
