@@ -181,18 +181,20 @@ function vipForwarding(o: Record<string, unknown>, path: string, d: ForwardingDe
  *  backend's family. */
 function checkReach(v: VipConfig, path: string, family: 4 | 6): void {
   const mode = v.forwarding ?? 'nat';
+  if (mode === 'nat') return; // its backends were parsed for the VIP's family
+  const encap = mode === 'ipip' || mode === 'gue';
+  // No string built per backend unless one fails: a VIP may have thousands.
   v.backends.forEach((b, i) => {
-    const at = `${path}.backends[${i}].address`;
     const bf = familyOf(b.address);
-    if (mode === 'nat' && bf !== family) fail(at, `expected an IPv${family} address, got ${shown(b.address)}`);
+    const at = () => `${path}.backends[${i}].address`;
     if (mode === 'dsr-l2' && bf !== family) {
-      fail(at, `forwarding "dsr-l2" leaves the packet as it is: it cannot reach an IPv${bf} backend from an IPv${family} VIP, got ${shown(b.address)}`);
+      fail(at(), `forwarding "dsr-l2" leaves the packet as it is: it cannot reach an IPv${bf} backend from an IPv${family} VIP, got ${shown(b.address)}`);
     }
-    if ((mode === 'ipip' || mode === 'gue') && family === 6 && bf === 4) {
-      fail(at, `forwarding "${mode}" cannot reach an IPv4 backend from an IPv6 VIP (IPv6 in IPv4 is not sent), got ${shown(b.address)}`);
+    if (encap && family === 6 && bf === 4) {
+      fail(at(), `forwarding "${mode}" cannot reach an IPv4 backend from an IPv6 VIP (IPv6 in IPv4 is not sent), got ${shown(b.address)}`);
     }
     const source = bf === 4 ? 'encap_source_ipv4' : 'encap_source_ipv6';
-    if ((mode === 'ipip' || mode === 'gue') && !v[source]) {
+    if (encap && !v[source]) {
       fail(`${path}.${source}`, `forwarding "${mode}" to the IPv${bf} backend ${b.address} needs an IPv${bf} encapsulation source (here or at the top level), got none`);
     }
   });
