@@ -28,19 +28,19 @@ export interface Flow {
   proto: 'tcp' | 'udp';
 }
 
-/** lb_flow_hash(flow, LB_SEED_CACHE), then lb_final(h ^ LB_SEED_ENCAP):
+/** lb_flow_key_hash(flow) (an IPv4 flow's zero address words left out):
  *  the entropy of the flow's outer header. */
 export function encapHash(f: Flow): number {
   const src = addrBytes(f.src);
   const dst = addrBytes(f.dst);
   let h = 0x61c88647;
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < (familyOf(f.src) === 4 ? 1 : 4); i++) {
     h = mix(h, src.readUInt32LE(i * 4));
     h = mix(h, dst.readUInt32LE(i * 4));
   }
   h = mix(h, ((swap16(f.sport) << 16) | swap16(f.dport)) >>> 0);
   h = mix(h, f.proto === 'tcp' ? 6 : 17);
-  return final((final(h) ^ 0x2545f491) >>> 0);
+  return final(h);
 }
 
 /** The GUE source port of a flow (49152-65535). */

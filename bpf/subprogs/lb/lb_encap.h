@@ -43,7 +43,6 @@
 #include "lb_hash.h"
 #include "lb_fib.h"
 
-#define LB_SEED_ENCAP 0x2545f491
 #define LB_GUE_SPORT_BASE 0xc000 /* RFC 6335 dynamic ports: 49152-65535 */
 #define LB_IP_DF 0x4000
 
@@ -104,7 +103,7 @@ __noinline int lb_sum_span(struct xdp_md *ctx, __u32 off, __u32 len)
 struct lb_encap {
 	struct lb_addr src;
 	__u64 inner_sum; /* the inner packet's one's complement sum (UDP over IPv6) */
-	__u32 hash; /* the flow's: GUE source port, flow label, varied source */
+	__u32 hash; /* the flow's (lb_flow_key_hash): GUE source port, flow label, varied source */
 	__u16 inner_len;
 	__u16 hlen; /* outer IP [+ UDP + GUE header]: what the frame grows by */
 	__be16 gue_port;
@@ -130,7 +129,7 @@ struct {
 static __always_inline void lb_encap_plan(struct lb_encap *e, const struct lb_vip_fwd *fwd, const struct lb_backend *be,
 					  const void *l3, __u8 family, __u16 inner_len, __u32 hash)
 {
-	e->hash = lb_final(hash ^ LB_SEED_ENCAP);
+	e->hash = hash; /* the flow key hash, already finalized */
 	e->inner_len = inner_len;
 	e->family = be->family;
 	if (family == LB_FAMILY_V4) {

@@ -192,8 +192,6 @@ struct lb_counters {
 #define LB_FWD_IPIP 2 /* IPv4/IPv6 in IPv4/IPv6 */
 #define LB_FWD_GUE 3 /* outer IP + UDP, then the inner IP packet (GUE variant 1) */
 
-#define LB_GUE_PORT_DEFAULT 6080
-
 /* A VIP's forwarding parameters, by VIP id (lb_vip_fwd): read on every
  * packet, so an inline array read, not a field of lb_vips' hash value. The
  * outer source of an encapsulated packet is src4 (or src6) with the bits of
@@ -205,7 +203,7 @@ struct lb_vip_fwd {
 	__be32 src4;
 	__be32 vary4;
 	__be32 vary6;
-	__be16 gue_port;
+	__be16 gue_port; /* 6080 unless configured (src/programs/lb/layout.ts) */
 	__u8 mode; /* LB_FWD_* */
 	__u8 pad;
 };

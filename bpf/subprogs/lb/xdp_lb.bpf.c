@@ -57,7 +57,7 @@ struct lb_pkt {
 	__u8 l2len; /* Ethernet and VLAN tags */
 	__u32 bytes;
 	__be32 frag_id; /* IPv4 id or IPv6 identification, in a fragment */
-	__u32 hash; /* lb_flow_hash(flow, LB_SEED_CACHE): cache slot, encapsulation entropy */
+	__u32 hash; /* lb_flow_key_hash(flow): cache slot, encapsulation entropy */
 };
 
 #define LB_FRAG_NONE 0
@@ -663,7 +663,7 @@ static __always_inline int lb_icmp_forward(struct xdp_md *ctx, struct lb_icmp *m
 	}
 	vc->icmp_forwarded++;
 	h->backend = backend;
-	h->hash = lb_flow_hash(&d->flow, LB_SEED_CACHE);
+	h->hash = lb_flow_key_hash(&d->flow);
 	h->shape = LB_SHAPE(m->l3 - (void *)m->eth, d->inner.family, m->ip ? IPPROTO_ICMP : IPPROTO_ICMPV6);
 	h->len = m->tot_len;
 	return LB_GO_DSR;
@@ -819,7 +819,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	if (!lb_vip_maybe(&p.flow))
 		return lb_reply_or_pass(ctx, &p, cfg);
 	now = lb_now(cfg);
-	p.hash = lb_flow_hash(&p.flow, LB_SEED_CACHE);
+	p.hash = lb_flow_key_hash(&p.flow);
 	e = lb_cache_slot(p.hash);
 	if (!e)
 		return XDP_ABORTED;
