@@ -236,18 +236,19 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 
 		if ((void *)(o + 1) > end)
 			return NULL;
-		o->version = 4;
-		o->ihl = 5;
-		o->tos = e->tos;
-		o->tot_len = bpf_htons(e->inner_len + e->hlen);
-		o->id = 0;
-		o->frag_off = bpf_htons(LB_IP_DF);
-		o->ttl = e->ttl;
-		o->protocol = e->proto;
-		o->check = 0;
+		/* Whole words, summed as they are written: version, IHL and
+		 * TOS with the length; id 0 with DF; TTL and protocol with a
+		 * zero checksum; the addresses. */
+		__u32 w0 = bpf_htonl(0x45000000 | (__u32)e->tos << 16 | (__u16)(e->inner_len + e->hlen));
+		__u32 w1 = bpf_htonl(LB_IP_DF);
+		__u32 w2 = bpf_htonl((__u32)e->ttl << 24 | (__u32)e->proto << 16);
+
+		*(__u32 *)o = w0;
+		*((__u32 *)o + 1) = w1;
+		*((__u32 *)o + 2) = w2;
 		o->saddr = e->src.w[0];
 		o->daddr = dst->w[0];
-		o->check = xdplb_csum_fold(xdplb_sum32(o, 5));
+		o->check = xdplb_csum_fold((__u64)w0 + w1 + w2 + e->src.w[0] + dst->w[0]);
 		outer = o + 1;
 	} else {
 		struct ipv6hdr *o6 = outer;
@@ -270,8 +271,7 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 			return NULL;
 		u->source = bpf_htons(LB_GUE_SPORT_BASE | (e->hash >> 18));
 		u->dest = e->gue_port;
-		u->len = bpf_htons(ulen);
-		u->check = 0;
+		*((__u32 *)u + 1) = bpf_htonl((__u32)ulen << 16); /* length, checksum 0 */
 		if (e->family == LB_FAMILY_V6) {
 			/* Pseudo-header (addresses, length, next header), the
 			 * UDP header, the inner packet's sum. */
