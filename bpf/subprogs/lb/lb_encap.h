@@ -170,11 +170,11 @@ static __always_inline __u64 lb_inner_sum(struct xdp_md *ctx, const void *l3, __
 					  void *end)
 {
 	const struct ipv6hdr *ip6 = l3;
-	__u64 pseudo;
 	__u8 proto;
 	void *l4;
 
 	if (family == LB_FAMILY_V4) {
+		__u64 pseudo;
 		const struct iphdr *ip = l3;
 		__u32 hlen = ip->ihl * 4;
 
@@ -197,10 +197,11 @@ static __always_inline __u64 lb_inner_sum(struct xdp_md *ctx, const void *l3, __
 		goto whole;
 	if (proto != IPPROTO_TCP && proto != IPPROTO_ICMPV6 && (proto != IPPROTO_UDP || !((struct udphdr *)l4)->check))
 		goto whole;
-	/* The fixed header's words, plus the complement of the pseudo-header:
-	 * both hold the addresses, which cancel. */
-	pseudo = xdplb_sum32(&ip6->saddr, 8) + ip6->payload_len + bpf_htons(proto);
-	return xdplb_sum32(ip6, 10) + xdplb_csum_fold(pseudo);
+	/* The fixed header's words plus the complement of the pseudo-header's:
+	 * the addresses and the payload length are in both and cancel, which
+	 * leaves the first word (version, class, flow label), next header and
+	 * hop limit, less the next header as the pseudo-header holds it. */
+	return xdplb_sum32(ip6, 1) + *(const __u16 *)((const void *)ip6 + 6) + (__u16)~bpf_htons(proto);
 whole:
 	return lb_sum_span(ctx, off, len);
 }
@@ -256,9 +257,9 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 		if ((void *)(o6 + 1) > end)
 			return NULL;
 		*(__be32 *)o6 = bpf_htonl(0x60000000 | ((__u32)e->tos << 20) | (e->hash & 0xfffff));
-		o6->payload_len = bpf_htons(e->inner_len + e->hlen - sizeof(*o6));
-		o6->nexthdr = e->proto;
-		o6->hop_limit = e->ttl;
+		/* Payload length, next header, hop limit: one word. */
+		*((__be32 *)o6 + 1) = bpf_htonl((__u32)(__u16)(e->inner_len + e->hlen - sizeof(*o6)) << 16 |
+						(__u32)e->proto << 8 | e->ttl);
 		__builtin_memcpy(&o6->saddr, &e->src, 16);
 		__builtin_memcpy(&o6->daddr, dst, 16);
 		outer = o6 + 1;
