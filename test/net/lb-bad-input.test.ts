@@ -131,7 +131,7 @@ describe('xdp-lb and state pinned by another version', () => {
   };
 
   it('refuses a pinned map of another layout', refusedOver('lb_nat', ['type', 'lru_hash', 'key', '24', 'value', '48', 'entries', '64'],
-    'key/value sizes 24/48 and flags 0, expected 24/96 and 0'));
+    'key/value sizes 24/48 and flags 0, expected 24/112 and 0'));
   it('refuses a pinned map of the right sizes but other flags', refusedOver('lb_backends',
     ['type', 'array', 'key', '4', 'value', '36', 'entries', '16384'], 'key/value sizes 4/36 and flags 0, expected 4/36 and 1024'));
 });

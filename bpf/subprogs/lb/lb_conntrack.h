@@ -122,7 +122,11 @@ static __always_inline struct lb_conn *lb_conn_find(const struct lb_flow *flow)
 /* This CPU's value `mine` of a flow lb_conns holds is all zero: the flow's
  * packets used to arrive on another CPU (its NIC queue changed, or it came
  * in on another interface). Take the live value over, so the flow keeps
- * its backend and NAT port; 0 when no CPU has one. */
+ * its backend and NAT port; 0 when no CPU has one. The flow moves: the old
+ * CPU's value is cleared, so one value at a time holds the flow's state
+ * (a FIN noted on one CPU must not be missing from another's copy when the
+ * client reuses the 4-tuple). A flow whose packets keep changing CPUs pays
+ * a move each time; with RSS they do not. */
 static __always_inline int lb_conn_adopt(const struct lb_flow *flow, struct lb_conn *mine)
 {
 	struct lb_conn *c = lb_conn_find(flow);
@@ -130,6 +134,7 @@ static __always_inline int lb_conn_adopt(const struct lb_flow *flow, struct lb_c
 	if (!c)
 		return 0;
 	*mine = *c;
+	c->last_seen = 0;
 	return 1;
 }
 

@@ -12,9 +12,11 @@
  * Independent probes fail only when every one of them is taken. A port is
  * taken by inserting its reverse entry into lb_nat with BPF_NOEXIST, so two
  * CPUs never get the same one, or by replacing an entry that
- * lb_nat_stale() shows is free; an entry of this very flow (a retransmitted
- * SYN, or the flow's packets now arriving on another CPU) is its port
- * already. Ports equal to a VIP port on the NAT address are skipped:
+ * lb_nat_stale() shows is free. A packet of a flow in progress that the
+ * table no longer places (idle past its time, or placed on a CPU that
+ * lost it) finds its own entry and keeps its port, so the backend's
+ * connection goes on; a SYN never does, it starts a new connection, whose
+ * predecessor on the same 4-tuple the backend may still hold in TIME_WAIT. Ports equal to a VIP port on the NAT address are skipped:
  * replies to them would look like new client flows.
  */
 #ifndef XDPLB_LB_NAT_H
@@ -138,10 +140,11 @@ static __always_inline int lb_port_is_vip(const struct lb_addr *nat, __be16 port
 	return bpf_map_lookup_elem(&lb_vips, k) != NULL;
 }
 
-/* Take a NAT port for a new flow to `be`; 0 when none is free. */
+/* Take a NAT port for a new flow to `be`; 0 when none is free. `syn`: the
+ * packet starts a connection. */
 static __always_inline __be16 lb_nat_alloc(const struct lb_flow *flow, const struct lb_backend *be,
 					   __u32 backend, __u32 vip, const struct lb_addr *nat,
-					   const struct lb_config *cfg, __u64 now)
+					   const struct lb_config *cfg, __u64 now, int syn)
 {
 	__u32 range = (__u32)cfg->port_max - cfg->port_min + 1;
 	struct lb_nat_work *w;
@@ -175,7 +178,7 @@ static __always_inline __be16 lb_nat_alloc(const struct lb_flow *flow, const str
 		old = bpf_map_lookup_elem(&lb_nat, key);
 		if (!old)
 			continue;
-		if (old->backend == backend && lb_flow_eq(&old->flow, flow)) {
+		if (!syn && old->backend == backend && lb_flow_eq(&old->flow, flow)) {
 			old->cpu = val->cpu;
 			return key->nport;
 		}

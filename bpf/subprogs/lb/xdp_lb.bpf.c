@@ -88,9 +88,10 @@ struct {
 	__type(value, struct lb_handoff);
 } lb_handoff SEC(".maps");
 
-/* lb_slow()'s VIP key and new entry, here rather than on the stack. */
+/* lb_slow()'s keys and new entry, here rather than on the stack. */
 struct lb_slow_work {
 	struct lb_vip_key vk;
+	struct lb_nat_key nk;
 	struct lb_conn fresh;
 };
 
@@ -469,11 +470,14 @@ __noinline int lb_too_big(struct xdp_md *ctx, __u32 mtu)
 }
 
 /* This flow's NAT entry now belongs to this CPU's value of lb_conns. */
-static __always_inline void lb_nat_claim(const struct lb_flow *flow, const struct lb_backend *be, __be16 nport)
+static __always_inline void lb_nat_claim(const struct lb_flow *flow, const struct lb_backend *be, __be16 nport,
+					 struct lb_nat_key *key)
 {
-	struct lb_nat_key key = { .backend = be->addr, .bport = be->port, .nport = nport,
-				  .proto = flow->proto, .family = flow->family };
-	struct lb_nat *n = bpf_map_lookup_elem(&lb_nat, &key);
+	struct lb_nat *n;
+
+	*key = (struct lb_nat_key){ .backend = be->addr, .bport = be->port, .nport = nport,
+				    .proto = flow->proto, .family = flow->family };
+	n = bpf_map_lookup_elem(&lb_nat, key);
 
 	if (n && lb_flow_eq(&n->flow, flow))
 		n->cpu = bpf_get_smp_processor_id();
@@ -533,7 +537,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, const struct lb_flow 
 		nat = lb_nat_addr(cfg, flow->family);
 		if (!nat)
 			return lb_drop(ctx, vc, &vc->no_backend);
-		fresh->nat_port = lb_nat_alloc(flow, be, backend, vip->id, nat, cfg, now);
+		fresh->nat_port = lb_nat_alloc(flow, be, backend, vip->id, nat, cfg, now, tcp_flags & LB_TCP_SYN);
 		if (!fresh->nat_port)
 			return lb_drop(ctx, vc, &vc->nat_exhausted);
 	}
@@ -586,7 +590,7 @@ __noinline int lb_slow(struct xdp_md *ctx, const struct lb_flow *flow, __u32 how
 			be = lb_tracked(c, flow, how >> 8, cfg, now);
 			if (be) {
 				if (c->nat_port && (how & LB_SLOW_ADOPT))
-					lb_nat_claim(flow, be, c->nat_port);
+					lb_nat_claim(flow, be, c->nat_port, &w->nk);
 				lb_conn_touch(c, how >> 8, 0, now);
 				h->backend = c->backend;
 				h->nat_port = c->nat_port;
