@@ -68,9 +68,10 @@ static __always_inline __u16 lb_csum_apply(__u16 check, const struct lb_tuple *f
 	const __u32 *f = (const __u32 *)from, *t = (const __u32 *)to;
 	__u64 sum = (__u16)~check;
 
-	/* A loop, not unrolled: unrolled, its eighteen loads stay live across
-	 * the header writes and spill onto a stack the program is short of. */
-#pragma nounroll
+	/* Unrolled by three: whole, its eighteen loads stay live across the
+	 * header writes and spill onto a stack the program is short of; not
+	 * at all, the loop cost a few ns. */
+#pragma unroll 3
 	for (int i = 0; i < (int)(sizeof(*from) / 4); i++)
 		sum += (__u32)~f[i] + (__u64)t[i];
 	return xdplb_csum_fold(sum);
