@@ -2,7 +2,7 @@
 // kernel with BPF_PROG_TEST_RUN inside a network namespace of its own (so
 // bpf_fib_lookup sees a real device, route and neighbour), and the control
 // plane's apply time for a large config and for a one-backend change.
-import { BpfObject, closeFd, testRun } from '../src/libbpf/index.js';
+import { BpfObject, closeFd, possibleCpus, testRun } from '../src/libbpf/index.js';
 import { ifNameToIndex } from '../src/sys/netdev.js';
 import { monotonicNs } from '../src/sys/clock.js';
 import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
@@ -88,7 +88,8 @@ function writeLoop(fds: LbMaps, a: string, b: string, nat: string): void {
     conn.writeBigUInt64LE(now, LAYOUT.lb_conn.last_seen);
     conn.writeUInt32LE(backendOf(vip), LAYOUT.lb_conn.backend);
     conn.writeUInt16BE(natPort, LAYOUT.lb_conn.nat_port);
-    fds.lb_conns.update(flow, conn);
+    // Per CPU: the same entry on every CPU the bench may run on.
+    fds.lb_conns.update(flow, Buffer.concat(Array.from({ length: possibleCpus() }, () => conn)));
     const key = Buffer.alloc(LAYOUT.lb_nat_key.size);
     addrBytes(backendAddr).copy(key, LAYOUT.lb_nat_key.backend);
     key.writeUInt16BE(8000, LAYOUT.lb_nat_key.bport);
@@ -99,7 +100,7 @@ function writeLoop(fds: LbMaps, a: string, b: string, nat: string): void {
     flow.copy(value, LAYOUT.lb_nat.flow);
     value.writeUInt32LE(backendOf(vip), LAYOUT.lb_nat.backend);
     value.writeUInt32LE(vipId(vip), LAYOUT.lb_nat.vip);
-    fds.lb_nat.update(key, value);
+    fds.lb_nat.update(key, value); // cpu 0: the replies touch CPU 0's entry
   };
   track(a, PA, PB, b); // NAT:pa -> a  becomes  NAT:pb -> b
   track(b, PB, PA, a); // NAT:pb -> b  becomes  NAT:pa -> a
@@ -115,7 +116,7 @@ function largeConfig(weightOfFirst: number) {
   };
 }
 
-function lbInstance(config: unknown): { root: RootArray; fds: LbMaps; close: () => void } {
+export function lbInstance(config: unknown): { root: RootArray; fds: LbMaps; close: () => void } {
   const root = RootArray.load(BPF(ROOT_OBJECT));
   const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
   root.fill(SLOT, fd);

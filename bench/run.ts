@@ -16,7 +16,9 @@ import { measureDispatch } from './dispatch.js';
 import { PREFIX6_COUNT, measureFilter } from './filter.js';
 import { measureSampler } from './sampler.js';
 import { GOALS as LB_GOALS, measureLb } from './lb.js';
+import { measureDsr } from './dsr.js';
 import { envCount } from './stats.js';
+import { udp4 } from '../test/helpers/packets.js';
 
 const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
 // The kernel reports whole nanoseconds; only a median of an even count has a half.
@@ -28,6 +30,12 @@ function main(): void {
   const rounds = envCount('BENCH_ROUNDS', 7);
   const repeat = envCount('BENCH_REPEAT', 200_000);
   const cliRuns = envCount('BENCH_CLI_RUNS', 21);
+  // BENCH_ONLY=lb,dsr runs only those parts (dispatch, filter, sampler, lb,
+  // dsr, cli): the whole run takes the machine for minutes.
+  const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
+  const parts = ['dispatch', 'filter', 'sampler', 'lb', 'dsr', 'cli'];
+  for (const p of only) if (!parts.includes(p)) throw new Error(`BENCH_ONLY='${process.env.BENCH_ONLY}': expected parts among ${parts.join(', ')}`);
+  const want = (part: string) => !only.length || only.includes(part);
   const meta = {
     date: new Date().toISOString(),
     kernel: release(),
@@ -38,81 +46,108 @@ function main(): void {
   console.log(`xdplb bench: kernel ${meta.kernel}, node ${meta.node}, ${meta.cpus} CPUs (${meta.cpuModel}), ${meta.date}`);
   console.log('Absolute times are noisy on shared machines; compare the differences and ratios.\n');
 
-  const dispatch = measureDispatch(rounds, repeat);
-  console.log(`BPF_PROG_TEST_RUN, ${dispatch.frameBytes}-byte UDP frame, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
-  console.log(table(
-    ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
-    dispatch.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
-  ));
+  const dispatch = want('dispatch') ? measureDispatch(rounds, repeat) : undefined;
+  if (dispatch) {
+    console.log(`BPF_PROG_TEST_RUN, ${dispatch.frameBytes}-byte UDP frame, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+    console.log(table(
+      ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+      dispatch.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+    ));
+  }
 
-  const filter = measureFilter(rounds, repeat);
-  console.log(`\nFilter in slot 2 with ${filter.prefixes} IPv4 and ${PREFIX6_COUNT} IPv6 prefixes listed, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
-  console.log(table(
-    ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
-    [
-      ...filter.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
-      ['first fragment -> PTB', `one run per call, ${filter.ptb.runs} calls; floor run alike: ${ns(filter.ptb.floor.median)}`,
-        ns(filter.ptb.ns.median), ns(filter.ptb.ns.min), ns(filter.ptb.ns.max), ns(filter.ptb.aboveFloor)],
-    ],
-  ));
+  const filter = want('filter') ? measureFilter(rounds, repeat) : undefined;
+  if (filter) {
+    console.log(`\nFilter in slot 2 with ${filter.prefixes} IPv4 and ${PREFIX6_COUNT} IPv6 prefixes listed, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+    console.log(table(
+      ['CASE', 'PROGRAM', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+      [
+        ...filter.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+        ['first fragment -> PTB', `one run per call, ${filter.ptb.runs} calls; floor run alike: ${ns(filter.ptb.floor.median)}`,
+          ns(filter.ptb.ns.median), ns(filter.ptb.ns.min), ns(filter.ptb.ns.max), ns(filter.ptb.aboveFloor)],
+      ],
+    ));
+  }
 
-  const sampler = measureSampler(rounds, repeat);
-  console.log(`\nSampler through the root, slot 1, ${dispatch.frameBytes}-byte UDP frame (ns/packet; rate-1 cases repeat as often as the ring holds):`);
-  console.log(table(
-    ['CASE', 'PROGRAM', 'REPEAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
-    sampler.cases.map((c) => [c.name, c.what, c.repeat, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
-  ));
-  console.log(`\nRing buffer drain (ring filled at rate 1, then read, decoded and encoded as pcapng; ${rounds} rounds):`);
-  console.log(table(
-    ['FRAMES', 'SAMPLES PER FILL', 'MEDIAN', 'MIN', 'MAX', 'LOST'],
-    sampler.drain.map((d) => [d.name, d.samplesPerFill, per(d.rate.median), per(d.rate.min), per(d.rate.max), d.lost]),
-  ));
+  const sampler = want('sampler') ? measureSampler(rounds, repeat) : undefined;
+  if (sampler) {
+    console.log(`\nSampler through the root, slot 1, ${udp4().length}-byte UDP frame (ns/packet; rate-1 cases repeat as often as the ring holds):`);
+    console.log(table(
+      ['CASE', 'PROGRAM', 'REPEAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+      sampler.cases.map((c) => [c.name, c.what, c.repeat, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+    ));
+    console.log(`\nRing buffer drain (ring filled at rate 1, then read, decoded and encoded as pcapng; ${rounds} rounds):`);
+    console.log(table(
+      ['FRAMES', 'SAMPLES PER FILL', 'MEDIAN', 'MIN', 'MAX', 'LOST'],
+      sampler.drain.map((d) => [d.name, d.samplesPerFill, per(d.rate.median), per(d.rate.min), per(d.rate.max), d.lost]),
+    ));
+  }
 
-  const lb = measureLb(rounds, repeat);
-  console.log(`\nLoad balancer (xdp_lb in slot 7) through the root, TCP frames, FIB lookups in a namespace, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
-  console.log(table(
-    ['CASE', 'WHAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
-    lb.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
-  ));
-  console.log('Control plane, validate + apply in process (ms):');
-  console.log(table(
-    ['CHANGE', 'MEDIAN', 'MIN', 'MAX'],
-    [
-      ['100 VIPs x 100 backends, 65537-entry tables, from empty', ms(lb.applyLargeMs.median), ms(lb.applyLargeMs.min), ms(lb.applyLargeMs.max)],
-      ['one backend\'s weight on one VIP', ms(lb.applyOneMs.median), ms(lb.applyOneMs.min), ms(lb.applyOneMs.max)],
-    ],
-  ));
+  const lb = want('lb') ? measureLb(rounds, repeat) : undefined;
+  if (lb) {
+    console.log(`\nLoad balancer (xdp_lb in slot 7) through the root, TCP frames, FIB lookups in a namespace, ${rounds} rounds x ${repeat} repeats (ns/packet):`);
+    console.log(table(
+      ['CASE', 'WHAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR'],
+      lb.cases.map((c) => [c.name, c.what, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor)]),
+    ));
+    console.log('Control plane, validate + apply in process (ms):');
+    console.log(table(
+      ['CHANGE', 'MEDIAN', 'MIN', 'MAX'],
+      [
+        ['100 VIPs x 100 backends, 65537-entry tables, from empty', ms(lb.applyLargeMs.median), ms(lb.applyLargeMs.min), ms(lb.applyLargeMs.max)],
+        ['one backend\'s weight on one VIP', ms(lb.applyOneMs.median), ms(lb.applyOneMs.min), ms(lb.applyOneMs.max)],
+      ],
+    ));
+  }
 
-  const cli = measureCli(cliRuns);
-  console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
-  console.log(table(
-    ['COMMAND', 'MEDIAN', 'MIN', 'MAX'],
-    [
-      ['xdp-root --status --json', ms(cli.statusMs.median), ms(cli.statusMs.min), ms(cli.statusMs.max)],
-      ['node -e 0', ms(cli.nodeMs.median), ms(cli.nodeMs.min), ms(cli.nodeMs.max)],
-    ],
-  ));
+  const dsr = want('dsr') ? measureDsr(rounds, repeat, envCount('BENCH_SINGLE_RUNS', 2001)) : undefined;
+  if (dsr) {
+    console.log(`\nDirect server return (xdp_lb slot 7) and the decapsulator (xdp_decap slot 6) through the root, TCP, ${rounds} rounds x ${repeat} repeats unless said (ns/packet):`);
+    console.log(table(
+      ['CASE', 'WHAT', 'REPEAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR', 'BALANCER\'S SHARE'],
+      dsr.cases.map((c) => [c.name, c.what, c.repeat, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor), c.estimate === undefined ? '' : ns(c.estimate)]),
+    ));
+  }
+
+  const cli = want('cli') ? measureCli(cliRuns) : undefined;
+  if (cli) {
+    console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
+    console.log(table(
+      ['COMMAND', 'MEDIAN', 'MIN', 'MAX'],
+      [
+        ['xdp-root --status --json', ms(cli.statusMs.median), ms(cli.statusMs.min), ms(cli.statusMs.max)],
+        ['node -e 0', ms(cli.nodeMs.median), ms(cli.nodeMs.min), ms(cli.nodeMs.max)],
+      ],
+    ));
+  }
 
   console.log('\nGoals:');
   console.log(table(
     ['MEASURE', 'RESULT', 'GOAL', ''],
     [
-      ['dispatch overhead (through root - direct)', ns(dispatch.overheadNs), `<= ${dispatch.goalNs} ns`, verdict(dispatch.pass)],
-      ['sampler at rate 0, through the root, above floor', ns(sampler.rate0AboveFloor), `<= ${sampler.goalNs} ns`, verdict(sampler.passNs)],
-      ['  of which the sampler itself (minus a pass program)', ns(sampler.samplerRate0Ns), '', ''],
-      ['sample drain, zero loss (slowest case, median)', per(Math.min(...sampler.drain.map((d) => d.rate.median))), `>= ${per(sampler.drainGoal)}`, verdict(sampler.passDrain)],
-      ['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)],
-      [`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)],
-      ...lb.cases.filter((c) => c.goal !== undefined).map((c) => [`lb ${c.name}, above floor`, ns(c.aboveFloor), `<= ${c.goal} ns`, verdict(c.aboveFloor <= c.goal!)]),
-      ['lb apply 100 x 100', ms(lb.applyLargeMs.median), `<= ${LB_GOALS.applyLargeMs} ms`, verdict(lb.applyLargeMs.median <= LB_GOALS.applyLargeMs)],
-      ['lb apply one-backend change', ms(lb.applyOneMs.median), `<= ${LB_GOALS.applyOneMs} ms`, verdict(lb.applyOneMs.median <= LB_GOALS.applyOneMs)],
+      ...(dispatch ? [['dispatch overhead (through root - direct)', ns(dispatch.overheadNs), `<= ${dispatch.goalNs} ns`, verdict(dispatch.pass)]] : []),
+      ...(sampler ? [
+        ['sampler at rate 0, through the root, above floor', ns(sampler.rate0AboveFloor), `<= ${sampler.goalNs} ns`, verdict(sampler.passNs)],
+        ['  of which the sampler itself (minus a pass program)', ns(sampler.samplerRate0Ns), '', ''],
+        ['sample drain, zero loss (slowest case, median)', per(Math.min(...sampler.drain.map((d) => d.rate.median))), `>= ${per(sampler.drainGoal)}`, verdict(sampler.passDrain)],
+      ] : []),
+      ...(cli ? [['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)]] : []),
+      ...(filter ? [[`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)]] : []),
+      ...(lb ? lb.cases.filter((c) => c.goal !== undefined).map((c) => [`lb ${c.name}, above floor`, ns(c.aboveFloor), `<= ${c.goal} ns`, verdict(c.aboveFloor <= c.goal!)]) : []),
+      ...(dsr ? dsr.cases.filter((c) => c.goal !== undefined).map((c) => {
+        const v = c.estimate ?? c.aboveFloor;
+        return [`${c.name}${c.estimate === undefined ? '' : ' (balancer\'s share)'}, above floor`, ns(v), `<= ${c.goal} ns`, verdict(v <= c.goal!)];
+      }) : []),
+      ...(lb ? [
+        ['lb apply 100 x 100', ms(lb.applyLargeMs.median), `<= ${LB_GOALS.applyLargeMs} ms`, verdict(lb.applyLargeMs.median <= LB_GOALS.applyLargeMs)],
+        ['lb apply one-backend change', ms(lb.applyOneMs.median), `<= ${LB_GOALS.applyOneMs} ms`, verdict(lb.applyOneMs.median <= LB_GOALS.applyOneMs)],
+      ] : []),
     ],
   ));
 
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, dsr, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 

@@ -21,6 +21,8 @@
 #define ETH_P_8021AD 0x88A8
 #endif
 #define XDPLB_VLAN_MAX 2
+/* Ethernet and up to two VLAN tags. */
+#define XDPLB_L2_MAX (sizeof(struct ethhdr) + XDPLB_VLAN_MAX * 4)
 
 struct xdplb_cursor {
 	void *pos;
@@ -106,6 +108,39 @@ struct xdplb_frag6_hdr {
 	__be16 frag_off; /* offset in 8-byte units << 3, then 2 bits, then M */
 	__be32 identification;
 };
+
+/* Copy the L2 header (`l2len` bytes: Ethernet and 0, 1 or 2 VLAN tags)
+ * from `from` to `to` with `proto` as its EtherType: exactly that many
+ * bytes (what follows at `to` is a packet to keep), the two places possibly
+ * overlapping: every byte is read before any is written. Constant offsets
+ * in each case, as the verifier wants them. The caller has checked both
+ * spans against the end of the frame. */
+static __always_inline void xdplb_l2_move(void *to, const void *from, __u32 l2len, __be16 proto)
+{
+	__u64 a = *(const __u64 *)from;
+
+	if (l2len == sizeof(struct ethhdr)) {
+		__u32 b = *(const __u32 *)(from + 8);
+
+		*(__u64 *)to = a;
+		*(__u32 *)(to + 8) = b;
+		*(__be16 *)(to + 12) = proto;
+	} else if (l2len == sizeof(struct ethhdr) + 4) {
+		__u64 b = *(const __u64 *)(from + 8);
+
+		*(__u64 *)to = a;
+		*(__u64 *)(to + 8) = b;
+		*(__be16 *)(to + 16) = proto;
+	} else {
+		__u64 b = *(const __u64 *)(from + 8);
+		__u32 c = *(const __u32 *)(from + 16);
+
+		*(__u64 *)to = a;
+		*(__u64 *)(to + 8) = b;
+		*(__u32 *)(to + 16) = c;
+		*(__be16 *)(to + 20) = proto;
+	}
+}
 
 static __always_inline int xdplb_ipv4_is_fragment(const struct iphdr *ip)
 {

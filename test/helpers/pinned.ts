@@ -23,6 +23,10 @@ export function pinnedRoot(): PinnedRoot {
   const name = `kt${tag}`;
   const leave = enterLabNamespace(ns, [
     ['link', 'add', name, 'type', 'veth', 'peer', 'name', `${name}p`],
+    // No IPv6 link-local addresses, so the kernel sends nothing of its own
+    // (DAD, MLD, router solicitations) that the attached root would count.
+    ['link', 'set', name, 'addrgenmode', 'none'],
+    ['link', 'set', `${name}p`, 'addrgenmode', 'none'],
     ['link', 'set', name, 'up'],
     ['link', 'set', `${name}p`, 'up'],
   ]);

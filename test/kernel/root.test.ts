@@ -16,6 +16,7 @@ import { BASELINE_ROW, ROW_ROOT, readRow, zeroCounts, type ActionCounts } from '
 import { XdplbError } from '../../src/errors.js';
 import { BIN, BPF } from '../helpers/cli.js';
 import { udp4 } from '../helpers/packets.js';
+import { ABI_VERSION } from '../../src/version.js';
 
 const FIXTURES = BPF('xdp_fixtures.o');
 const PLAIN = BPF('xdp_plain.o');
@@ -259,7 +260,7 @@ describe('root array under BPF_PROG_TEST_RUN', () => {
     const OLD = BPF('xdp_old_slot.o');
     expect(() => fill(2, 'xdp_old_slot', OLD)).toThrow(new XdplbError(
       `program 'xdp_old_slot' in ${OLD} was built against another version of <xdplb/slot.h> ` +
-        '(ABI from before ABI versions, not 2): rebuild it against this one, or pass --force to load it anyway (it will not count)',
+        `(ABI from before ABI versions, not ${ABI_VERSION}): rebuild it against this one, or pass --force to load it anyway (it will not count)`,
     ));
     expect(root.slotIds()[2]).toBe(0);
     fill(2, 'xdp_old_slot', OLD, true);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ok, run, xdpRoot } from '../helpers/cli.js';
 import { makeLab, nsPinDir, type Lab } from '../helpers/netns.js';
+import { ABI_VERSION } from '../../src/version.js';
 
 let lab: Lab;
 let dir: string;
@@ -121,7 +122,7 @@ describe('xdp-lb and state pinned by another ABI', () => {
     other[0] = '1'; // abi 1
     execFileSync('bpftool', ['map', 'update', 'pinned', marker, 'key', '0', '0', '0', '0', 'value', ...other]);
     try {
-      const message = `the state pinned in ${dirOf} was made by ABI 1, not ABI 2: run xdp-lb --detach on every interface and ` +
+      const message = `the state pinned in ${dirOf} was made by ABI 1, not ABI ${ABI_VERSION}: run xdp-lb --detach on every interface and ` +
         'xdp-lb --purge (its state goes with it), then attach again';
       const held = () => {
         const s = JSON.parse(ok(xdpRoot(['--status', '--json', '--interface', lab.serverIf], { netns: lab.server })))[lab.serverIf];

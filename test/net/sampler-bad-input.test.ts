@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
 import { ifPinDir, makeLab, type Lab } from '../helpers/netns.js';
+import { ABI_VERSION } from '../../src/version.js';
 
 let lab: Lab;
 let dir: string;
@@ -95,12 +96,12 @@ describe('a root pinned by another ABI', () => {
     try {
       ok(xdpRoot(['--attach', '--interface', other.serverIf, '--mode', 'native'], { netns: other.server }));
       const dir = ifPinDir(other.server, other.serverIf);
-      // The marker as ABI 1 would have written it: abi, kind, ifindex, netns inode, name.
+      // The marker as ABI 1 would have written it (ABI 1 is never this one): abi, kind, ifindex, netns inode, name.
       const value = [1, 0, 0, 0, 2, 0, 0, 0, ...Array(24).fill(0)].map(String);
       sh('bpftool', ['map', 'update', 'pinned', `${dir}/abi`, 'key', '0', '0', '0', '0', 'value', ...value]);
       const pins = () => readdirSync(dir).sort().join(',');
       const before = pins();
-      const recovery = `the state pinned in ${dir} was made by ABI 1, not ABI 2: run xdp-root --detach --interface ${other.serverIf} and --attach again`;
+      const recovery = `the state pinned in ${dir} was made by ABI 1, not ABI ${ABI_VERSION}: run xdp-root --detach --interface ${other.serverIf} and --attach again`;
       for (const [cmd, args] of [['xdp-root', ['--status', '--interface', other.serverIf]], ['xdp-sampler', ['--attach', '--interface', other.serverIf]], ['xdp-root', ['--load', '--interface', other.serverIf, '--slot', '1', '--object', BPF('xdp_fixtures.o'), '--program', 'xdp_pass_test']]] as const) {
         const r = run(BIN(cmd), [...args], { netns: other.server });
         expect([r.code, r.stderr]).toEqual([1, `${cmd}: ${recovery}\n`]);

@@ -11,6 +11,7 @@ import { subprogramTool } from '../../src/cli/subprogram.js';
 import { parser, select } from '../../src/cli/tool.js';
 import { SUBPROGRAMS, subprogram } from '../../src/programs/index.js';
 import { BIN } from '../helpers/cli.js';
+import { ABI_VERSION, VERSION } from '../../src/version.js';
 
 const FILTER = subprogramTool(subprogram('filter'));
 const SAMPLER = subprogramTool(subprogram('sampler'));
@@ -46,7 +47,7 @@ describe('every tool', () => {
 
     it(`${spec.name} --version prints the version and the ABI`, () => {
       const r = spawnSync(BIN(spec.name), ['--version'], { encoding: 'utf8' });
-      expect([r.status, r.stdout]).toEqual([0, `${spec.name} 0.1.0 (ABI 2)\n`]);
+      expect([r.status, r.stdout]).toEqual([0, `${spec.name} ${VERSION} (ABI ${ABI_VERSION})\n`]);
     });
   }
 });

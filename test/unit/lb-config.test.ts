@@ -74,6 +74,51 @@ describe('lb config', () => {
   });
 });
 
+describe('lb forwarding (direct server return)', () => {
+  const DSR = { address: '10.0.0.100', port: 80, backends: [{ address: '10.0.0.2' }] };
+
+  it('takes the top level\'s forwarding keys as every VIP\'s defaults; a NAT VIP keeps none of them', () => {
+    const c = validateConfig({
+      nat: { source_ipv4: '10.0.0.10' }, forwarding: 'gue', encap_source_ipv4: '10.9.0.0/24', encap_source_ipv6: 'FD09:0::/112', gue_port: 7000,
+      vips: [DSR, { ...DSR, port: 81, forwarding: 'ipip', encap_source_ipv4: '10.9.1.1' }, { ...DSR, port: 82, forwarding: 'dsr-l2' }, { ...DSR, port: 83, forwarding: 'nat' }],
+    });
+    expect(c.vips.map(({ forwarding, encap_source_ipv4, encap_source_ipv6, gue_port }) => ({ forwarding, encap_source_ipv4, encap_source_ipv6, gue_port }))).toEqual([
+      { forwarding: 'gue', encap_source_ipv4: '10.9.0.0/24', encap_source_ipv6: 'fd09::/112', gue_port: 7000 },
+      { forwarding: 'ipip', encap_source_ipv4: '10.9.1.1', encap_source_ipv6: 'fd09::/112', gue_port: undefined },
+      { forwarding: 'dsr-l2', encap_source_ipv4: undefined, encap_source_ipv6: undefined, gue_port: undefined },
+      { forwarding: undefined, encap_source_ipv4: undefined, encap_source_ipv6: undefined, gue_port: undefined },
+    ]);
+    expect(Object.keys(c.vips[3]).sort()).toEqual(['address', 'backends', 'port', 'protocol', 'table_size']);
+  });
+
+  it('needs no NAT source for a DSR VIP, and lets an IPv4 VIP encapsulate to IPv6 backends', () => {
+    const c = validateConfig({ encap_source_ipv6: 'fd00::10', vips: [{ ...DSR, forwarding: 'gue', backends: [{ address: 'fd00::2' }] }] });
+    expect(c.vips[0]).toMatchObject({ forwarding: 'gue', gue_port: 6080, backends: [{ address: 'fd00::2', port: 80, weight: 1 }] });
+  });
+
+  const bad: Array<[string, unknown, string]> = [
+    ['an unknown mode', { vips: [{ ...DSR, forwarding: 'dsr' }] }, `vips[0].forwarding: expected one of "nat", "dsr-l2", "ipip", "gue", got 'dsr'`],
+    ['an unknown mode at the top level', { forwarding: 'tunnel', vips: [] }, `forwarding: expected one of "nat", "dsr-l2", "ipip", "gue", got 'tunnel'`],
+    ['dsr-l2 to a backend of the other family', { vips: [{ ...DSR, forwarding: 'dsr-l2', backends: [{ address: 'fd00::2' }] }] },
+      "vips[0].backends[0].address: forwarding \"dsr-l2\" leaves the packet as it is: it cannot reach an IPv6 backend from an IPv4 VIP, got 'fd00::2'"],
+    ['an IPv6 VIP encapsulating to an IPv4 backend', { encap_source_ipv4: '10.0.0.10', vips: [{ ...DSR, address: 'fd00::100', forwarding: 'ipip' }] },
+      "vips[0].backends[0].address: forwarding \"ipip\" cannot reach an IPv4 backend from an IPv6 VIP (IPv6 in IPv4 is not sent), got '10.0.0.2'"],
+    ['an encapsulation without a source of the backend\'s family', { encap_source_ipv6: 'fd00::10', vips: [{ ...DSR, forwarding: 'gue' }] },
+      'vips[0].encap_source_ipv4: forwarding "gue" to the IPv4 backend 10.0.0.2 needs an IPv4 encapsulation source (here or at the top level), got none'],
+    ['a source of the wrong family', { vips: [{ ...DSR, forwarding: 'ipip', encap_source_ipv4: 'fd00::10' }] },
+      "vips[0].encap_source_ipv4: expected an IPv4 address or prefix (10.9.0.1, 10.9.0.0/24), got 'fd00::10'"],
+    ['a source prefix with host bits set', { encap_source_ipv4: '10.9.0.1/24', vips: [] }, "encap_source_ipv4: expected the IPv4 prefix's host bits to be zero, got '10.9.0.1/24'"],
+    ['an IPv6 source prefix shorter than /96', { encap_source_ipv6: 'fd09::/64', vips: [] },
+      "encap_source_ipv6: expected an IPv6 address or a prefix of /96 or longer (fd09::1, fd09::/112), got 'fd09::/64'"],
+    ['an unspecified source', { encap_source_ipv4: '0.0.0.0', vips: [] }, "encap_source_ipv4: expected an IPv4 source that is not unspecified, got '0.0.0.0'"],
+    ['GUE port 0', { encap_source_ipv4: '10.0.0.10', vips: [{ ...DSR, forwarding: 'gue', gue_port: 0 }] }, 'vips[0].gue_port: expected a whole number from 1 to 65535, got 0'],
+    ['a NAT VIP without a NAT source still', { forwarding: 'nat', vips: [DSR] }, 'vips[0].address: an IPv4 VIP needs nat.source_ipv4'],
+  ];
+  for (const [what, input, message] of bad) {
+    it(`rejects ${what}`, () => expect(() => validateConfig(input)).toThrow(message));
+  }
+});
+
 describe('lb small edits', () => {
   it('parses VIP and backend references', () => {
     expect(parseVipRef('tcp:10.0.0.10:8000')).toEqual({ address: '10.0.0.10', port: 8000, protocol: 'tcp' });

@@ -16,6 +16,7 @@ import { VIP_BITS_WORDS, vipBit } from '../../src/programs/lb/vipbits.js';
 const HZ = 250;
 const K = LAYOUT.lb_vip_key.size;
 const B = LAYOUT.lb_backend.size;
+const F = LAYOUT.lb_vip_fwd.size;
 
 /** The balancer's maps as buffers, changed one write at a time. */
 class Kernel {
@@ -26,6 +27,7 @@ class Kernel {
   tables = new Map<number, TableBuild>();
   vipIds = Buffer.alloc(LB_MAX_VIPS * K);
   vipBits = Buffer.alloc(VIP_BITS_WORDS * 8);
+  forwarding = Buffer.alloc(LB_MAX_VIPS * F);
   zeroed: Array<[string, number[]]> = [];
 
   state(): LbState {
@@ -36,6 +38,7 @@ class Kernel {
       tables: new Map([...this.tables].map(([id, t]) => [id, t.name])),
       vipIds: Buffer.from(this.vipIds),
       vipBits: Buffer.from(this.vipBits),
+      forwarding: Buffer.from(this.forwarding),
     });
   }
 
@@ -73,6 +76,7 @@ class Kernel {
     else if (map === 'lb_backends') value.copy(this.backends, at * B);
     else if (map === 'lb_vip_ids') value.copy(this.vipIds, at * K);
     else if (map === 'lb_vip_bits') value.copy(this.vipBits, at * 8);
+    else if (map === 'lb_vip_fwd') value.copy(this.forwarding, at * F);
     else throw new Error(`unexpected write to ${map}`);
   }
 
@@ -183,6 +187,26 @@ describe('lb plan', () => {
     expect(whats(back)).toEqual(['backend entries', '1 Maglev table(s)']);
     expect(held(k)).toContainEqual([1, 0, '10.0.0.3', 1, false]);
     expect(k.zeroed.at(-1)).toEqual(['lb_be_stats', [3]]); // a revived backend keeps its counters
+  });
+
+  it('writes a VIP\'s forwarding before the VIP can be reached, changes it alone, and zeroes it with the VIP', () => {
+    const k = new Kernel();
+    const ipip = { ...A, forwarding: 'ipip', encap_source_ipv4: '10.0.0.1', backends: be('10.0.0.2') };
+    const p = apply(k, cfg(ipip));
+    expect(whats(p)).toEqual([
+      'NAT and timeouts', 'counters of new VIPs', 'counters of new backends', 'backend entries', '1 Maglev table(s)', 'VIP forwarding', 'VIP ids', 'VIP bits', 'VIPs',
+    ]);
+    expect(k.state().config.vips[0]).toMatchObject({ forwarding: 'ipip', encap_source_ipv4: '10.0.0.1' });
+    expect(plan(k, k.state().config).steps).toEqual([]);
+    // Only the forwarding changes: one write, and the VIP counts as changed.
+    const gue = apply(k, cfg({ ...ipip, forwarding: 'gue', gue_port: 6081 }));
+    expect(whats(gue)).toEqual(['VIP forwarding']);
+    expect(gue.result).toEqual({ ...zero, vips_changed: 1 });
+    expect(k.state().config.vips[0]).toMatchObject({ forwarding: 'gue', gue_port: 6081 });
+    // Gone, its entry is zero again (NAT, as an id no VIP holds).
+    const gone = apply(k, cfg({ ...V6, backends: be('fd00::2') }));
+    expect(whats(gone).slice(-1)).toEqual(['forwarding of removed VIPs']);
+    expect(k.forwarding.every((b) => b === 0)).toBe(true);
   });
 
   it('removes a VIP after its table, frees its backends, ids and bits; a new VIP takes ids free before the apply', () => {

@@ -82,7 +82,7 @@ describe('the config key "metrics"', () => {
       `${F}:3:13: metrics.listen: expected HOST:PORT such as 127.0.0.1:9624 or [::1]:9624, got "localhost:9624"`,
     );
     expect(fails('{"metrics": {"port": 9624}}')).toThrow(`${F}:1:14: metrics.port: unknown key: expected one of listen, top_prefixes`);
-    expect(fails('{"metrics": {"top_prefixes": -1}}')).toThrow(`${F}:1:31: metrics.top_prefixes: expected a whole number from 0 to 10000, got -1`);
+    expect(fails('{"metrics": {"top_prefixes": -1}}')).toThrow(`${F}:1:30: metrics.top_prefixes: expected a whole number from 0 to 10000, got -1`);
     expect(fails('{"metrics": true}')).toThrow(`${F}:1:13: metrics: expected an object, got true`);
   });
 });

@@ -72,13 +72,13 @@ static __always_inline int filter_listed6(const struct in6_addr *a)
 static __always_inline int filter_ptb_verdict(int result)
 {
 	switch (result) {
-	case FILTER_PTB_SENT:
+	case XDPLB_PTB_SENT:
 		FILTER_COUNT(ptb_sent_count);
 		return XDP_TX;
-	case FILTER_PTB_ERR:
+	case XDPLB_PTB_ERR:
 		FILTER_COUNT(ptb_err_count);
 		break;
-	case FILTER_PTB_MEM_ERR:
+	case XDPLB_PTB_MEM_ERR:
 		FILTER_COUNT(ptb_mem_err_count);
 		break;
 	}

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * Connection tracking: lb_conns remembers each client flow's backend and NAT
- * port. The LRU evicts the oldest flows when full; idle and closed flows
+ * port, per CPU (the CPU the flow's packets arrive on; a flow seen first on
+ * another CPU takes that CPU's value over, see lb_conn_adopt()). The LRU
+ * evicts the oldest flows when full; idle and closed flows
  * expire here, on lookup, by their last_seen time: TCP after tcp_idle_s,
  * UDP after udp_idle_s, and a TCP flow that saw FIN both ways after
  * time_wait_s (the backend may hold the 4-tuple in TIME_WAIT that long, so
@@ -12,6 +14,7 @@
 
 #include <linux/tcp.h>
 #include "lb_maps.h"
+#include "lb_hash.h"
 
 #define LB_NS 1000000000ULL
 
@@ -34,7 +37,7 @@ static __always_inline int lb_conn_expired(const struct lb_conn *c, __u8 proto,
 
 	if (proto == IPPROTO_UDP)
 		limit = cfg->udp_idle_s;
-	else if (c->state == (LB_FIN_CLIENT | LB_FIN_BACKEND))
+	else if (c->fin_client && c->fin_backend)
 		limit = cfg->time_wait_s;
 	else
 		limit = cfg->tcp_idle_s;
@@ -47,22 +50,92 @@ static __always_inline int lb_conn_expired(const struct lb_conn *c, __u8 proto,
 static __always_inline int lb_nat_stale(const struct lb_nat *n, const struct lb_nat_key *key,
 					const struct lb_config *cfg, __u64 now)
 {
-	struct lb_conn *c = bpf_map_lookup_elem(&lb_conns, &n->flow);
+	struct lb_conn *c = bpf_map_lookup_percpu_elem(&lb_conns, &n->flow, n->cpu);
 
 	if (!c || c->nat_port != key->nport || c->backend != n->backend)
 		return 1;
 	return lb_conn_expired(c, key->proto, cfg, now);
 }
 
-/* Note a packet of the flow: time, and FIN from the given side. */
-static __always_inline void lb_conn_touch(struct lb_conn *c, const struct tcphdr *th, __u8 fin_bit, __u64 now)
+/* TCP flags as the header's 14th byte holds them (0 for UDP). */
+#define LB_TCP_FIN 0x01
+#define LB_TCP_SYN 0x02
+#define LB_TCP_RST 0x04
+#define LB_TCP_ACK 0x10
+
+static __always_inline __u8 lb_tcp_flags(const struct tcphdr *th)
 {
-	/* The clock moves once a tick: most packets need not write (and take
-	 * from other CPUs) the entry's cache line. */
+	return th ? ((const __u8 *)th)[13] : 0;
+}
+
+/* Note a packet of the flow: time, and FIN from the client (`backend`
+ * 0) or the backend. */
+static __always_inline void lb_conn_touch(struct lb_conn *c, __u8 tcp_flags, int backend, __u64 now)
+{
+	/* The clock moves once a tick: most packets need not write the
+	 * entry's cache line. */
 	if (c->last_seen != now)
 		c->last_seen = now;
-	if (th && th->fin)
-		c->state |= fin_bit;
+	if (tcp_flags & LB_TCP_FIN) {
+		if (backend)
+			c->fin_backend = 1;
+		else
+			c->fin_client = 1;
+	}
+}
+
+/* A live value of the flow's entry on any CPU (this one first), NULL when
+ * none: what a CPU that never saw the flow, or a NAT reply or ICMP error
+ * on some other CPU, looks at. One call per CPU at most, for rare packets
+ * only; with bpf_loop(), whose step the verifier checks once. */
+struct lb_find {
+	const struct lb_flow *flow;
+	__u32 cpu; /* where a live value is; LB_MAX_CPUS: nowhere */
+};
+
+static long lb_find_step(__u64 cpu, struct lb_find *f)
+{
+	struct lb_conn *c = bpf_map_lookup_percpu_elem(&lb_conns, f->flow, cpu);
+	struct lb_config *cfg;
+	__u32 zero = 0;
+
+	if (!c)
+		return 1; /* past the last CPU, or the flow is gone */
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (cfg && c->last_seen && !lb_conn_expired(c, f->flow->proto, cfg, lb_now(cfg))) {
+		f->cpu = cpu;
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline struct lb_conn *lb_conn_find(const struct lb_flow *flow)
+{
+	struct lb_find f = { .flow = flow, .cpu = LB_MAX_CPUS };
+
+	bpf_loop(LB_MAX_CPUS, lb_find_step, &f, 0);
+	if (f.cpu >= LB_MAX_CPUS)
+		return NULL;
+	return bpf_map_lookup_percpu_elem(&lb_conns, flow, f.cpu);
+}
+
+/* This CPU's value `mine` of a flow lb_conns holds is all zero: the flow's
+ * packets used to arrive on another CPU (its NIC queue changed, or it came
+ * in on another interface). Take the live value over, so the flow keeps
+ * its backend and NAT port; 0 when no CPU has one. The flow moves: the old
+ * CPU's value is cleared, so one value at a time holds the flow's state
+ * (a FIN noted on one CPU must not be missing from another's copy when the
+ * client reuses the 4-tuple). A flow whose packets keep changing CPUs pays
+ * a move each time; with RSS they do not. */
+static __always_inline int lb_conn_adopt(const struct lb_flow *flow, struct lb_conn *mine)
+{
+	struct lb_conn *c = lb_conn_find(flow);
+
+	if (!c)
+		return 0;
+	*mine = *c;
+	c->last_seen = 0;
+	return 1;
 }
 
 /*
@@ -75,9 +148,9 @@ static __always_inline void lb_conn_touch(struct lb_conn *c, const struct tcphdr
  * another CPU does to the flow (an RST, an expiry) is seen here at the next
  * tick at the latest, as if those packets had come a moment earlier.
  */
-static __always_inline struct lb_cached *lb_cache_slot(const struct lb_flow *f)
+static __always_inline struct lb_cached *lb_cache_slot(__u32 hash)
 {
-	__u32 i = lb_flow_hash(f, LB_SEED_CACHE) & (LB_FLOW_CACHE_ENTRIES - 1);
+	__u32 i = hash & (LB_FLOW_CACHE_ENTRIES - 1);
 
 	return bpf_map_lookup_elem(&lb_flow_cache, &i);
 }
@@ -90,15 +163,7 @@ static __always_inline int lb_cache_usable(const struct tcphdr *th)
 static __always_inline int lb_cache_hit(const struct lb_cached *e, const struct lb_flow *f,
 					const struct tcphdr *th, __u64 now)
 {
-	const __u32 *a = (const __u32 *)&e->flow, *b = (const __u32 *)f;
-	__u32 diff = 0;
-
-	if (e->tick != now || !lb_cache_usable(th))
-		return 0;
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(*f) / 4); i++)
-		diff |= a[i] ^ b[i];
-	return diff == 0;
+	return e->tick == now && lb_cache_usable(th) && lb_flow_eq(&e->flow, f);
 }
 
 static __always_inline void lb_cache_fill(struct lb_cached *e, const struct lb_flow *f, const struct lb_conn *c,

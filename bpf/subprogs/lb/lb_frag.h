@@ -7,7 +7,8 @@
  * lb_frags for LB_FRAG_LIFE_S; the later fragments, found by addresses, IP
  * id and protocol, get the same addresses and go the same way. A later
  * fragment that comes before its first one, or after that, is passed on
- * unchanged (to the kernel, which reassembles what is its own).
+ * unchanged (to the kernel, which reassembles what is its own). Fragments
+ * of a DSR flow keep their addresses and follow the first to its backend.
  */
 #ifndef XDPLB_LB_FRAG_H
 #define XDPLB_LB_FRAG_H
@@ -49,9 +50,10 @@ static __always_inline struct lb_frag_pair *lb_frag_key_of(const struct lb_flow 
 	return s;
 }
 
-/* A first fragment of `f` now goes from `src` to `dst`. */
+/* A first fragment of `f` now goes from `src` to `dst` (`hash`: the
+ * flow's, for an encapsulation of the later ones like the first's). */
 static __always_inline void lb_frag_note(const struct lb_flow *f, __be32 id, const struct lb_addr *src,
-					 const struct lb_addr *dst, __u32 backend, __u32 vip, __u8 reply,
+					 const struct lb_addr *dst, __u32 backend, __u32 vip, __u8 reply, __u32 hash,
 					 const struct lb_config *cfg, __u64 now)
 {
 	struct lb_frag_pair *s = lb_frag_key_of(f, id);
@@ -64,6 +66,7 @@ static __always_inline void lb_frag_note(const struct lb_flow *f, __be32 id, con
 	s->val.backend = backend;
 	s->val.vip = vip;
 	s->val.reply = reply;
+	s->val.hash = hash;
 	bpf_map_update_elem(&lb_frags, &s->key, &s->val, BPF_ANY);
 }
 

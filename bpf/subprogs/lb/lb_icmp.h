@@ -33,6 +33,7 @@ struct lb_icmp {
 	struct ethhdr *eth;
 	struct iphdr *ip; /* outer: one of these two */
 	struct ipv6hdr *ip6;
+	void *l3; /* the outer one, whichever it is (for the verifier: one pointer, never NULL) */
 	__sum16 *check; /* the ICMP or ICMPv6 checksum */
 	struct iphdr *iip; /* quoted: one of these two */
 	struct ipv6hdr *iip6;
@@ -52,6 +53,7 @@ struct lb_icmp_data {
 	struct lb_addr odst;
 	struct lb_tuple from, to; /* quoted tuple, before and after */
 	struct lb_tuple ofrom, oto; /* outer addresses, before and after */
+	struct lb_vip_key vk; /* the flow's VIP, when no entry says where it went */
 };
 
 struct {
@@ -84,6 +86,7 @@ static __always_inline int lb_icmp_parse(struct xdp_md *ctx, struct lb_icmp *m, 
 		    (iip->frag_off & bpf_htons(0x1fff)))
 			return -1;
 		m->check = &ih->checksum;
+		m->l3 = m->ip;
 		m->iip = iip;
 		d->inner.family = LB_FAMILY_V4;
 		d->inner.src.w[0] = iip->saddr;
@@ -108,6 +111,7 @@ static __always_inline int lb_icmp_parse(struct xdp_md *ctx, struct lb_icmp *m, 
 		if ((void *)(iip6 + 1) > c.end || iip6->version != 6)
 			return -1;
 		m->check = &ih->icmp6_cksum;
+		m->l3 = m->ip6;
 		m->iip6 = iip6;
 		d->inner.family = LB_FAMILY_V6;
 		__builtin_memcpy(&d->inner.src, &iip6->saddr, 16);

@@ -15,6 +15,8 @@
 #define LB_MAX_VIPS 512
 #define LB_MAX_BACKENDS 16384
 #define LB_CONN_ENTRIES 262144
+/* CPUs whose connection-table values a flow that moved is looked for on. */
+#define LB_MAX_CPUS 128
 #define LB_NAT_ENTRIES 262144
 /* Template size of a Maglev table; a VIP may use another prime size
  * (BPF_F_INNER_MAP lets inner arrays differ in max_entries). */
@@ -85,15 +87,18 @@ struct lb_flow {
 	__u8 pad[2];
 };
 
-#define LB_FIN_CLIENT 1
-#define LB_FIN_BACKEND 2
-
+/* Per CPU (lb_conns): the CPU a flow's packets arrive on keeps its entry,
+ * so a new flow costs one insert and CPUs never write one another's
+ * values. All zero on a CPU that has not seen the flow (last_seen 0 reads
+ * as expired). Each FIN flag has a byte of its own, written by one side
+ * only: a NAT reply marks its flow's entry on the flow's CPU, and two
+ * plain byte stores cannot undo each other. */
 struct lb_conn {
 	__u64 last_seen; /* lb_now() */
 	__u32 backend;
-	__be16 nat_port;
-	__u8 state; /* LB_FIN_* */
-	__u8 pad;
+	__be16 nat_port; /* 0 for a DSR flow */
+	__u8 fin_client;
+	__u8 fin_backend;
 };
 
 /* A FIB answer kept for LB_L2_CACHE_S: per backend and CPU toward
@@ -105,6 +110,8 @@ struct lb_l2 {
 	__u32 ifindex;
 	__u8 smac[6];
 	__u8 dmac[6];
+	__u16 mtu; /* of the route, for packets that grow (encapsulation) */
+	__u8 pad[6];
 };
 
 /* A backend's reply as it arrives: backend:port -> NAT source:nat_port. */
@@ -123,6 +130,8 @@ struct lb_nat {
 	__u32 vip;
 	struct lb_l2 l2; /* toward the client */
 	__u64 touched; /* lb_now() when a reply last touched the flow's entry */
+	__u32 cpu; /* whose lb_conns value is the flow's */
+	__u8 pad[4];
 };
 
 /* Fragments: the first one of a datagram carries the ports and is balanced
@@ -146,7 +155,8 @@ struct lb_frag {
 	__u32 backend;
 	__u32 vip;
 	__u8 reply; /* backend -> client */
-	__u8 pad[7];
+	__u8 pad[3];
+	__u32 hash; /* the first fragment's flow hash (an encapsulation's entropy) */
 };
 
 struct {
@@ -170,6 +180,32 @@ struct lb_counters {
 	__u64 fib_no_neigh; /* neighbour unresolved: passed to the kernel */
 	__u64 fib_failures; /* dropped: no route, forwarding off, ... */
 	__u64 icmp_errors; /* ICMP errors about the VIP's flows, translated */
+	__u64 bad_checksum; /* dropped: IPv4 header checksum already wrong */
+	__u64 encapsulated; /* sent in an outer header (ipip, gue) */
+	__u64 too_big; /* answered: too big once encapsulated */
+	__u64 icmp_forwarded; /* ICMP errors about DSR flows, sent to their backend */
+};
+
+/* How a VIP's packets reach its backends. */
+#define LB_FWD_NAT 0 /* addresses rewritten both ways */
+#define LB_FWD_DSR_L2 1 /* destination MAC only; backends on the segment hold the VIP */
+#define LB_FWD_IPIP 2 /* IPv4/IPv6 in IPv4/IPv6 */
+#define LB_FWD_GUE 3 /* outer IP + UDP, then the inner IP packet (GUE variant 1) */
+
+/* A VIP's forwarding parameters, by VIP id (lb_vip_fwd): read on every
+ * packet, so an inline array read, not a field of lb_vips' hash value. The
+ * outer source of an encapsulated packet is src4 (or src6) with the bits of
+ * vary4 (or of vary6, over src6's last word) taken from the flow's hash: a
+ * prefix's host part spread over flows, so that the backend's NIC spreads
+ * them over its queues; the same flow always gets the same address. */
+struct lb_vip_fwd {
+	struct lb_addr src6;
+	__be32 src4;
+	__be32 vary4;
+	__be32 vary6;
+	__be16 gue_port; /* 6080 unless configured (src/programs/lb/layout.ts) */
+	__u8 mode; /* LB_FWD_* */
+	__u8 pad;
 };
 
 struct {
@@ -237,7 +273,17 @@ struct {
 } lb_config SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct lb_vip_fwd);
+} lb_vip_fwd SEC(".maps");
+
+/* Per-CPU values and per-CPU LRU lists: an insert takes nothing another
+ * CPU holds but the key's hash bucket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, LB_CONN_ENTRIES);
 	__type(key, struct lb_flow);
 	__type(value, struct lb_conn);

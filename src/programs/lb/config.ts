@@ -8,8 +8,8 @@ import { UsageError } from '../../errors.js';
 import { JsonDoc } from '../../json.js';
 import { DEFAULT_TABLE_SIZE, isPrime } from './maglev.js';
 import {
-  LB_MAX_BACKENDS, LB_MAX_VIPS, PROTO, addrBytes, addrText, familyOf,
-  type NatConfig, type Protocol, type Timeouts,
+  FORWARDING, GUE_PORT_DEFAULT, LB_MAX_BACKENDS, LB_MAX_VIPS, PROTO, addrBytes, addrText, familyOf,
+  type Forwarding, type NatConfig, type Protocol, type Timeouts, type VipForwarding,
 } from './layout.js';
 
 export interface BackendConfig {
@@ -38,7 +38,10 @@ export interface HealthSpec {
   expect_status?: ExpectStatus;
 }
 
-export interface VipConfig {
+/** A NAT VIP has none of VipForwarding's keys; another has `forwarding`,
+ *  ipip and gue the encapsulation sources they were given (or took from
+ *  the top level), gue its port. */
+export interface VipConfig extends VipForwarding {
   address: string;
   port: number;
   protocol: Protocol;
@@ -193,7 +196,8 @@ function healthSpec(keys: HealthKeys, backendPort: number): HealthSpec {
 export const vipName = (v: { address: string; port: number; protocol: string }) =>
   `${v.protocol}:${v.address.includes(':') ? `[${v.address}]` : v.address}:${v.port}`;
 
-export function backend(v: unknown, path: string, vip: { port: number; family: 4 | 6; health?: HealthKeys | false }): BackendConfig {
+/** `family` undefined: either (an encapsulating VIP's backends). */
+export function backend(v: unknown, path: string, vip: { port: number; family?: 4 | 6; health?: HealthKeys | false }): BackendConfig {
   const o = object(v, path, ['address', 'port', 'weight', 'mac', 'health']);
   const addr = address(o.address, `${path}.address`, vip.family);
   const p = o.port === undefined ? vip.port : port(o.port, `${path}.port`);
@@ -204,10 +208,103 @@ export function backend(v: unknown, path: string, vip: { port: number; family: 4
   return b;
 }
 
-export function vip(v: unknown, path: string): VipConfig {
-  const o = object(v, path, ['address', 'port', 'protocol', 'table_size', 'backends', 'health']);
+// ---- forwarding: nat, dsr-l2, ipip, gue ----
+
+const FORWARDING_KEYS = ['forwarding', 'encap_source_ipv4', 'encap_source_ipv6', 'gue_port'] as const;
+
+/** The top level's forwarding keys: every VIP's defaults. */
+export interface ForwardingDefaults {
+  forwarding: Forwarding;
+  encap_source_ipv4?: string;
+  encap_source_ipv6?: string;
+  gue_port: number;
+}
+export const DEFAULT_FORWARDING: ForwardingDefaults = { forwarding: 'nat', gue_port: GUE_PORT_DEFAULT };
+
+function forwardingMode(v: unknown, path: string): Forwarding {
+  if (typeof v !== 'string' || !(v in FORWARDING)) {
+    fail(path, `expected one of ${Object.keys(FORWARDING).map((k) => `"${k}"`).join(', ')}, got ${shown(v)}`);
+  }
+  return v as Forwarding;
+}
+
+/** An outer source address, or a prefix whose host bits (the last 32 at
+ *  most) vary with the flow; host bits zero, the address not unspecified. */
+function encapSource(v: unknown, path: string, family: 4 | 6): string {
+  const kind = family === 4 ? 'IPv4' : 'IPv6';
+  const expected = family === 4
+    ? 'an IPv4 address or prefix (10.9.0.1, 10.9.0.0/24)'
+    : 'an IPv6 address or a prefix of /96 or longer (fd09::1, fd09::/112)';
+  const m = typeof v === 'string' ? /^([^/]+)(?:\/(\d{1,3}))?$/.exec(v) : null;
+  const len = m?.[2] === undefined ? (family === 4 ? 32 : 128) : Number(m[2]);
+  if (!m || isIP(m[1]) !== family || len > (family === 4 ? 32 : 128) || len < (family === 4 ? 0 : 96)) {
+    fail(path, `expected ${expected}, got ${shown(v)}`);
+  }
+  const bytes = addrBytes(m![1]);
+  const host = (family === 4 ? 32 : 128) - len;
+  const last = bytes.readUInt32BE(family === 4 ? 0 : 12);
+  const mask = host >= 32 ? 0xffffffff : ((1 << host) >>> 0) - 1;
+  if (((last & mask) >>> 0) !== 0) fail(path, `expected the ${kind} prefix's host bits to be zero, got ${shown(v)}`);
+  if (bytes.every((b) => b === 0)) fail(path, `expected an ${kind} source that is not unspecified, got ${shown(v)}`);
+  const text = address(m![1], path, family);
+  return m![2] === undefined ? text : `${text}/${len}`;
+}
+
+/** The top level's defaults for every VIP's forwarding. */
+function forwardingDefaults(o: Record<string, unknown>): ForwardingDefaults {
+  const d: ForwardingDefaults = {
+    forwarding: o.forwarding === undefined ? 'nat' : forwardingMode(o.forwarding, 'forwarding'),
+    gue_port: o.gue_port === undefined ? GUE_PORT_DEFAULT : port(o.gue_port, 'gue_port'),
+  };
+  if (o.encap_source_ipv4 !== undefined) d.encap_source_ipv4 = encapSource(o.encap_source_ipv4, 'encap_source_ipv4', 4);
+  if (o.encap_source_ipv6 !== undefined) d.encap_source_ipv6 = encapSource(o.encap_source_ipv6, 'encap_source_ipv6', 6);
+  return d;
+}
+
+/** A VIP's forwarding: its own keys over the defaults. */
+function vipForwarding(o: Record<string, unknown>, path: string, d: ForwardingDefaults): VipForwarding {
+  const mode = o.forwarding === undefined ? d.forwarding : forwardingMode(o.forwarding, `${path}.forwarding`);
+  if (mode === 'nat') return {};
+  if (mode === 'dsr-l2') return { forwarding: mode };
+  const f: VipForwarding = { forwarding: mode };
+  const v4 = o.encap_source_ipv4 === undefined ? d.encap_source_ipv4 : encapSource(o.encap_source_ipv4, `${path}.encap_source_ipv4`, 4);
+  const v6 = o.encap_source_ipv6 === undefined ? d.encap_source_ipv6 : encapSource(o.encap_source_ipv6, `${path}.encap_source_ipv6`, 6);
+  if (v4) f.encap_source_ipv4 = v4;
+  if (v6) f.encap_source_ipv6 = v6;
+  if (mode === 'gue') f.gue_port = o.gue_port === undefined ? d.gue_port : port(o.gue_port, `${path}.gue_port`);
+  return f;
+}
+
+/** Each backend reachable the VIP's way: NAT and dsr-l2 keep the packet's
+ *  family; ipip and gue take an IPv4 VIP to IPv6 backends too (IPv4 in
+ *  IPv6), never the other way; an encapsulation needs a source of the
+ *  backend's family. */
+function checkReach(v: VipConfig, path: string, family: 4 | 6): void {
+  const mode = v.forwarding ?? 'nat';
+  if (mode === 'nat') return; // its backends were parsed for the VIP's family
+  const encap = mode === 'ipip' || mode === 'gue';
+  // No string built per backend unless one fails: a VIP may have thousands.
+  v.backends.forEach((b, i) => {
+    const bf = familyOf(b.address);
+    const at = () => `${path}.backends[${i}].address`;
+    if (mode === 'dsr-l2' && bf !== family) {
+      fail(at(), `forwarding "dsr-l2" leaves the packet as it is: it cannot reach an IPv${bf} backend from an IPv${family} VIP, got ${shown(b.address)}`);
+    }
+    if (encap && family === 6 && bf === 4) {
+      fail(at(), `forwarding "${mode}" cannot reach an IPv4 backend from an IPv6 VIP (IPv6 in IPv4 is not sent), got ${shown(b.address)}`);
+    }
+    const source = bf === 4 ? 'encap_source_ipv4' : 'encap_source_ipv6';
+    if (encap && !v[source]) {
+      fail(`${path}.${source}`, `forwarding "${mode}" to the IPv${bf} backend ${b.address} needs an IPv${bf} encapsulation source (here or at the top level), got none`);
+    }
+  });
+}
+
+export function vip(v: unknown, path: string, defaults: ForwardingDefaults = DEFAULT_FORWARDING): VipConfig {
+  const o = object(v, path, ['address', 'port', 'protocol', 'table_size', 'backends', 'health', ...FORWARDING_KEYS]);
   const addr = address(o.address, `${path}.address`);
   const family = familyOf(addr);
+  const fwd = vipForwarding(o, path, defaults);
   const p = port(o.port, `${path}.port`);
   const health = healthKeys(o.health, `${path}.health`, undefined);
   const size = o.table_size === undefined ? DEFAULT_TABLE_SIZE : integer(o.table_size, `${path}.table_size`, 7, MAX_TABLE_SIZE);
@@ -215,7 +312,10 @@ export function vip(v: unknown, path: string): VipConfig {
   if (!Array.isArray(o.backends) || o.backends.length === 0) {
     fail(`${path}.backends`, `expected a non-empty list of backends, got ${shown(o.backends)}`);
   }
-  const backends = (o.backends as unknown[]).map((b, i) => backend(b, `${path}.backends[${i}]`, { port: p, family, health }));
+  // NAT's backends are checked for the VIP's family as they are parsed
+  // (the message says what is expected); the others' by checkReach().
+  const backends = (o.backends as unknown[]).map((b, i) =>
+    backend(b, `${path}.backends[${i}]`, { port: p, family: fwd.forwarding ? undefined : family, health }));
   // Keyed by address alone (the same address on other ports is rare): a
   // key built per backend costs more than the rest of the check.
   const first = new Map<string, number>();
@@ -225,12 +325,15 @@ export function vip(v: unknown, path: string): VipConfig {
     const dup = backends.findIndex((x, j) => j >= at && j < i && x.address === b.address && x.port === b.port);
     if (dup >= 0) fail(`${path}.backends[${i}]`, `duplicate backend ${b.address} port ${b.port} (also backends[${dup}])`);
   });
-  return { address: addr, port: p, protocol: protocol(o.protocol ?? 'tcp', `${path}.protocol`), table_size: size, backends };
+  const out: VipConfig = { address: addr, port: p, protocol: protocol(o.protocol ?? 'tcp', `${path}.protocol`), table_size: size, backends, ...fwd };
+  checkReach(out, path, family);
+  return out;
 }
 
 /** Check and normalize a whole config. */
 export function validateConfig(v: unknown): LbConfig {
-  const o = object(v, '', ['nat', 'timeouts', 'vips']);
+  const o = object(v, '', ['nat', 'timeouts', 'vips', ...FORWARDING_KEYS]);
+  const defaults = forwardingDefaults(o);
   const n = object(o.nat ?? {}, 'nat', ['source_ipv4', 'source_ipv6', 'port_min', 'port_max']);
   const nat: NatConfig = {
     port_min: n.port_min === undefined ? DEFAULT_NAT.port_min : integer(n.port_min, 'nat.port_min', 1, 65535),
@@ -244,7 +347,7 @@ export function validateConfig(v: unknown): LbConfig {
     Object.entries(DEFAULT_TIMEOUTS).map(([k, d]) => [k, t[k] === undefined ? d : integer(t[k], `timeouts.${k}`, 0, 86400)]),
   ) as unknown as Timeouts;
   if (o.vips !== undefined && !Array.isArray(o.vips)) fail('vips', `expected a list of VIPs, got ${shown(o.vips)}`);
-  const vips = ((o.vips as unknown[] | undefined) ?? []).map((x, i) => vip(x, `vips[${i}]`));
+  const vips = ((o.vips as unknown[] | undefined) ?? []).map((x, i) => vip(x, `vips[${i}]`, defaults));
   if (vips.length > LB_MAX_VIPS) fail('vips', `expected at most ${LB_MAX_VIPS} VIPs, got ${vips.length}`);
   const total = vips.reduce((a, x) => a + x.backends.length, 0);
   if (total > LB_MAX_BACKENDS) fail('vips', `expected at most ${LB_MAX_BACKENDS} backends in all, got ${total}`);
@@ -254,6 +357,7 @@ export function validateConfig(v: unknown): LbConfig {
     if (seen.has(key)) fail(`vips[${i}]`, `duplicate VIP ${key} (also vips[${seen.get(key)}])`);
     seen.set(key, i);
     const fam = familyOf(x.address);
+    if (x.forwarding) return; // no NAT: the backends answer the clients themselves
     if (fam === 4 && !nat.source_ipv4) fail(`vips[${i}].address`, `an IPv4 VIP needs nat.source_ipv4`);
     if (fam === 6 && !nat.source_ipv6) fail(`vips[${i}].address`, `an IPv6 VIP needs nat.source_ipv6`);
   });

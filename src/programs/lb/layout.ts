@@ -13,6 +13,10 @@ export type Protocol = keyof typeof PROTO;
 
 export const BACKEND_FLAGS = { inUse: 1, mac: 2, removed: 4 } as const;
 export const CONFIG_FLAGS = { nat4: 1, nat6: 2 } as const;
+/** A VIP's forwarding mode (struct lb_vip_fwd's `mode`, LB_FWD_*). */
+export const FORWARDING = { nat: 0, 'dsr-l2': 1, ipip: 2, gue: 3 } as const;
+export type Forwarding = keyof typeof FORWARDING;
+export const GUE_PORT_DEFAULT = 6080;
 
 export const LAYOUT = {
   lb_addr: { size: 16 },
@@ -23,21 +27,24 @@ export const LAYOUT = {
     size: 56, nat4: 0, nat6: 16, port_min: 32, port_max: 34, flags: 36, tcp_idle_s: 40, udp_idle_s: 44, time_wait_s: 48, hz: 52,
   },
   lb_flow: { size: 40, src: 0, dst: 16, sport: 32, dport: 34, proto: 36, family: 37 },
-  lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, state: 14 },
+  lb_conn: { size: 16, last_seen: 0, backend: 8, nat_port: 12, fin_client: 14, fin_backend: 15 },
   lb_nat_key: { size: 24, backend: 0, bport: 16, nport: 18, proto: 20, family: 21 },
-  lb_nat: { size: 96, flow: 0, backend: 40, vip: 44, l2: 48, touched: 88 },
+  lb_nat: { size: 112, flow: 0, backend: 40, vip: 44, l2: 48, touched: 96, cpu: 104 },
   lb_frag_key: { size: 40, src: 0, dst: 16, id: 32, proto: 36, family: 37 },
-  lb_frag: { size: 56, src: 0, dst: 16, expires: 32, backend: 40, vip: 44, reply: 48 },
-  lb_l2: { size: 40, dst: 0, expires: 16, ifindex: 24, smac: 28, dmac: 34 },
+  lb_frag: { size: 56, src: 0, dst: 16, expires: 32, backend: 40, vip: 44, reply: 48, hash: 52 },
+  lb_l2: { size: 48, dst: 0, expires: 16, ifindex: 24, smac: 28, dmac: 34, mtu: 40 },
   lb_counters: {
-    size: 88, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
+    size: 120, packets: 0, bytes: 8, reply_packets: 16, reply_bytes: 24, new_conns: 32, conn_misses: 40,
     no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72, icmp_errors: 80,
+    bad_checksum: 88, encapsulated: 96, too_big: 104, icmp_forwarded: 112,
   },
+  lb_vip_fwd: { size: 32, src6: 0, src4: 16, vary4: 20, vary6: 24, gue_port: 28, mode: 30 },
 } as const;
 
 export const COUNTER_NAMES = [
   'packets', 'bytes', 'reply_packets', 'reply_bytes', 'new_conns', 'conn_misses',
   'no_backend', 'nat_exhausted', 'fib_no_neigh', 'fib_failures', 'icmp_errors',
+  'bad_checksum', 'encapsulated', 'too_big', 'icmp_forwarded',
 ] as const;
 export type LbCounters = Record<(typeof COUNTER_NAMES)[number], bigint>;
 
@@ -236,6 +243,67 @@ export function decodeConfig(b: Buffer): { nat: NatConfig; timeouts: Timeouts } 
       time_wait_s: b.readUInt32LE(L.time_wait_s),
     },
   };
+}
+
+/** How a VIP reaches its backends: the mode, and for ipip and gue the outer
+ *  source of each family (an address, or a prefix whose host bits vary
+ *  with the flow) and for gue the UDP port. */
+export interface VipForwarding {
+  forwarding?: Exclude<Forwarding, 'nat'>;
+  encap_source_ipv4?: string;
+  encap_source_ipv6?: string;
+  gue_port?: number;
+}
+
+/** 'a.b.c.d' or 'a.b.c.d/len' (IPv6 alike): the address and the mask of
+ *  the bits that vary, within the last 32 bits, in network order. */
+function sourceBytes(text: string | undefined, family: 4 | 6): { addr: Buffer; vary: Buffer } {
+  const vary = Buffer.alloc(4);
+  if (!text) return { addr: Buffer.alloc(16), vary };
+  const [address, len] = text.split('/');
+  const bits = family === 4 ? 32 : 128;
+  const host = len === undefined ? 0 : bits - Number(len);
+  vary.writeUInt32BE(host >= 32 ? 0xffffffff : ((1 << host) >>> 0) - 1);
+  return { addr: addrBytes(address), vary };
+}
+
+function sourceText(addr: Buffer, vary: number, family: 4 | 6): string | undefined {
+  if (addr.every((b) => b === 0)) return undefined;
+  const text = addrText(addr, family);
+  if (!vary) return text;
+  let host = 0;
+  while (host < 32 && vary & (1 << host)) host++;
+  return `${text}/${(family === 4 ? 32 : 128) - host}`;
+}
+
+export function encodeVipFwd(f: VipForwarding): Buffer {
+  const L = LAYOUT.lb_vip_fwd;
+  const b = Buffer.alloc(L.size);
+  const mode = f.forwarding ?? 'nat';
+  b[L.mode] = FORWARDING[mode];
+  if (mode !== 'ipip' && mode !== 'gue') return b;
+  const v4 = sourceBytes(f.encap_source_ipv4, 4);
+  const v6 = sourceBytes(f.encap_source_ipv6, 6);
+  v4.addr.copy(b, L.src4, 0, 4);
+  v4.vary.copy(b, L.vary4);
+  v6.addr.copy(b, L.src6);
+  v6.vary.copy(b, L.vary6);
+  if (mode === 'gue') b.writeUInt16BE(f.gue_port ?? GUE_PORT_DEFAULT, L.gue_port);
+  return b;
+}
+
+export function decodeVipFwd(b: Buffer, at = 0): VipForwarding {
+  const L = LAYOUT.lb_vip_fwd;
+  const mode = (Object.keys(FORWARDING) as Forwarding[]).find((k) => FORWARDING[k] === b[at + L.mode]) ?? 'nat';
+  if (mode === 'nat') return {};
+  if (mode === 'dsr-l2') return { forwarding: mode };
+  const out: VipForwarding = { forwarding: mode };
+  const v4 = sourceText(b.subarray(at + L.src4, at + L.src4 + 4), b.readUInt32BE(at + L.vary4), 4);
+  const v6 = sourceText(b.subarray(at + L.src6, at + L.src6 + 16), b.readUInt32BE(at + L.vary6), 6);
+  if (v4) out.encap_source_ipv4 = v4;
+  if (v6) out.encap_source_ipv6 = v6;
+  if (mode === 'gue') out.gue_port = b.readUInt16BE(at + L.gue_port);
+  return out;
 }
 
 /** A counters row summed over CPUs (BpfMap.sumPerCpu: one word each). */

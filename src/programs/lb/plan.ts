@@ -15,18 +15,19 @@
 //  5. Backends dropped from a kept VIP marked removed: no table points at
 //     them any more, so no new flow meets a removed backend; established
 //     flows still reach them.
-//  6. New VIPs' ids and bits (lb_vip_ids, lb_vip_bits): the bits stay a
-//     superset of the VIPs throughout.
+//  6. Each wanted VIP's forwarding (lb_vip_fwd), then new VIPs' ids and
+//     bits (lb_vip_ids, lb_vip_bits): the bits stay a superset of the VIPs
+//     throughout.
 //  7. lb_vips: new VIPs (once their table exists) and grown sizes.
 //  8. Removed VIPs out of lb_vips, then their tables out of lb_maglev
 //     (and tables no VIP owns, left by an apply that was killed).
 //  9. Removed VIPs' backends freed (and entries of no VIP).
-// 10. Removed VIPs' ids and bits.
+// 10. Removed VIPs' ids, bits and forwarding.
 import { XdplbError } from '../../errors.js';
 import type { MaglevBackend } from './maglev.js';
 import { vipBits } from './vipbits.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, encodeBackend, encodeConfig, encodeVip, encodeVipKey, type BackendEntry,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, encodeBackend, encodeConfig, encodeVip, encodeVipFwd, encodeVipKey, type BackendEntry,
 } from './layout.js';
 import { vipName, type BackendConfig, type LbConfig } from './config.js';
 import type { LbState } from './state.js';
@@ -266,6 +267,19 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
     wantedKeys[i].copy(idsDuring, p.id * K);
     wantedKeys[i].copy(idsAfter, p.id * K);
   });
+  // Forwarding too, compared whole: an id no VIP holds has a zero entry.
+  const F = LAYOUT.lb_vip_fwd.size;
+  const fwdDuring = Buffer.from(have.forwardingRaw);
+  const fwdAfter = Buffer.alloc(fwdDuring.length);
+  const rebuilt = new Set(tables.map((t) => t.vipId));
+  for (const p of vips) {
+    const entry = encodeVipFwd(p.vip);
+    // A VIP whose only change is its forwarding is changed all the same.
+    if (p.current && !rebuilt.has(p.id) && !entry.equals(fwdDuring.subarray(p.id * F, (p.id + 1) * F))) result.vips_changed++;
+    entry.copy(fwdDuring, p.id * F);
+    entry.copy(fwdAfter, p.id * F);
+  }
+  arrayWrite(write, 'VIP forwarding', 'lb_vip_fwd', have.forwardingRaw, fwdDuring, F);
   const bitsDuring = vipBits([...have.vips.values()].map((v) => v.key).concat(wantedKeys));
   const bitsAfter = vipBits(wantedKeys);
   arrayWrite(write, 'VIP ids', 'lb_vip_ids', have.vipIdsRaw, idsDuring, K);
@@ -288,6 +302,7 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   write('backends of removed VIPs', 'lb_backends', freed.map(([id]) => id), freed.map(() => FREE_BACKEND), freed.map(([, b]) => encodeBackend(b)));
   arrayWrite(write, 'VIP ids of removed VIPs', 'lb_vip_ids', idsDuring, idsAfter, K);
   arrayWrite(write, 'VIP bits of removed VIPs', 'lb_vip_bits', bitsDuring, bitsAfter, 8);
+  arrayWrite(write, 'forwarding of removed VIPs', 'lb_vip_fwd', fwdDuring, fwdAfter, F);
   return { steps, result };
 }
 

@@ -5,7 +5,8 @@
 import { BpfMap, possibleCpus } from '../../libbpf/index.js';
 import { VIP_BITS_WORDS } from './vipbits.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeVip, decodeVipKey, type BackendEntry,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeVip, decodeVipFwd, decodeVipKey,
+  type BackendEntry,
 } from './layout.js';
 import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type LbConfig, type VipConfig } from './config.js';
 import type { LbMapName } from './spec.js';
@@ -33,6 +34,8 @@ export interface RawState {
   /** lb_vip_ids and lb_vip_bits, whole. */
   vipIds: Buffer;
   vipBits: Buffer;
+  /** lb_vip_fwd, whole: each VIP's forwarding, by id. */
+  forwarding: Buffer;
 }
 
 export interface LbState {
@@ -52,6 +55,8 @@ export interface LbState {
   /** lb_vip_ids and lb_vip_bits, whole. */
   vipIdsRaw: Buffer;
   vipBitsRaw: Buffer;
+  /** lb_vip_fwd, whole. */
+  forwardingRaw: Buffer;
 }
 
 function readRaw(maps: LbMaps): RawState {
@@ -72,6 +77,7 @@ function readRaw(maps: LbMaps): RawState {
     tables,
     vipIds: maps.lb_vip_ids.values(LB_MAX_VIPS),
     vipBits: maps.lb_vip_bits.values(VIP_BITS_WORDS),
+    forwarding: maps.lb_vip_fwd.values(LB_MAX_VIPS),
   };
 }
 
@@ -90,7 +96,7 @@ export function decodeState(raw: RawState): LbState {
   let config: LbConfig | undefined;
   return {
     get config() {
-      return (config ??= heldConfig(raw.config, vips, backends));
+      return (config ??= heldConfig(raw.config, vips, backends, raw.forwarding));
     },
     vips,
     backends,
@@ -98,6 +104,7 @@ export function decodeState(raw: RawState): LbState {
     tables: raw.tables,
     vipIdsRaw: raw.vipIds,
     vipBitsRaw: raw.vipBits,
+    forwardingRaw: raw.forwarding,
   };
 }
 
@@ -106,7 +113,7 @@ export function readState(maps: LbMaps): LbState {
 }
 
 /** The kernel's config in validateConfig's form: each VIP's live backends, in id order. */
-function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState['backends']): LbConfig {
+function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState['backends'], fwd: Buffer): LbConfig {
   const cfg = raw ? decodeConfig(raw) : null;
   const live = new Map<number, VipConfig['backends']>();
   for (const b of backends.values()) {
@@ -116,7 +123,10 @@ function heldConfig(raw: Buffer | null, vips: LbState['vips'], backends: LbState
   }
   const list: VipConfig[] = [...vips.values()]
     .sort((a, b) => a.id - b.id)
-    .map((v) => ({ ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [] }));
+    .map((v) => ({
+      ...decodeVipKey(v.key), table_size: v.tableSize, backends: live.get(v.id) ?? [],
+      ...decodeVipFwd(fwd, v.id * LAYOUT.lb_vip_fwd.size),
+    }));
   return { nat: cfg?.nat ?? { ...DEFAULT_NAT }, timeouts: cfg?.timeouts ?? { ...DEFAULT_TIMEOUTS }, vips: list };
 }
 

@@ -1,7 +1,8 @@
 // The data plane's first question about a packet: may its destination be a
 // VIP? One bit per hash of the VIP key, in lb_vip_bits; lb_vip_maybe() in
-// bpf/subprogs/lb/lb_hash.h mixes the same five little-endian words of a
-// struct lb_vip_key with the same constants, so both sides agree on the bit.
+// bpf/subprogs/lb/lb_hash.h mixes the same little-endian words of a struct
+// lb_vip_key (an IPv4 VIP's zero address words left out) with the same
+// constants, so both sides agree on the bit.
 import { LAYOUT } from './layout.js';
 
 export const VIP_BITS_WORDS = 1024;
@@ -19,10 +20,14 @@ const final = (h: number) => {
   return (h ^ (h >>> 16)) >>> 0;
 };
 
-/** The bit of an encoded VIP key (encodeVipKey). */
+/** The bit of an encoded VIP key (encodeVipKey): an IPv4 VIP's three zero
+ *  address words are not mixed. */
 export function vipBit(key: Buffer): number {
   let h = SEED_VIP;
-  for (let i = 0; i < LAYOUT.lb_vip_key.size; i += 4) h = mix(h, key.readUInt32LE(i));
+  const v4 = key[LAYOUT.lb_vip_key.family] === 4;
+  for (let i = 0; i < LAYOUT.lb_vip_key.size; i += 4) {
+    if (!(v4 && i > 0 && i < 16)) h = mix(h, key.readUInt32LE(i));
+  }
   return final(h) & (BITS - 1);
 }
 
