@@ -75,7 +75,7 @@ export async function runRootService(opts: RunOptions): Promise<number> {
   /** Serve metrics as `config` says: started, moved or stopped. */
   const serveMetrics = async (next: ServiceConfig, lines: string[]) => {
     const want = next.metrics;
-    const same = metrics && want && formatListen(metrics.listening) === formatListen(want.listen) && metrics.top === want.top;
+    const same = metrics && want ? formatListen(metrics.listening) === formatListen(want.listen) && metrics.top === want.top : !metrics && !want;
     if (same) return;
     // A new address is taken before the old one is let go: a bad one leaves
     // the running endpoint as it was.

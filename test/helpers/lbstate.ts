@@ -64,7 +64,11 @@ export function kernelView(maps: LbMaps): LbView {
       problems.push(`VIP ${vip.name} has no table`);
       continue;
     }
-    const inner = BpfMap.byId(mapId)!;
+    const inner = BpfMap.byId(mapId);
+    if (!inner) {
+      problems.push(`VIP ${vip.name}: its table was swapped out while read`);
+      continue;
+    }
     try {
       const got = inner.values(inner.maxEntries);
       const want = maglevTable(live.get(id) ?? [], vip.size);

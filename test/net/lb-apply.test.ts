@@ -212,6 +212,16 @@ describe('xdp-lb run', () => {
       const from = lb.stderr.length;
       for (let i = 0; i < 100 && !lb.stderr.slice(from).some((line) => what.test(line)); i++) await sleep(100);
       expect(lb.stderr.slice(from)).toContainEqual(expect.stringMatching(what));
+      // The line comes as the repair starts: give its writes time to land
+      // (a table swapped out under the reader reads as missing).
+      const view = () => {
+        try {
+          return pinnedView(l.server);
+        } catch {
+          return null;
+        }
+      };
+      for (let i = 0; i < 50 && !isDeepStrictEqual(view(), want); i++) await sleep(100);
       expect(pinnedView(l.server)).toEqual(want);
     };
     const cli = (args: string[]) => ok(run(BIN('xdp-lb'), args, { netns: l.server }));
