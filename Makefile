@@ -11,7 +11,7 @@ TS_SRCS    := $(shell find src -name '*.ts')
 
 vpath %.bpf.c bpf/xdp_root $(wildcard bpf/subprogs/*) bpf/fixtures
 
-.PHONY: all build bpf js deps test test-unit test-kernel test-net bench demo clean typecheck
+.PHONY: all build bpf js deps test test-unit test-kernel test-net bench demo clean typecheck docs
 
 all: build
 
@@ -60,6 +60,10 @@ test: deps build typecheck
 bench: deps build
 	npx esbuild bench/run.ts --bundle --platform=node --format=esm --main-fields=module,main --external:koffi --log-level=warning --outfile=build/bench/run.mjs
 	node build/bench/run.mjs
+
+# README.md's list of metrics, from the collectors' declarations.
+docs: js
+	node scripts/generate.mjs docs
 
 demo: deps build
 	bash scripts/demo.sh

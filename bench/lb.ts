@@ -106,7 +106,7 @@ function writeLoop(fds: LbMaps, a: string, b: string, nat: string): void {
   track(b, PB, PA, a); // NAT:pb -> b  becomes  NAT:pa -> a
 }
 
-function largeConfig(weightOfFirst: number) {
+export function largeConfig(weightOfFirst: number) {
   return {
     nat: { source_ipv4: '10.0.0.10' },
     vips: Array.from({ length: 100 }, (_, v) => ({

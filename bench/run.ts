@@ -17,6 +17,7 @@ import { PREFIX6_COUNT, measureFilter } from './filter.js';
 import { measureSampler } from './sampler.js';
 import { GOALS as LB_GOALS, measureLb } from './lb.js';
 import { measureDsr } from './dsr.js';
+import { measureScrape } from './metrics.js';
 import { envCount } from './stats.js';
 import { udp4 } from '../test/helpers/packets.js';
 
@@ -26,14 +27,14 @@ const ns = (n: number) => `${Number.isInteger(n) ? n : n.toFixed(1)} ns`;
 const ms = (n: number) => `${n.toFixed(1)} ms`;
 const per = (n: number) => `${Math.round(n).toLocaleString('en-US')}/s`;
 
-function main(): void {
+async function main(): Promise<void> {
   const rounds = envCount('BENCH_ROUNDS', 7);
   const repeat = envCount('BENCH_REPEAT', 200_000);
   const cliRuns = envCount('BENCH_CLI_RUNS', 21);
   // BENCH_ONLY=lb,dsr runs only those parts (dispatch, filter, sampler, lb,
-  // dsr, cli): the whole run takes the machine for minutes.
+  // dsr, metrics, cli): the whole run takes the machine for minutes.
   const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
-  const parts = ['dispatch', 'filter', 'sampler', 'lb', 'dsr', 'cli'];
+  const parts = ['dispatch', 'filter', 'sampler', 'lb', 'dsr', 'metrics', 'cli'];
   for (const p of only) if (!parts.includes(p)) throw new Error(`BENCH_ONLY='${process.env.BENCH_ONLY}': expected parts among ${parts.join(', ')}`);
   const want = (part: string) => !only.length || only.includes(part);
   const meta = {
@@ -108,6 +109,19 @@ function main(): void {
     ));
   }
 
+  const metrics = want('metrics') ? await measureScrape(envCount('BENCH_SCRAPES', 30)) : undefined;
+  if (metrics) {
+    console.log(`\nPrometheus scrape over HTTP, every collector, the balancer holding 100 VIPs x 100 backends (${metrics.series} series, ${metrics.bytes} bytes), ${metrics.runs} scrapes:`);
+    console.log(table(
+      ['WHAT', 'MEDIAN', 'MIN', 'MAX'],
+      [
+        ['whole scrape, by curl over HTTP', ms(metrics.ms.median), ms(metrics.ms.min), ms(metrics.ms.max)],
+        ['rendered in process (no HTTP)', ms(metrics.renderMs.median), ms(metrics.renderMs.min), ms(metrics.renderMs.max)],
+        ...Object.entries(metrics.collectorsMs).map(([c, v]) => [`  collector ${c} (last scrape)`, ms(v), '', '']),
+      ],
+    ));
+  }
+
   const cli = want('cli') ? measureCli(cliRuns) : undefined;
   if (cli) {
     console.log(`\nCLI wall time under nsenter, ${cliRuns} runs each, interleaved:`);
@@ -130,6 +144,7 @@ function main(): void {
         ['  of which the sampler itself (minus a pass program)', ns(sampler.samplerRate0Ns), '', ''],
         ['sample drain, zero loss (slowest case, median)', per(Math.min(...sampler.drain.map((d) => d.rate.median))), `>= ${per(sampler.drainGoal)}`, verdict(sampler.passDrain)],
       ] : []),
+      ...(metrics ? [['scrape, 100 VIPs x 100 backends (median)', ms(metrics.ms.median), `<= ${metrics.goal} ms`, verdict(metrics.pass)]] : []),
       ...(cli ? [['status / node -e 0 (medians)', `${cli.ratio.toFixed(2)}x`, `<= ${cli.goal}x`, verdict(cli.pass)]] : []),
       ...(filter ? [[`filter: clean IPv4 TCP, ${filter.prefixes} prefixes, above floor`, ns(filter.cleanAboveFloor), `<= ${filter.goalNs} ns`, verdict(filter.pass)]] : []),
       ...(lb ? lb.cases.filter((c) => c.goal !== undefined).map((c) => [`lb ${c.name}, above floor`, ns(c.aboveFloor), `<= ${c.goal} ns`, verdict(c.aboveFloor <= c.goal!)]) : []),
@@ -147,13 +162,11 @@ function main(): void {
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, dsr, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, dsr, metrics, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 
-try {
-  main();
-} catch (err) {
+main().catch((err) => {
   process.stderr.write(`\nbench: FAILED: ${err instanceof Error ? err.stack ?? err.message : err}\n`);
   process.exitCode = 1;
-}
+});

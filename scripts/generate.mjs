@@ -5,7 +5,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe } from './bundle.mjs';
 
-const { TOOLS, PROGRAMS, manPage } = await describe();
+const { TOOLS, PROGRAMS, manPage, withMetricsTable } = await describe();
+
+// `make docs`: README.md's list of metrics, made from the code.
+if (process.argv[2] === 'docs') {
+  writeFileSync('README.md', withMetricsTable(readFileSync('README.md', 'utf8')));
+  process.exit(0);
+}
 const commands = TOOLS.map((t) => t.name);
 
 // SOURCE_DATE_EPOCH keeps package builds reproducible.

@@ -6,7 +6,8 @@ import { SUBPROGRAMS } from '../programs/index.js';
 import { ROOT_TOOL } from './root.js';
 import { subprogramTool } from './subprogram.js';
 import { manPage } from './man.js';
+import { withMetricsTable } from '../service/metrics-doc.js';
 
 export const TOOLS = [ROOT_TOOL, ...SUBPROGRAMS.map(subprogramTool)];
 export const PROGRAMS = SUBPROGRAMS.map((s) => ({ name: s.name, summary: s.summary, defaultSlot: s.defaultSlot }));
-export { manPage };
+export { manPage, withMetricsTable };

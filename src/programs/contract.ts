@@ -48,13 +48,25 @@ export interface Sample {
   value: number | bigint;
 }
 
-/** One Prometheus metric: its samples as read at this scrape. Counters are
- *  named `..._total` and never go down except when their source restarts. */
-export interface MetricFamily {
+/** A Prometheus metric as declared: what the documentation lists (the
+ *  README's list is made from these) and what its samples may be labelled
+ *  with. Counters are named `..._total` and never go down except when their
+ *  source restarts. */
+export interface FamilySpec {
   name: string;
   help: string;
   type: 'counter' | 'gauge';
+  labels: readonly string[];
+}
+
+/** A declared metric with its samples as read at this scrape. */
+export interface MetricFamily extends FamilySpec {
   samples: readonly Sample[];
+}
+
+/** Declared metrics by key: `family(F.key, samples)` makes a family. */
+export function family(spec: FamilySpec, samples: readonly Sample[]): MetricFamily {
+  return { ...spec, samples };
 }
 
 /** What a subprogram (or the root array) exports to Prometheus.
@@ -105,6 +117,8 @@ export interface Subprogram<S = any> extends ProgramSpec {
   service(): Promise<ServiceHandler<S>>;
   /** Its metrics on the interfaces `ifnames()` names at each scrape. */
   metrics(ifnames: () => string[], opts: MetricsOptions): Collector;
+  /** Every metric its collector may return. */
+  metricFamilies: readonly FamilySpec[];
 }
 
 export interface MetricsOptions {

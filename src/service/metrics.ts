@@ -4,41 +4,50 @@
 //
 // A collector is a name and a function returning metric families: a
 // subprogram contributes its counters by reading its maps and returning
-// values with labels, and knows nothing of HTTP or of prom-client.
-//
-// Values: prom-client, like Prometheus itself, holds float64 numbers. A
-// bigint counter is written as Number(value), the float64 nearest to it. Up
-// to 2^53 (9.007e15: 83 days of bytes at 10 Gbit/s, 2 years of packets at
-// 148 Mpps) that is the exact integer; above it, it is the very float64 that
-// Prometheus would store had the exact digits been written, because its
-// parser also rounds to the nearest float64. No consumer of the exposition
-// format can tell the two apart, and nothing that could be stored is lost.
+// values with labels, and knows nothing of HTTP or of the exposition format
+// (exposition.ts).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Registry } from 'prom-client';
 import pkg from '../../package.json' with { type: 'json' };
 import { XdplbError } from '../errors.js';
 import { status, type InterfaceStatus } from '../root/status.js';
 import { ACTIONS, type ActionCounts } from '../root/stats.js';
 import { formatListen, type Listen } from './listen.js';
-import type { Collector, Labels, MetricFamily, Sample } from '../programs/contract.js';
+import { CONTENT_TYPE, writeFamilies } from './exposition.js';
+import { family, type Collector, type FamilySpec, type Labels, type MetricFamily, type Sample } from '../programs/contract.js';
 
 export { DEFAULT_LISTEN, formatListen, parseListen, type Listen } from './listen.js';
 
 /** The version the commands were built from (package.json). */
 export const VERSION: string = pkg.version;
 
-export type { Collector, Labels, MetricFamily, Sample } from '../programs/contract.js';
+export type { Collector, FamilySpec, Labels, MetricFamily, Sample } from '../programs/contract.js';
+
+const counter = (name: string, labels: string[], help: string): FamilySpec => ({ name, help, type: 'counter', labels });
+const gauge = (name: string, labels: string[], help: string): FamilySpec => ({ name, help, type: 'gauge', labels });
+const SLOT = ['interface', 'slot', 'program', 'action'];
+const IFACE = ['interface', 'action'];
+
+/** The metrics of the service itself and of the root arrays. */
+export const SERVICE_FAMILIES = {
+  build: gauge('xdplb_build_info', ['version', 'abi'], 'The xdplb serving these metrics: its version and the ABI version of the state it pins.'),
+  success: gauge('xdplb_scrape_collector_success', ['collector'], 'Whether the collector read its metrics at this scrape (1) or failed (0).'),
+  duration: gauge('xdplb_scrape_collector_duration_seconds', ['collector'], 'How long the collector took to read its metrics at this scrape.'),
+  attached: gauge('xdplb_root_attached', ['interface', 'mode'], 'Whether the root array is attached to the interface (1), with its XDP mode, or not (0).'),
+  mismatch: gauge('xdplb_slot_mask_mismatch', ['interface'], 'Whether the slot mask disagrees with the slots (1): a slot was changed by another tool.'),
+  slotPackets: counter('xdplb_slot_packets_total', SLOT, 'Packets by the verdict the program in the slot gave, XDP_PASS included when it handed them on.'),
+  slotBytes: counter('xdplb_slot_bytes_total', SLOT, 'Bytes by the verdict the program in the slot gave, XDP_PASS included when it handed them on.'),
+  rootPackets: counter('xdplb_root_packets_total', IFACE, 'Packets that found every slot empty, by the root\'s verdict.'),
+  rootBytes: counter('xdplb_root_bytes_total', IFACE, 'Bytes that found every slot empty, by the root\'s verdict.'),
+  verdictPackets: counter('xdplb_verdict_packets_total', IFACE, 'Packets by final verdict: what the kernel did with them.'),
+  verdictBytes: counter('xdplb_verdict_bytes_total', IFACE, 'Bytes by final verdict: what the kernel did with them.'),
+} as const;
+const F = SERVICE_FAMILIES;
 
 export function buildInfoCollector(abi: number): Collector {
   return {
     name: 'build_info',
-    families: () => [{
-      name: 'xdplb_build_info',
-      help: 'The xdplb serving these metrics: its version and the ABI version of the state it pins.',
-      type: 'gauge',
-      samples: [{ labels: { version: VERSION, abi: String(abi) }, value: 1 }],
-    }],
+    families: () => [family(F.build, [{ labels: { version: VERSION, abi: String(abi) }, value: 1 }])],
   };
 }
 
@@ -77,16 +86,15 @@ export function rootFamilies(all: Record<string, InterfaceStatus>): MetricFamily
     verdictPackets.push(...perAction(iface, s.statistics));
     verdictBytes.push(...perAction(iface, s.bytes));
   }
-  const counter = (name: string, help: string, samples: Sample[]): MetricFamily => ({ name, help, type: 'counter', samples });
   return [
-    { name: 'xdplb_root_attached', help: 'Whether the root array is attached to the interface (1), with its XDP mode, or not (0).', type: 'gauge', samples: attached },
-    { name: 'xdplb_slot_mask_mismatch', help: 'Whether the slot mask disagrees with the slots (1): a slot was changed by another tool.', type: 'gauge', samples: mismatch },
-    counter('xdplb_slot_packets_total', 'Packets by the verdict the program in the slot gave, XDP_PASS included when it handed them on.', slotPackets),
-    counter('xdplb_slot_bytes_total', 'Bytes by the verdict the program in the slot gave, XDP_PASS included when it handed them on.', slotBytes),
-    counter('xdplb_root_packets_total', 'Packets that found every slot empty, by the root\'s verdict.', rootPackets),
-    counter('xdplb_root_bytes_total', 'Bytes that found every slot empty, by the root\'s verdict.', rootBytes),
-    counter('xdplb_verdict_packets_total', 'Packets by final verdict: what the kernel did with them.', verdictPackets),
-    counter('xdplb_verdict_bytes_total', 'Bytes by final verdict: what the kernel did with them.', verdictBytes),
+    family(F.attached, attached),
+    family(F.mismatch, mismatch),
+    family(F.slotPackets, slotPackets),
+    family(F.slotBytes, slotBytes),
+    family(F.rootPackets, rootPackets),
+    family(F.rootBytes, rootBytes),
+    family(F.verdictPackets, verdictPackets),
+    family(F.verdictBytes, verdictBytes),
   ];
 }
 
@@ -94,25 +102,6 @@ export function rootFamilies(all: Record<string, InterfaceStatus>): MetricFamily
  *  (undefined: every interface with pins). */
 export function rootCollector(interfaces: () => string[] | undefined): Collector {
   return { name: 'root', families: () => rootFamilies(status(interfaces())) };
-}
-
-/** prom-client metrics for one collector's families, checked (names,
- *  labels, duplicates) before any of them is registered. */
-function toMetrics(families: MetricFamily[], taken: Set<string>): Array<Counter | Gauge> {
-  return families.map((f) => {
-    if (taken.has(f.name)) throw new Error(`metric ${f.name} is exported twice`);
-    taken.add(f.name);
-    const labelNames = [...new Set(f.samples.flatMap((s) => Object.keys(s.labels ?? {})))];
-    const config = { name: f.name, help: f.help, labelNames, registers: [] };
-    if (f.type === 'counter') {
-      const m = new Counter(config);
-      for (const s of f.samples) m.inc(s.labels ?? {}, Number(s.value));
-      return m;
-    }
-    const m = new Gauge(config);
-    for (const s of f.samples) m.set(s.labels ?? {}, Number(s.value));
-    return m;
-  });
 }
 
 export interface MetricsOptions {
@@ -125,8 +114,7 @@ export interface MetricsOptions {
 }
 
 export class MetricsServer {
-  private readonly registry = new Registry();
-  /** Scrapes one after another: each rebuilds the registry. */
+  /** Scrapes one after another, as Prometheus makes them. */
   private last: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly server: Server, private readonly opts: MetricsOptions) {}
@@ -183,30 +171,22 @@ export class MetricsServer {
   }
 
   private async render(): Promise<string> {
-    const registry = this.registry;
-    registry.clear();
     const taken = new Set<string>(['xdplb_scrape_collector_success', 'xdplb_scrape_collector_duration_seconds']);
-    const success = new Gauge({
-      name: 'xdplb_scrape_collector_success', help: 'Whether the collector read its metrics at this scrape (1) or failed (0).',
-      labelNames: ['collector'], registers: [registry],
-    });
-    const duration = new Gauge({
-      name: 'xdplb_scrape_collector_duration_seconds', help: 'How long the collector took to read its metrics at this scrape.',
-      labelNames: ['collector'], registers: [registry],
-    });
+    const success: Sample[] = [];
+    const duration: Sample[] = [];
+    let body = '';
     for (const c of this.opts.collectors) {
       const start = process.hrtime.bigint();
       try {
-        const metrics = toMetrics(c.families().filter((f) => f.samples.length), taken);
-        metrics.forEach((m) => registry.registerMetric(m));
-        success.set({ collector: c.name }, 1);
+        body += writeFamilies(c.families().filter((f) => f.samples.length), taken);
+        success.push({ labels: { collector: c.name }, value: 1 });
       } catch (err) {
         this.opts.log?.(`metrics: collector ${c.name} failed: ${(err as Error).message}`);
-        success.set({ collector: c.name }, 0);
+        success.push({ labels: { collector: c.name }, value: 0 });
       }
-      duration.set({ collector: c.name }, Number(process.hrtime.bigint() - start) / 1e9);
+      duration.push({ labels: { collector: c.name }, value: Number(process.hrtime.bigint() - start) / 1e9 });
     }
-    return registry.metrics();
+    return body + writeFamilies([family(F.success, success), family(F.duration, duration)], new Set());
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -220,7 +200,7 @@ export class MetricsServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') return plain(405, 'Method not allowed: GET or HEAD', { Allow: 'GET, HEAD' });
     this.scrape().then(
       (body) => {
-        res.writeHead(200, { 'Content-Type': this.registry.contentType, 'Content-Length': Buffer.byteLength(body) });
+        res.writeHead(200, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body) });
         res.end(req.method === 'HEAD' ? undefined : body);
       },
       (err: Error) => plain(500, `Scrape failed: ${err.message}`),

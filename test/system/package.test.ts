@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT_DIR, run, xdpRoot } from '../helpers/cli.js';
 import { nsPinDir, uniqueTag } from '../helpers/netns.js';
 import { boot, debootstrap, installDeb, removeRootfs, type Container } from '../helpers/container.js';
+import { promtoolCheckMetrics } from '../helpers/prometheus.js';
+import { ABI_VERSION, VERSION } from '../../src/version.js';
 
 const tag = uniqueTag();
 const rootfs = `/var/tmp/xdplb-system-${tag}`;
@@ -192,6 +194,28 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     await until('the filter to reload', () => /0 prefixes dropped/.test(systemctl('show', '-P', 'StatusText', 'xdplb-filter').out));
     expect(ping()).toMatch(/3 received/);
     expect(hostStatus().subprograms[2].id).toBe(s.subprograms[2].id);
+  });
+
+  it('the root unit serves Prometheus metrics once its config asks for them, and promtool finds no problem in them', async () => {
+    const config = JSON.parse(inBox('cat', '/etc/xdplb/xdplb.json').out);
+    box.exec(['sh', '-c', 'cat > /etc/xdplb/xdplb.json'], { input: JSON.stringify({ ...config, metrics: { listen: '127.0.0.1:9624' } }) });
+    expect(systemctl('reload', 'xdplb-root').code).toBe(0);
+    // Scraped from the host, in the container's network namespace.
+    let body = '';
+    await until('the metrics endpoint', () => {
+      const r = run('curl', ['-s', '-f', 'http://127.0.0.1:9624/metrics'], { netns });
+      body = r.stdout;
+      return r.code === 0;
+    });
+    expect(inBox('journalctl', '-u', 'xdplb-root', '--no-pager', '-o', 'cat').out).toContain('serving metrics on http://127.0.0.1:9624/metrics');
+    expect(body).toContain(`xdplb_build_info{version="${VERSION}",abi="${ABI_VERSION}"} 1\n`);
+    expect(body).toContain(`xdplb_root_attached{interface="${dev}",mode="native"} 1\n`);
+    for (const [slot, program] of [[1, 'xdp_sampler'], [2, 'xdp_filter'], [7, 'xdp_lb']]) {
+      expect(body).toMatch(new RegExp(`^xdplb_slot_packets_total\\{interface="${dev}",slot="${slot}",program="${program}",action="XDP_PASS"\\} \\d+$`, 'm'));
+    }
+    expect(body).toMatch(/^xdplb_lb_vip_connections_total\{vip="tcp:10\.203\.0\.100:8000"\} \d+$/m);
+    expect(body).toMatch(new RegExp(`^xdplb_sampler_rate\\{interface="${dev}"\\} 1$`, 'm'));
+    expect(promtoolCheckMetrics(body)).toEqual({ code: 0, findings: [] });
   });
 
   it('systemctl reload keeps the data plane as it is', async () => {

@@ -92,17 +92,15 @@ describe('the exposition', () => {
     expect(VERSION).toBe(pkg.version);
     const s = await serve([buildInfoCollector(3)]);
     expect(stable(await s.scrape())).toBe([
-      '# HELP xdplb_scrape_collector_success Whether the collector read its metrics at this scrape (1) or failed (0).',
-      '# TYPE xdplb_scrape_collector_success gauge',
-      'xdplb_scrape_collector_success{collector="build_info"} 1',
-      '',
-      '# HELP xdplb_scrape_collector_duration_seconds How long the collector took to read its metrics at this scrape.',
-      '# TYPE xdplb_scrape_collector_duration_seconds gauge',
-      'xdplb_scrape_collector_duration_seconds{collector="build_info"} T',
-      '',
       '# HELP xdplb_build_info The xdplb serving these metrics: its version and the ABI version of the state it pins.',
       '# TYPE xdplb_build_info gauge',
       `xdplb_build_info{version="${pkg.version}",abi="3"} 1`,
+      '# HELP xdplb_scrape_collector_success Whether the collector read its metrics at this scrape (1) or failed (0).',
+      '# TYPE xdplb_scrape_collector_success gauge',
+      'xdplb_scrape_collector_success{collector="build_info"} 1',
+      '# HELP xdplb_scrape_collector_duration_seconds How long the collector took to read its metrics at this scrape.',
+      '# TYPE xdplb_scrape_collector_duration_seconds gauge',
+      'xdplb_scrape_collector_duration_seconds{collector="build_info"} T',
       '',
     ].join('\n'));
   });
@@ -147,26 +145,22 @@ describe('the exposition', () => {
       ...actions('xdplb_root_packets_total{interface="eth0",', { XDP_PASS: '3' }),
       ...actions('xdplb_root_bytes_total{interface="eth0",', { XDP_PASS: '294' }),
       ...actions('xdplb_verdict_packets_total{interface="eth0",', { XDP_DROP: '5', XDP_PASS: '5' }),
-      // 2^64-1 is written as the float64 nearest to it, 2^64: what
-      // Prometheus stores for the exact digits as well.
-      ...actions('xdplb_verdict_bytes_total{interface="eth0",', { XDP_DROP: '490', XDP_PASS: '18446744073709552000' }),
+      // 2^64-1 is written exactly (Prometheus stores the nearest float64).
+      ...actions('xdplb_verdict_bytes_total{interface="eth0",', { XDP_DROP: '490', XDP_PASS: '18446744073709551615' }),
     ]);
-    expect(Number('18446744073709552000')).toBe(Number(2n ** 64n - 1n));
-    expect(BigInt(Number('18446744073709552000'))).toBe(2n ** 64n);
   });
 
-  it('writes counters up to 2^53 exactly', async () => {
+  it('writes counters exactly, past 2^53 too', async () => {
     const s = await serve([{
       name: 'big',
-      families: () => [{ name: 'xdplb_big_total', help: 'h', type: 'counter', samples: [
+      families: () => [{ name: 'xdplb_big_total', help: 'h', type: 'counter', labels: ['n'], samples: [
         { labels: { n: 'a' }, value: 2n ** 53n }, { labels: { n: 'b' }, value: 2n ** 53n - 1n }, { labels: { n: 'c' }, value: 2n ** 53n + 1n },
       ] }],
     }]);
     expect((await s.scrape()).split('\n').filter((l) => l.startsWith('xdplb_big_total'))).toEqual([
       'xdplb_big_total{n="a"} 9007199254740992',
       'xdplb_big_total{n="b"} 9007199254740991',
-      // 2^53+1 has no float64: the nearest (ties to even) is 2^53.
-      'xdplb_big_total{n="c"} 9007199254740992',
+      'xdplb_big_total{n="c"} 9007199254740993',
     ]);
   });
 
@@ -178,7 +172,7 @@ describe('the exposition', () => {
       families: () => {
         calls++;
         if (calls === 1) throw new Error('map lookup failed');
-        return [{ name: 'xdplb_flaky_total', help: 'h', type: 'counter', samples: [{ value: 7n }] }];
+        return [{ name: 'xdplb_flaky_total', help: 'h', type: 'counter', labels: [], samples: [{ value: 7n }] }];
       },
     };
     const s = await serve([flaky, buildInfoCollector(1)], (l) => logged.push(l));
@@ -197,7 +191,7 @@ describe('the exposition', () => {
   it('refuses a collector that exports a name already taken or a bad name', async () => {
     const logged: string[] = [];
     const again: Collector = { name: 'again', families: () => buildInfoCollector(1).families() };
-    const bad: Collector = { name: 'bad', families: () => [{ name: 'xdplb-bad', help: 'h', type: 'gauge', samples: [{ value: 1 }] }] };
+    const bad: Collector = { name: 'bad', families: () => [{ name: 'xdplb-bad', help: 'h', type: 'gauge', labels: [], samples: [{ value: 1 }] }] };
     const s = await serve([buildInfoCollector(1), again, bad], (l) => logged.push(l));
     const text = await s.scrape();
     expect(text.match(/^xdplb_build_info\{/gm)).toHaveLength(1);
@@ -205,12 +199,30 @@ describe('the exposition', () => {
     expect(text).toContain('xdplb_scrape_collector_success{collector="bad"} 0\n');
     expect(logged).toEqual([
       'metrics: collector again failed: metric xdplb_build_info is exported twice',
-      'metrics: collector bad failed: Invalid metric name',
+      'metrics: collector bad failed: invalid metric name "xdplb-bad"',
     ]);
   });
 
+  it('escapes label values and help text as the format wants, and refuses bad label names', async () => {
+    const s = await serve([
+      { name: 'odd', families: () => [{ name: 'xdplb_odd', help: 'a \\ b\nc', type: 'gauge', labels: ['tag'], samples: [{ labels: { tag: 'say "hi"\\\n' }, value: 0.5 }, { labels: { tag: 'inf' }, value: Infinity }] }] },
+      { name: 'badlabel', families: () => [{ name: 'xdplb_badlabel', help: 'h', type: 'gauge', labels: ['__name__'], samples: [{ labels: { __name__: 'x' }, value: 1 }] }] },
+      { name: 'undeclared', families: () => [{ name: 'xdplb_undeclared', help: 'h', type: 'gauge', labels: [], samples: [{ labels: { extra: 'x' }, value: 1 }] }] },
+    ]);
+    const text = await s.scrape();
+    expect(text.split('\n').filter((l) => l.includes('xdplb_odd'))).toEqual([
+      '# HELP xdplb_odd a \\\\ b\\nc',
+      '# TYPE xdplb_odd gauge',
+      'xdplb_odd{tag="say \\"hi\\"\\\\\\n"} 0.5',
+      'xdplb_odd{tag="inf"} +Inf',
+    ]);
+    expect(text).toContain('xdplb_scrape_collector_success{collector="badlabel"} 0\n');
+    expect(text).not.toContain('xdplb_badlabel{');
+    expect(text).toContain('xdplb_scrape_collector_success{collector="undeclared"} 0\n');
+  });
+
   it('leaves out a family without samples', async () => {
-    const s = await serve([{ name: 'none', families: () => [{ name: 'xdplb_none_total', help: 'h', type: 'counter', samples: [] }] }]);
+    const s = await serve([{ name: 'none', families: () => [{ name: 'xdplb_none_total', help: 'h', type: 'counter', labels: [], samples: [] }] }]);
     expect(await s.scrape()).not.toContain('xdplb_none_total');
   });
 });
@@ -273,5 +285,15 @@ describe('HTTP', () => {
     await expect(MetricsServer.start({ listen: { host: '192.0.2.1', port: 9624 }, collectors: [] })).rejects.toThrow(
       exactly('cannot serve metrics on 192.0.2.1:9624: no interface of this host has that address'),
     );
+  });
+});
+
+describe('the README\'s list of metrics', () => {
+  it('is the one the code declares (make docs rewrites it)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { withMetricsTable } = await import('../../src/service/metrics-doc.js');
+    const { ROOT_DIR } = await import('../helpers/cli.js');
+    const readme = readFileSync(`${ROOT_DIR}/README.md`, 'utf8');
+    expect(withMetricsTable(readme), 'README.md is out of date: run make docs').toBe(readme);
   });
 });

@@ -1,7 +1,7 @@
 // The filter (ecbpf's xdp_filter, with IPv6 parity and per-prefix hits):
 // malformed frames, source drop lists, fragments and Packet Too Big.
 import type { Subprogram } from '../contract.js';
-import { filterCollector } from './metrics.js';
+import { FILTER_FAMILIES, filterCollector } from './metrics.js';
 import { ACTIONS, ATTACH, OPTIONS } from './cli.js';
 import { FILTER, LAYOUTS } from './layout.js';
 import { FILTER_SETTINGS, type FilterSettings } from './settings.js';
@@ -22,5 +22,6 @@ export const filter: Subprogram<FilterSettings> = {
   options: OPTIONS,
   actions: ACTIONS,
   metrics: filterCollector,
+  metricFamilies: Object.values(FILTER_FAMILIES),
   service: async () => (await import('./service.js')).FILTER_SERVICE,
 };

@@ -2,7 +2,7 @@
 // status reads: the ecbpf counters (one family, by reason), the drop lists'
 // size, and hits of the most hit prefixes (bounded: a list holds up to
 // 65,536 prefixes per family).
-import type { Collector, MetricFamily, MetricsOptions, Sample } from '../contract.js';
+import { family, type Collector, type FamilySpec, type MetricFamily, type MetricsOptions, type Sample } from '../contract.js';
 import { STATS, type StatName } from './layout.js';
 import { filterStatus } from './status.js';
 
@@ -12,6 +12,14 @@ const REASON: Record<StatName, string> = {
   ip_drop_count: 'ip_source_listed', ip6_drop_count: 'ip6_source_listed', ip_frag_drop_count: 'fragment',
   ptb_sent_count: 'ptb_sent', ptb_err_count: 'ptb_err', ptb_mem_err_count: 'ptb_mem_err',
 };
+
+export const FILTER_FAMILIES = {
+  packets: { name: 'xdplb_filter_packets_total', type: 'counter', labels: ['interface', 'reason'], help: 'Packets the filter dropped or answered, by reason (ecbpf xdp_filter counters).' },
+  prefixes: { name: 'xdplb_filter_prefixes', type: 'gauge', labels: ['interface', 'family'], help: 'Prefixes on the filter\'s drop lists, by family.' },
+  fragsDrop: { name: 'xdplb_filter_frags_drop', type: 'gauge', labels: ['interface'], help: 'Whether the filter drops fragments (1) or not (0).' },
+  hits: { name: 'xdplb_filter_prefix_hits_total', type: 'counter', labels: ['interface', 'prefix', 'tag'], help: 'Packets dropped by a listed prefix: the most hit prefixes only (metrics.top_prefixes).' },
+} as const satisfies Record<string, FamilySpec>;
+const F = FILTER_FAMILIES;
 
 export function filterCollector(ifnames: () => string[], opts: MetricsOptions): Collector {
   return {
@@ -32,12 +40,7 @@ export function filterCollector(ifnames: () => string[], opts: MetricsOptions): 
         const top = [...s.source_drops].sort((a, b) => (b.hits > a.hits ? 1 : b.hits < a.hits ? -1 : 0)).slice(0, opts.top);
         for (const d of top) hits.push({ labels: { interface: ifname, prefix: `${d.address}/${d.prefix_len}`, tag: d.tag }, value: d.hits });
       }
-      return [
-        { name: 'xdplb_filter_packets_total', help: 'Packets the filter dropped or answered, by reason (ecbpf xdp_filter counters).', type: 'counter', samples: events },
-        { name: 'xdplb_filter_prefixes', help: 'Prefixes on the filter\'s drop lists, by family.', type: 'gauge', samples: prefixes },
-        { name: 'xdplb_filter_frags_drop', help: 'Whether the filter drops fragments (1) or not (0).', type: 'gauge', samples: fragsDrop },
-        { name: 'xdplb_filter_prefix_hits_total', help: 'Packets dropped by a listed prefix: the most hit prefixes only (metrics.top_prefixes).', type: 'counter', samples: hits },
-      ];
+      return [family(F.packets, events), family(F.prefixes, prefixes), family(F.fragsDrop, fragsDrop), family(F.hits, hits)];
     },
   };
 }

@@ -1,7 +1,7 @@
 // The L4 load balancer: VIPs to weighted backends with Maglev consistent
 // hashing, connection tracking and NAT.
 import type { Subprogram } from '../contract.js';
-import { lbCollector } from './metrics.js';
+import { LB_FAMILIES, lbCollector } from './metrics.js';
 import { ACTIONS, ATTACH, OPTIONS, formatStatus } from './cli.js';
 import { LAYOUT } from './layout.js';
 import { LB_SETTINGS } from './settings.js';
@@ -24,5 +24,6 @@ export const lb: Subprogram<LbConfig> = {
   options: OPTIONS,
   actions: ACTIONS,
   metrics: () => lbCollector(),
+  metricFamilies: Object.values(LB_FAMILIES),
   service: async () => (await import('./service.js')).LB_SERVICE,
 };

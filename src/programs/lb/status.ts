@@ -6,7 +6,7 @@ import { XdplbError } from '../../errors.js';
 import { resolveIface } from '../../root/pins.js';
 import { lbInterfaces, openLbMaps, closeLbMaps } from './pins.js';
 import { readState, type LbMaps } from './state.js';
-import { decodeCounters, decodeVipKey, type LbCounters, type NatConfig, type Timeouts } from './layout.js';
+import { LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeCounters, decodeVipKey, type LbCounters, type NatConfig, type Timeouts } from './layout.js';
 
 export interface BackendStatus {
   id: number;
@@ -29,24 +29,45 @@ export interface VipStatus {
   backends: BackendStatus[];
 }
 
-function counters(map: BpfMap, id: number): LbCounters {
-  return decodeCounters(map.sumPerCpu(id));
+/** Every row of a counters map (lb_vip_stats, lb_be_stats) summed over
+ *  CPUs, from one batch read: `get(id, name)` one counter, `row(id)` all. */
+export class CounterRows {
+  private constructor(private readonly words: number, private readonly sums: BigUint64Array) {}
+
+  static read(map: BpfMap, count: number): CounterRows {
+    const { words, sums } = map.sumPerCpuRows(count);
+    return new CounterRows(words, sums);
+  }
+
+  get(id: number, name: keyof LbCounters): bigint {
+    return this.sums[id * this.words + LAYOUT.lb_counters[name] / 8];
+  }
+
+  row(id: number): LbCounters {
+    return decodeCounters(Array.from(this.sums.subarray(id * this.words, (id + 1) * this.words)));
+  }
 }
 
 export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
+  const vipRows = CounterRows.read(maps.lb_vip_stats, LB_MAX_VIPS);
+  const backendRows = CounterRows.read(maps.lb_be_stats, LB_MAX_BACKENDS);
+  const byVip = new Map<number, BackendStatus[]>();
+  for (const [id, b] of state.backends) {
+    const list = byVip.get(b.vipId) ?? [];
+    if (!list.length) byVip.set(b.vipId, list);
+    list.push({
+      id, address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}),
+      removed: b.removed, counters: backendRows.row(id),
+    });
+  }
   return [...state.vips.values()]
     .sort((a, b) => a.id - b.id)
     .map((v) => ({
       id: v.id,
       ...decodeVipKey(v.key),
       table_size: v.tableSize,
-      counters: counters(maps.lb_vip_stats, v.id),
-      backends: [...state.backends.entries()]
-        .filter(([, b]) => b.vipId === v.id)
-        .map(([id, b]) => ({
-          id, address: b.address, port: b.port, weight: b.weight, ...(b.mac ? { mac: b.mac } : {}),
-          removed: b.removed, counters: counters(maps.lb_be_stats, id),
-        })),
+      counters: vipRows.row(v.id),
+      backends: byVip.get(v.id) ?? [],
     }));
 }
 

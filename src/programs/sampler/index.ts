@@ -1,7 +1,7 @@
 // The packet sampler: 1 in N packets, and every slot's verdicts, into the
 // interface's ring buffer, captured to pcapng or pcap.
 import type { Subprogram } from '../contract.js';
-import { samplerCollector } from './metrics.js';
+import { SAMPLER_FAMILIES, samplerCollector } from './metrics.js';
 import { ACTIONS, ATTACH, OPTIONS, formatStatus } from './cli.js';
 import { SAMPLER } from './config.js';
 import { LAYOUTS } from './layout.js';
@@ -24,5 +24,6 @@ export const sampler: Subprogram<SamplerSettings> = {
   actions: ACTIONS,
   afterDetach: verdictSamplesOff,
   metrics: (ifnames) => samplerCollector(ifnames),
+  metricFamilies: Object.values(SAMPLER_FAMILIES),
   service: async () => (await import('./service.js')).SAMPLER_SERVICE,
 };

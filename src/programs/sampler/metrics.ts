@@ -1,7 +1,15 @@
 // The sampler's Prometheus metrics, read at each scrape: samples written
 // (packets, verdicts), samples lost to a full ring, and the rates set.
-import type { Collector, MetricFamily, Sample } from '../contract.js';
+import { family, type Collector, type FamilySpec, type MetricFamily, type Sample } from '../contract.js';
 import { status } from './sampler.js';
+
+export const SAMPLER_FAMILIES = {
+  samples: { name: 'xdplb_sampler_samples_total', type: 'counter', labels: ['interface', 'kind'], help: 'Samples written to the interface\'s ring buffer: packet samples (the sampler) and verdict samples (every slot).' },
+  lost: { name: 'xdplb_sampler_lost_total', type: 'counter', labels: ['interface'], help: 'Samples not written because the ring buffer was full.' },
+  rate: { name: 'xdplb_sampler_rate', type: 'gauge', labels: ['interface'], help: 'The sampler samples 1 in this many packets (0: off).' },
+  verdictRate: { name: 'xdplb_sampler_verdict_rate', type: 'gauge', labels: ['interface'], help: 'Final non-PASS verdicts are sampled 1 in this many (0: off).' },
+} as const satisfies Record<string, FamilySpec>;
+const F = SAMPLER_FAMILIES;
 
 export function samplerCollector(ifnames: () => string[]): Collector {
   return {
@@ -19,12 +27,7 @@ export function samplerCollector(ifnames: () => string[]): Collector {
         if (s.rate !== null) rate.push({ labels: { interface: ifname }, value: s.rate });
         verdictRate.push({ labels: { interface: ifname }, value: s.verdict_rate });
       }
-      return [
-        { name: 'xdplb_sampler_samples_total', help: 'Samples written to the interface\'s ring buffer: packet samples (the sampler) and verdict samples (every slot).', type: 'counter', samples },
-        { name: 'xdplb_sampler_lost_total', help: 'Samples not written because the ring buffer was full.', type: 'counter', samples: lost },
-        { name: 'xdplb_sampler_rate', help: 'The sampler samples 1 in this many packets (0: off).', type: 'gauge', samples: rate },
-        { name: 'xdplb_sampler_verdict_rate', help: 'Final non-PASS verdicts are sampled 1 in this many (0: off).', type: 'gauge', samples: verdictRate },
-      ];
+      return [family(F.samples, samples), family(F.lost, lost), family(F.rate, rate), family(F.verdictRate, verdictRate)];
     },
   };
 }
