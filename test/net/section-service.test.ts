@@ -99,6 +99,28 @@ describe('subprogram services', () => {
     expect(rootStatus().subprograms[7].name).toBe('xdp_lb');
     const s = JSON.parse(ok(run(BIN('xdp-lb'), ['--status', '--json'], { netns: lab.server })));
     expect(s.vips.map((v: { address: string; port: number }) => `${v.address}:${v.port}`)).toEqual(['10.201.0.100:8000']);
+    expect(lb.d.stderr).toContain('xdp-lb: lb: vip tcp:10.201.0.100:8000 added (1 backends, nat)');
+    // A reload logs each change by name.
+    const mark = lb.d.stderr.length;
+    writeFileSync(config, JSON.stringify({
+      interfaces: [lab.serverIf], mode: 'native',
+      lb: {
+        enabled: true,
+        nat: { source_ipv4: lab.serverIp },
+        vips: [
+          { address: '10.201.0.100', port: 8000, protocol: 'tcp', backends: [{ address: lab.clientIp, port: 8000, weight: 2 }, { address: '10.201.0.7', port: 8000 }] },
+          { address: '10.201.0.101', port: 53, protocol: 'udp', backends: [{ address: lab.clientIp }] },
+        ],
+      },
+    }));
+    lb.d.proc.kill('SIGHUP');
+    for (let i = 0; i < 50 && !lb.d.stderr.slice(mark).some((l) => l.includes('reloaded:')); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(lb.d.stderr.slice(mark).filter((l) => /^xdp-lb: (lb: vip |reloaded)/.test(l))).toEqual([
+      `xdp-lb: lb: vip tcp:10.201.0.100:8000 backend ${lab.clientIp}:8000 weight 1 -> 2`,
+      'xdp-lb: lb: vip tcp:10.201.0.100:8000 backend 10.201.0.7:8000 added',
+      'xdp-lb: lb: vip udp:10.201.0.101:53 added (1 backends, nat)',
+      'xdp-lb: reloaded: 3 change(s)',
+    ]);
     lb.d.proc.kill('SIGTERM');
     expect(await lb.d.exited).toBe(0);
     expect(rootStatus().subprograms[7].prog_loaded).toBe(false);
@@ -107,11 +129,11 @@ describe('subprogram services', () => {
     expect(existsSync(`${nsPinDir(lab.server)}/lb`)).toBe(true);
     const orphan = JSON.parse(ok(run(BIN('xdp-lb'), ['--status', '--json'], { netns: lab.server })));
     expect(orphan).toMatchObject({ loaded: true, orphan: true, interfaces: {} });
-    expect(orphan.vips.map((v: { address: string }) => v.address)).toEqual(['10.201.0.100']);
+    expect(orphan.vips.map((v: { address: string }) => v.address)).toEqual(['10.201.0.100', '10.201.0.101']);
     expect(ok(run(BIN('xdp-lb'), ['--status'], { netns: lab.server }))).toMatch(/^Load balancer state pinned but attached to no interface/);
     // Started again, it adopts the state; --purge is refused while attached.
     const again = await start('xdp-lb');
-    expect(await again.n.waitFor(/^STATUS=/)).toMatch(/1 VIPs, 1 backends/);
+    expect(await again.n.waitFor(/^STATUS=/)).toMatch(/2 VIPs, 3 backends/);
     const refused = run(BIN('xdp-lb'), ['--purge'], { netns: lab.server });
     expect([refused.code, refused.stderr]).toEqual([1, `xdp-lb: the load balancer is attached to ${lab.serverIf}: run xdp-lb --detach --interface ${lab.serverIf} first, then --purge\n`]);
     again.d.proc.kill('SIGTERM');

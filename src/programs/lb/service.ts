@@ -11,16 +11,19 @@ import { withLbState } from './pins.js';
 import { applyConfig, planFor } from './apply.js';
 import { readState } from './state.js';
 import { lbStatus } from './status.js';
-import { describeApply } from './cli.js';
+import { describeChanges } from './changes.js';
 import { vipWarnings } from './local.js';
 
 export const LB_SERVICE: ServiceHandler<LbConfig> = {
   apply(ifaces, slot, config, log) {
     const placed = placeProgram(LB_SPEC, ifaces, slot);
     const lines = placed.filter((p) => p.changed).map((p) => `${p.iface.name}: xdp_lb in slot ${p.slot}`);
-    const r = withLbState((maps) => applyConfig(maps, config));
-    const what = describeApply(r);
-    if (r.vips_added || r.vips_removed || r.vips_changed || r.tables_written || r.backends_written) lines.push(`lb: ${what}`);
+    const before = withLbState((maps) => {
+      const have = readState(maps);
+      applyConfig(maps, config, have);
+      return have.config;
+    });
+    lines.push(...describeChanges(before, config).map((l) => `lb: ${l}`));
     for (const line of vipWarnings(config)) log(`lb: ${line}`, 'warning');
     return lines;
   },
