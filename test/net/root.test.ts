@@ -144,6 +144,24 @@ describe('attach', () => {
     expect(JSON.parse(ok(root(['--status', '--json'])))).toEqual({});
   });
 
+  it('no subprogram\'s status lists a deleted interface as attached; the balancer\'s state is shown orphaned', () => {
+    const tool = (name: string, args: string[]) => ok(run(BIN(name), args, { netns: lab.server }));
+    ok(root(['--attach', '--interface', lab.serverIf, '--mode', 'native']));
+    tool('xdp-sampler', ['--attach', '--interface', lab.serverIf, '--rate', '10']);
+    tool('xdp-filter', ['--attach', '--interface', lab.serverIf]);
+    tool('xdp-lb', ['--attach', '--interface', lab.serverIf]);
+    try {
+      sh('ip', ['link', 'del', lab.serverIf], lab.server);
+      expect(JSON.parse(tool('xdp-sampler', ['--status', '--json']))).toEqual({});
+      expect(JSON.parse(tool('xdp-filter', ['--status', '--json']))).toEqual({});
+      expect(JSON.parse(tool('xdp-lb', ['--status', '--json']))).toMatchObject({ loaded: true, orphan: true, interfaces: {} });
+      expect(tool('xdp-filter', ['--status'])).toBe('xdp-filter is not attached to any interface.\n');
+    } finally {
+      root(['--detach', '--interface', lab.serverIf]);
+      run(BIN('xdp-lb'), ['--purge'], { netns: lab.server });
+    }
+  });
+
   it('refuses an attach whose pins would vanish with the command (ip netns exec), saying what to run instead', () => {
     const r = run('ip', ['netns', 'exec', lab.server, BIN('xdp-root'), '--attach', '--interface', lab.serverIf]);
     expect(r.code).toBe(1);
