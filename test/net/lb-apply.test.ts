@@ -4,7 +4,7 @@
 // at once, applies killed at random points then repaired, and the service
 // repairing what was changed behind its back.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -159,6 +159,35 @@ describe('xdp-lb --apply, concurrent and killed', () => {
     run('ip', ['address', 'add', '10.201.0.99/32', 'dev', 'lo'], { netns: lab.server });
     const local = run(BIN('xdp-lb'), ['--apply', file('x', X)], { netns: lab.server });
     expect([local.code, local.stderr]).toEqual([0, '']);
+  });
+});
+
+describe('xdp-lb in two network namespaces', () => {
+  it('keeps each namespace\'s VIPs to itself: applies, status and purge in one leave the other as it was', () => {
+    const labs = [makeLab(), makeLab()];
+    try {
+      const lb = (l: Lab, args: string[]) => ok(run(BIN('xdp-lb'), args, { netns: l.server }));
+      labs.forEach((l, i) => {
+        ok(xdpRoot(['--attach', '--interface', l.serverIf, '--mode', 'skb'], { netns: l.server }));
+        lb(l, ['--attach', '--interface', l.serverIf]);
+        lb(l, ['--vip-add', `tcp:10.201.0.2:${8000 + i}`, '--backend', '10.201.0.1', '--nat-source', '10.201.0.2']);
+      });
+      const vips = (l: Lab) => JSON.parse(lb(l, ['--status', '--json'])).vips.map((v: { port: number }) => v.port);
+      expect(labs.map(vips)).toEqual([[8000], [8001]]);
+      lb(labs[1], ['--vip-del', 'tcp:10.201.0.2:8001']);
+      expect(labs.map(vips)).toEqual([[8000], []]);
+      lb(labs[1], ['--detach', '--interface', labs[1].serverIf]);
+      lb(labs[1], ['--purge']);
+      expect(existsSync(`${nsPinDir(labs[1].server)}/lb`)).toBe(false);
+      expect(vips(labs[0])).toEqual([8000]);
+      expect(pinnedView(labs[0].server).problems).toEqual([]);
+    } finally {
+      for (const l of labs) {
+        run(BIN('xdp-lb'), ['--detach', '--interface', l.serverIf], { netns: l.server });
+        run(BIN('xdp-lb'), ['--purge'], { netns: l.server });
+        l.destroy();
+      }
+    }
   });
 });
 
