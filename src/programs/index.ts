@@ -4,9 +4,10 @@
 import type { Subprogram } from './contract.js';
 import { sampler } from './sampler/index.js';
 import { filter } from './filter/index.js';
+import { decap } from './decap/index.js';
 import { lb } from './lb/index.js';
 
-export const SUBPROGRAMS: readonly Subprogram[] = [sampler, filter, lb];
+export const SUBPROGRAMS: readonly Subprogram[] = [sampler, filter, decap, lb];
 
 export function subprogram(name: string): Subprogram {
   const found = SUBPROGRAMS.find((s) => s.name === name);

@@ -46,6 +46,24 @@ export function linkState(name: string): LinkState | null {
   }
 }
 
+const SIOCGIFADDR = 0x8915;
+
+/** The interface's primary IPv4 address (SIOCGIFADDR: the first of its
+ *  list, as the kernel keeps them), 4 bytes in network order; null when it
+ *  has none or there is no such interface. */
+export function ipv4Address(name: string): Buffer | null {
+  const sock = c.socket(AF_INET, SOCK_DGRAM, 0);
+  if (sock < 0) throw new BpfError('socket', errno(), 'cannot open a socket to query interfaces');
+  try {
+    const ifreq = Buffer.alloc(40);
+    ifreq.write(name, 0, 15, 'utf8');
+    // struct sockaddr_in in the union: family, port, then the address.
+    return c.ioctl(sock, SIOCGIFADDR, 'void *', ifreq) < 0 ? null : Buffer.from(ifreq.subarray(20, 24));
+  } finally {
+    c.close(sock);
+  }
+}
+
 const SIOCETHTOOL = 0x8946;
 const ETHTOOL_GDRVINFO = 0x03;
 const ETHTOOL_GSTRINGS = 0x1b;

@@ -3,7 +3,7 @@
 // test/kernel/decap.test.ts). Addresses and the port in network order, as
 // the data plane compares them.
 import { isIP } from 'node:net';
-import { addrBytes } from '../lb/layout.js';
+import { addrBytes, addrText } from '../lb/layout.js';
 
 export const MAPS = {
   config: 'decap_config',
@@ -53,5 +53,17 @@ export function encodeConfig(c: DecapConfig): Buffer {
 export function decodeStats(cpus: Buffer[]): Record<StatName, bigint> {
   const out = Object.fromEntries(STATS.map((n) => [n, 0n])) as Record<StatName, bigint>;
   for (const cpu of cpus) STATS.forEach((n, i) => (out[n] += cpu.readBigUInt64LE(i * 8)));
+  return out;
+}
+
+/** What the config map holds, as encodeConfig() takes it (a family off:
+ *  no address). */
+export function decodeConfig(b: Buffer): DecapConfig {
+  const L = CONFIG_LAYOUT;
+  const out: DecapConfig = {};
+  if (b[L.flags] & CONFIG_FLAGS.ipv4) out.address_ipv4 = addrText(b, 4, L.addr4);
+  if (b[L.flags] & CONFIG_FLAGS.ipv6) out.address_ipv6 = addrText(b, 6, L.addr6);
+  const port = b.readUInt16BE(L.gue_port);
+  if (port) out.gue_port = port;
   return out;
 }

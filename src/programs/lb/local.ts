@@ -6,6 +6,7 @@
 // the second cannot be seen from here, so a VIP that is not local is a
 // warning, not an error.
 import { readFileSync } from 'node:fs';
+import { parseIfInet6 as parseInet6 } from '../../net/addresses.js';
 import { addrBytes, addrText } from './layout.js';
 import { vipName, type LbConfig } from './config.js';
 
@@ -35,14 +36,9 @@ export function parseFibTrie(text: string): Array<[number, number]> {
   return out;
 }
 
-/** The addresses of /proc/net/if_inet6 (32 hex digits first on each line). */
+/** The addresses of /proc/net/if_inet6, in canonical form. */
 export function parseIfInet6(text: string): Set<string> {
-  const out = new Set<string>();
-  for (const line of text.split('\n')) {
-    const m = /^([0-9a-f]{32})\s/.exec(line);
-    if (m) out.add(addrText(Buffer.from(m[1], 'hex'), 6));
-  }
-  return out;
+  return new Set(parseInet6(text).map((a) => addrText(a.bytes, 6)));
 }
 
 export function localAddresses(): LocalAddresses {
@@ -56,7 +52,8 @@ export function localAddresses(): LocalAddresses {
   return { v4: parseFibTrie(read('/proc/net/fib_trie')), v6: parseIfInet6(read('/proc/net/if_inet6')) };
 }
 
-function isLocal(address: string, local: LocalAddresses): boolean {
+/** Whether the kernel takes packets to `address` as its own. */
+export function isLocal(address: string, local: LocalAddresses = localAddresses()): boolean {
   if (address.includes(':')) return local.v6.has(address);
   const a = v4Number(address);
   return local.v4.some(([net, len]) => len === 0 || (a ^ net) >>> (32 - len) === 0);
