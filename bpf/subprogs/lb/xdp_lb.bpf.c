@@ -356,16 +356,14 @@ static __always_inline int lb_dsr_forward(struct xdp_md *ctx, struct lb_pkt *p, 
 			  p->hash, fwd, vc, be, backend, cfg, now);
 }
 
-/* A packet of a tracked flow, the way its VIP forwards. */
+/* A packet of a tracked flow, the way it started: a flow with a NAT port
+ * stays NAT after its VIP turned to DSR (its backend knows it by the NAT
+ * source, and replies still come back here), until it ends. */
 static __always_inline int lb_tracked_send(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
-					   struct lb_conn *c, const struct lb_backend *be, __u32 backend, __be16 nport,
-					   __u64 now)
+					   struct lb_conn *c, const struct lb_vip_fwd *fwd, const struct lb_backend *be,
+					   __u32 backend, __be16 nport, __u64 now)
 {
-	struct lb_vip_fwd *fwd = lb_fwd(be->vip_id);
-
-	if (!fwd)
-		return XDP_ABORTED;
-	if (fwd->mode == LB_FWD_NAT)
+	if (fwd->mode == LB_FWD_NAT || nport)
 		return lb_forward(ctx, p, cfg, c, be, backend, nport, now);
 	return lb_dsr_forward(ctx, p, cfg, c, fwd, be, backend, now);
 }
@@ -588,7 +586,8 @@ __noinline int lb_slow(struct xdp_md *ctx, const struct lb_flow *flow, __u32 how
 		c = bpf_map_lookup_elem(&lb_conns, flow);
 		if (c && (c->last_seen || lb_conn_adopt(flow, c))) {
 			be = lb_tracked(c, flow, how >> 8, cfg, now);
-			if (be) {
+			/* A DSR flow cannot go on as NAT (see lb_process()). */
+			if (be && (c->nat_port || fwd->mode != LB_FWD_NAT)) {
 				if (c->nat_port && (how & LB_SLOW_ADOPT))
 					lb_nat_claim(flow, be, c->nat_port, &w->nk);
 				lb_conn_touch(c, how >> 8, 0, now);
@@ -638,7 +637,12 @@ __noinline int lb_fragment(struct xdp_md *ctx)
 		be = bpf_map_lookup_elem(&lb_backends, &backend);
 		if (!be || !fwd)
 			return XDP_PASS;
-		if (fwd->mode != LB_FWD_NAT) {
+		/* The first fragment went the way the entry shows (NAT
+		 * rewrote its source), whatever the VIP does now: the rest
+		 * go that way, or, sent by DSR to a VIP now NAT, nowhere. */
+		if (lb_addr_eq(&e->src, &p.flow.src)) {
+			if (fwd->mode == LB_FWD_NAT)
+				return XDP_DROP;
 			h->backend = backend;
 			h->hash = e->hash;
 			return LB_GO_DSR; /* the caller knows the packet's shape */
@@ -728,6 +732,7 @@ __noinline int lb_icmp(struct xdp_md *ctx)
 				 * the flow went, as it would for its packets. */
 				struct lb_vip *vip;
 
+				c = NULL; /* an entry whose backend no longer holds */
 				d->vk = (struct lb_vip_key){ .addr = d->flow.dst, .port = d->flow.dport,
 							     .proto = d->flow.proto, .family = d->flow.family };
 				vip = bpf_map_lookup_elem(&lb_vips, &d->vk);
@@ -736,9 +741,11 @@ __noinline int lb_icmp(struct xdp_md *ctx)
 				if (fwd && fwd->mode != LB_FWD_NAT)
 					be = lb_pick(vip, &d->flow, &backend);
 			}
-			if (be && fwd && fwd->mode != LB_FWD_NAT)
+			/* A flow is forwarded or translated the way it started
+			 * (its NAT port says), whatever its VIP does now. */
+			if (be && fwd && fwd->mode != LB_FWD_NAT && !(c && c->nat_port))
 				return lb_icmp_forward(ctx, &m, d, be, backend);
-			if (!c || !fwd || !nat)
+			if (!c || !c->nat_port || !fwd || !nat)
 				be = NULL;
 		}
 		if (be) {
@@ -793,6 +800,7 @@ __noinline int lb_icmp(struct xdp_md *ctx)
 static __always_inline int lb_process(struct xdp_md *ctx)
 {
 	struct lb_backend *be = NULL;
+	struct lb_vip_fwd *fwd = NULL;
 	struct lb_conn *c = NULL;
 	struct lb_handoff *h;
 	struct lb_pkt p = {};
@@ -847,6 +855,19 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 			}
 		}
 	}
+	if (be) {
+		fwd = lb_fwd(be->vip_id);
+		if (!fwd)
+			return XDP_ABORTED;
+		/* A DSR flow (no NAT port) whose VIP now forwards by NAT: its
+		 * backend knows it by the client's address, which NAT would
+		 * hide, so it starts over as a NAT flow, which the backend
+		 * resets (and the client hears at once). */
+		if (!nport && fwd->mode == LB_FWD_NAT) {
+			be = NULL;
+			e->tick = 0;
+		}
+	}
 	if (!be) {
 		rc = lb_slow(ctx, &p.flow,
 			     LB_HOW(!c ? LB_SLOW_SYN * (p.th && p.th->syn && !p.th->ack) : c->last_seen ? 0 : LB_SLOW_ADOPT,
@@ -861,9 +882,12 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		be = bpf_map_lookup_elem(&lb_backends, &backend);
 		if (!be)
 			return XDP_ABORTED;
+		fwd = lb_fwd(be->vip_id);
+		if (!fwd)
+			return XDP_ABORTED;
 		c = NULL; /* touched there */
 	}
-	return lb_tracked_send(ctx, &p, cfg, c, be, backend, nport, now);
+	return lb_tracked_send(ctx, &p, cfg, c, fwd, be, backend, nport, now);
 }
 
 SEC("xdp")
