@@ -19,6 +19,7 @@ describe('service config', () => {
       sections: {
         sampler: { enabled: false, slot: 1, settings: { rate: 1000, verdictRate: 0, snaplen: 256 } },
         filter: { enabled: false, slot: 2, settings: { frags_drop: false, ptb_max_pps: 0, drop: [] } },
+        decap: { enabled: false, slot: 6, settings: { tunnels: {}, gue_port: 6080 } },
         lb: { enabled: false, slot: 7, settings: expect.objectContaining({ vips: [] }) },
       },
     });
@@ -44,7 +45,7 @@ describe('service config', () => {
     expect(fails('{"interfaces": ["a/b"]}')).toBe(`${F}:1:17: interfaces[0]: invalid interface name 'a/b': expected 1 to 15 characters without '/', ':' or spaces`);
     expect(fails('{"interfaces": ["eth0", "eth0"]}')).toBe(`${F}:1:16: interfaces: "eth0" is listed twice`);
     expect(fails('{\n "force": "yes"\n}')).toBe(`${F}:2:11: force: expected true or false, got "yes"`);
-    expect(fails('{"modes": "skb"}')).toBe(`${F}:1:2: modes: unknown key: expected one of interfaces, mode, force, metrics, sampler, filter, lb`);
+    expect(fails('{"modes": "skb"}')).toBe(`${F}:1:2: modes: unknown key: expected one of interfaces, mode, force, metrics, sampler, filter, decap, lb`);
     expect(fails('{"filter": {"enable": true}}')).toBe(`${F}:1:13: filter.enable: unknown key: expected one of enabled, slot, frags_drop, ptb_max_pps, drop`);
     expect(fails('{"filter": true}')).toBe(`${F}:1:12: filter: expected an object, got true`);
     expect(fails('{"lb": {"slot": 8}}')).toBe(`${F}:1:17: lb.slot: expected a slot number from 0 to 7, got 8`);

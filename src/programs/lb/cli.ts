@@ -10,6 +10,7 @@ import { parseConfig, vipName, address, type LbConfig } from './config.js';
 import { editConfig, parseBackendRefs, parseVipRef, parseWeight, type Edit } from './edit.js';
 import { isPrime } from './maglev.js';
 import { vipWarnings } from './local.js';
+import { checkDsrL2 } from './reach.js';
 import { purgeLbState, withLbState } from './pins.js';
 import { applyConfig } from './apply.js';
 import type { ApplyResult } from './plan.js';
@@ -68,6 +69,7 @@ const COUNTERS = [
   ['PACKETS', 'packets'], ['BYTES', 'bytes'], ['REPLIES', 'reply_packets'], ['NEW CONNS', 'new_conns'],
   ['CT MISSES', 'conn_misses'], ['NO BACKEND', 'no_backend'], ['NAT EXHAUSTED', 'nat_exhausted'],
   ['FIB NO NEIGH', 'fib_no_neigh'], ['FIB FAILED', 'fib_failures'], ['ICMP ERRORS', 'icmp_errors'],
+  ['BAD CHECKSUM', 'bad_checksum'], ['ENCAPSULATED', 'encapsulated'], ['TOO BIG', 'too_big'], ['ICMP FORWARDED', 'icmp_forwarded'],
 ] as const;
 const PER_BACKEND = new Set(['packets', 'bytes', 'reply_packets', 'new_conns']);
 
@@ -83,7 +85,7 @@ export function formatStatus(s: LbStatus, rates?: RateTree): string {
     return withRate(c[k], rateAt(rates, ...path, 'counters', rateKey), unit);
   };
   s.vips.forEach((v, i) => {
-    rows.push([vipName(v), `table ${v.table_size}`, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
+    rows.push([vipName(v), `${v.forwarding}, table ${v.table_size}`, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
     v.backends.forEach((b, j) => {
       const name = `  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}${b.mac ? ` (${b.mac})` : ''}`;
       rows.push([name, b.removed ? 'removed' : `weight ${b.weight}`, ...COUNTERS.map(([, k]) => (PER_BACKEND.has(k) ? cell(b.counters, ['vips', i, 'backends', j], k) : ''))]);
@@ -95,6 +97,10 @@ export function formatStatus(s: LbStatus, rates?: RateTree): string {
       : `Load balancer on ${where.join(', ')}`,
     `NAT source ${nat}, ports ${s.nat.port_min}-${s.nat.port_max}; connections ${s.connections}/${s.connections_max}, NAT ports in use ${s.nat_ports}/${s.nat_ports_max}`,
     s.vips.length ? table(['VIP / BACKEND', '', ...COUNTERS.map(([h]) => h)], rows) : 'No VIPs configured.',
+    ...s.vips.filter((v) => v.forwarding === 'ipip' || v.forwarding === 'gue').map((v) => {
+      const from = [v.encap_source_ipv4, v.encap_source_ipv6].filter(Boolean).join(', ');
+      return `${vipName(v)}: ${v.forwarding}${v.gue_port ? ` to port ${v.gue_port}` : ''}, outer source ${from}`;
+    }),
   ].join('\n');
 }
 
@@ -103,6 +109,7 @@ function applyAndReport(change: (current: LbConfig | null) => LbConfig, ctx: Act
   const r = withLbState((maps) => {
     const have = readState(maps);
     applied = change(have.config);
+    checkDsrL2(applied);
     return applyConfig(maps, applied, have);
   });
   for (const line of vipWarnings(applied!)) ctx.warn(line);
@@ -151,7 +158,7 @@ export const ACTIONS: Array<ActionSpec<any>> = [
       } catch (err) {
         throw new UsageError(`cannot read config file '${file}': ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
-      return parseConfig(text, file);
+      return parseConfig(text, file, (c) => checkDsrL2(c));
     },
     run: (config: LbConfig, ctx) => applyAndReport(() => config, ctx),
   },

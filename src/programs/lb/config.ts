@@ -278,7 +278,7 @@ function vipForwarding(o: Record<string, unknown>, path: string, d: ForwardingDe
 /** Each backend reachable the VIP's way: NAT and dsr-l2 keep the packet's
  *  family; ipip and gue take an IPv4 VIP to IPv6 backends too (IPv4 in
  *  IPv6), never the other way; an encapsulation needs a source of the
- *  backend's family. */
+ *  backend's family. Without NAT the port is the VIP's: nothing rewrites it. */
 function checkReach(v: VipConfig, path: string, family: 4 | 6): void {
   const mode = v.forwarding ?? 'nat';
   if (mode === 'nat') return; // its backends were parsed for the VIP's family
@@ -287,6 +287,9 @@ function checkReach(v: VipConfig, path: string, family: 4 | 6): void {
   v.backends.forEach((b, i) => {
     const bf = familyOf(b.address);
     const at = () => `${path}.backends[${i}].address`;
+    if (b.port !== v.port) {
+      fail(`${path}.backends[${i}].port`, `forwarding "${mode}" hands the backend the client's packet unchanged, to the VIP's port: expected ${v.port} (or no port), got ${b.port}`);
+    }
     if (mode === 'dsr-l2' && bf !== family) {
       fail(at(), `forwarding "dsr-l2" leaves the packet as it is: it cannot reach an IPv${bf} backend from an IPv${family} VIP, got ${shown(b.address)}`);
     }
@@ -364,13 +367,15 @@ export function validateConfig(v: unknown): LbConfig {
   return { nat, timeouts, vips };
 }
 
-/** JSON text to a checked config; malformed JSON is named with its line and column. */
-/** A config file's text: JSON (no comments, no key twice), checked whole;
- *  an error names the file, line and column and the key path. */
-export function parseConfig(text: string, file: string): LbConfig {
+/** A config file's text: JSON (no comments, no key twice), checked whole
+ *  (and by `check`, whose ConfigErrors name a key path too); an error names
+ *  the file, line and column and the key path. */
+export function parseConfig(text: string, file: string, check?: (c: LbConfig) => void): LbConfig {
   const doc = JsonDoc.parse(text, file, (m) => new ConfigError(m));
   try {
-    return validateConfig(doc.value);
+    const config = validateConfig(doc.value);
+    check?.(config);
+    return config;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     const colon = err.message.indexOf(': ');

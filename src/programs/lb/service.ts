@@ -13,9 +13,11 @@ import { readState } from './state.js';
 import { lbStatus } from './status.js';
 import { describeChanges } from './changes.js';
 import { vipWarnings } from './local.js';
+import { checkDsrL2 } from './reach.js';
 
 export const LB_SERVICE: ServiceHandler<LbConfig> = {
   apply(ifaces, slot, config, log) {
+    checkDsrL2(config);
     const placed = placeProgram(LB_SPEC, ifaces, slot);
     const lines = placed.filter((p) => p.changed).map((p) => `${p.iface.name}: xdp_lb in slot ${p.slot}`);
     const before = withLbState((maps) => {

@@ -6,7 +6,10 @@ import { XdplbError } from '../../errors.js';
 import { resolveIface } from '../../root/pins.js';
 import { lbInterfaces, openLbMaps, closeLbMaps } from './pins.js';
 import { readState, type LbMaps } from './state.js';
-import { LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeCounters, decodeVipKey, type LbCounters, type NatConfig, type Timeouts } from './layout.js';
+import {
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeCounters, decodeVipFwd, decodeVipKey, type Forwarding, type LbCounters,
+  type NatConfig, type Timeouts, type VipForwarding,
+} from './layout.js';
 
 export interface BackendStatus {
   id: number;
@@ -19,11 +22,14 @@ export interface BackendStatus {
   counters: LbCounters;
 }
 
-export interface VipStatus {
+export interface VipStatus extends Omit<VipForwarding, 'forwarding'> {
   id: number;
   address: string;
   port: number;
   protocol: string;
+  /** How its packets reach the backends; ipip and gue with their outer
+   *  sources, gue with its port. */
+  forwarding: Forwarding;
   table_size: number;
   counters: LbCounters;
   backends: BackendStatus[];
@@ -48,6 +54,11 @@ export class CounterRows {
   }
 }
 
+function forwarding(raw: Buffer, id: number): Pick<VipStatus, 'forwarding' | keyof VipForwarding> {
+  const f = decodeVipFwd(raw, id * LAYOUT.lb_vip_fwd.size);
+  return { ...f, forwarding: f.forwarding ?? 'nat' };
+}
+
 export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
   const vipRows = CounterRows.read(maps.lb_vip_stats, LB_MAX_VIPS);
   const backendRows = CounterRows.read(maps.lb_be_stats, LB_MAX_BACKENDS);
@@ -65,6 +76,7 @@ export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
     .map((v) => ({
       id: v.id,
       ...decodeVipKey(v.key),
+      ...forwarding(state.forwardingRaw, v.id),
       table_size: v.tableSize,
       counters: vipRows.row(v.id),
       backends: byVip.get(v.id) ?? [],
