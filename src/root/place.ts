@@ -179,7 +179,8 @@ function placeOne(root: RootArray, spec: ProgramSpec, iface: Iface, slot: number
       checkPlacement(root, iface, spec, slot);
       root.fill(slot, fd, { ifname: iface.name });
     });
-    undo.push(() => root.empty(slot));
+    // `root` is closed once placed: the undo opens the interface's again.
+    undo.push(() => withRoot(iface, (r) => r.empty(slot)));
     return { iface, slot, id: progInfo(fd).id, changed: true };
   } finally {
     closeFd(fd);
