@@ -73,6 +73,7 @@ export interface Prefix {
 const RTF_UP = 0x1;
 const RTF_GATEWAY = 0x2;
 const RTF_REJECT = 0x200;
+const RTF_LOCAL = 0x80000000;
 
 /** Routes of /proc/net/route without a gateway: the subnets reached on
  *  the link (their hex words are in host order, little-endian here). */
@@ -89,15 +90,15 @@ export function parseRouteConnected(text: string): Prefix[] {
   return out;
 }
 
-/** Routes of /proc/net/ipv6_route without a next hop, other than loopback's
- *  (the local table's addresses) and multicast. */
+/** Routes of /proc/net/ipv6_route without a next hop, other than the
+ *  local table's (this host's own addresses) and multicast. */
 export function parseIpv6RouteConnected(text: string): Prefix[] {
   const out: Prefix[] = [];
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10) continue;
     const [dest, plen, nexthop, flags, device] = [f[0], parseInt(f[1], 16), f[4], parseInt(f[8], 16), f[9]];
-    if (!(flags & RTF_UP) || flags & (RTF_GATEWAY | RTF_REJECT) || !/^0+$/.test(nexthop)) continue;
+    if (!(flags & RTF_UP) || flags & (RTF_GATEWAY | RTF_REJECT | RTF_LOCAL) || !/^0+$/.test(nexthop)) continue;
     if (device === 'lo' || dest.startsWith('ff')) continue;
     out.push({ family: 6, bytes: Buffer.from(dest, 'hex'), length: plen, device });
   }
