@@ -23,20 +23,31 @@ pings_from() { in_client ping -n -q -c "$2" -i 0.2 -W 1 -I "$1" 10.202.0.2 | gre
 
 capdir="$(mktemp -d)"
 pids=()
+# A namespace's pin directory (named by its cookie) outlives the namespace
+# (bpffs is the host's): removed with the namespace.
+pindir() {
+  local cookie
+  cookie=$(nsenter --net="/run/netns/$1" python3 -c 'import socket,struct; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); print(struct.unpack("<Q", s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])' 2>/dev/null) || return 0
+  rm -rf "/sys/fs/bpf/xdplb/netns-$cookie"
+}
+delns() { [[ -e "/run/netns/$1" ]] || return 0; pindir "$1"; ip netns del "$1" 2>/dev/null || true; }
 cleanup() {
   rm -rf "$capdir"
   in_server ./bin/xdp-root --detach --interface "$sif" >/dev/null 2>&1 || true
-  ip netns del "$client" 2>/dev/null || true
-  ip netns del "$server" 2>/dev/null || true
+  delns "$client"
+  delns "$server"
   if [[ -e "/run/netns/xdplb-lb-lb$tag" ]]; then
     nsenter --net="/run/netns/xdplb-lb-lb$tag" ./bin/xdp-lb --detach --interface "dllb$tag" >/dev/null 2>&1 || true
     nsenter --net="/run/netns/xdplb-lb-lb$tag" ./bin/xdp-root --detach --interface "dllb$tag" >/dev/null 2>&1 || true
   fi
+  for b in b1 b2; do
+    [[ -e "/run/netns/xdplb-lb-$b$tag" ]] && nsenter --net="/run/netns/xdplb-lb-$b$tag" ./bin/xdp-root --detach --interface "dl$b$tag" >/dev/null 2>&1 || true
+  done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [[ -e "/run/netns/xdplb-lb-lb$tag" ]]; then
     nsenter --net="/run/netns/xdplb-lb-lb$tag" ./bin/xdp-lb --purge >/dev/null 2>&1 || true
   fi
-  for n in sw c lb b1 b2; do ip netns del "xdplb-lb-$n$tag" 2>/dev/null || true; done
+  for n in sw c lb b1 b2; do delns "xdplb-lb-$n$tag"; done
   [[ -n "${www:-}" ]] && rm -rf "$www"
 }
 trap cleanup EXIT
@@ -129,7 +140,7 @@ for b in b1 b2; do
   mkdir -p "$www/$b" && echo "$b" > "$www/$b/who"
   # nsenter execs python, so $! is the server's own pid (a function run in
   # the background would be a subshell's, and killing it would leave python).
-  nsenter --net="/run/netns/xdplb-lb-$b$tag" python3 -m http.server 8000 --directory "$www/$b" >/dev/null 2>&1 &
+  nsenter --net="/run/netns/xdplb-lb-$b$tag" python3 -m http.server 8000 --directory "$www/$b" >/dev/null 2>"$www/$b.log" &
   pids+=($!)
 done
 cat > "$www/lb.json" <<'JSON'
@@ -151,6 +162,49 @@ xdp_lb --status --interface "dllb$tag"
 xdp_lb --weight 0 --vip tcp:10.0.0.10:8000 --backend 10.0.0.3
 echo "+ after draining 10.0.0.3, 6 requests:"
 for n in 1 2 3 4 5 6; do printf '   %s\n' "$(lbn c curl -s --max-time 3 http://10.0.0.10:8000/who)"; done
+
+say "Direct server return: the same backends behind an ipip VIP, 10.0.0.20, with xdp-decap on each"
+# The balancer answers ARP for the VIP; each backend holds it on lo (so its
+# kernel takes the client's packets as its own), leaves ARP for it to the
+# balancer and filters reverse paths loosely; xdp-decap takes the outer
+# header off the packets the balancer sends to its own address.
+lbn lb ip addr add 10.0.0.20/32 dev "dllb$tag"
+for b in b1 b2; do
+  dev="dl$b$tag"
+  lbn "$b" ip addr add 10.0.0.20/32 dev lo
+  lbn "$b" sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+    "net.ipv4.conf.$dev.rp_filter=2" net.ipv4.conf.all.rp_filter=2
+  echo "+ [$b] xdp-root --attach --interface $dev --mode native"; lbn "$b" ./bin/xdp-root --attach --interface "$dev" --mode native
+  echo "+ [$b] xdp-decap --attach --interface $dev"; lbn "$b" ./bin/xdp-decap --attach --interface "$dev"
+  echo "+ [$b] xdp-decap --check --vip 10.0.0.20 --forwarding ipip"; lbn "$b" ./bin/xdp-decap --check --vip 10.0.0.20 --forwarding ipip | sed 's/^/   /'
+done
+cat > "$www/dsr.json" <<'JSON'
+{ "nat": { "source_ipv4": "10.0.0.10" }, "encap_source_ipv4": "10.0.0.10",
+  "vips": [ { "address": "10.0.0.10", "port": 8000, "protocol": "tcp",
+              "backends": [ { "address": "10.0.0.2" }, { "address": "10.0.0.3" } ] },
+            { "address": "10.0.0.20", "port": 8000, "protocol": "tcp", "forwarding": "ipip",
+              "backends": [ { "address": "10.0.0.2" }, { "address": "10.0.0.3" } ] } ] }
+JSON
+xdp_lb --apply "$www/dsr.json"
+declare -A logged
+for b in b1 b2; do logged[$b]=$(wc -l < "$www/$b.log"); done
+echo "+ 12 requests to http://10.0.0.20:8000/who from three client addresses (replies go straight to the client):"
+for n in 1 2 3 4; do for src in 10.0.0.1 10.0.0.4 10.0.0.5; do
+  printf '   from %s: %s\n' "$src" "$(lbn c curl -s --max-time 3 --interface "$src" http://10.0.0.20:8000/who)"
+done; done
+echo "+ the backends' access logs of them: each client's own address (through the NAT VIP they saw 10.0.0.10)"
+new=0
+for b in b1 b2; do
+  tail -n "+$((logged[$b] + 1))" "$www/$b.log" | sed "s/^/   $b: /"
+  new=$((new + $(tail -n "+$((logged[$b] + 1))" "$www/$b.log" | grep -c 'GET /who')))
+done
+[[ $new -eq 12 ]] || { echo "   the backends logged $new of the 12 requests!"; exit 1; }
+xdp_lb --status --interface "dllb$tag"
+for b in b1 b2; do echo "+ [$b] xdp-decap --status"; lbn "$b" ./bin/xdp-decap --status; done
+for b in b1 b2; do
+  echo "+ [$b] xdp-root --detach --interface dl$b$tag"; lbn "$b" ./bin/xdp-root --detach --interface "dl$b$tag"
+done
+
 xdp_lb --detach --interface "dllb$tag"
 echo "   (the balancer's VIPs and connections stay pinned for its next attach; --purge removes them)"
 xdp_lb --purge
