@@ -55,6 +55,17 @@ export const ATTACH: AttachHook<TunnelRequest> = {
       return { json: { configuration: want }, text: describeTunnels(want) };
     });
   },
+  // What can be told without the VIPs: the rest is --check's.
+  warnings(placed) {
+    const view = hostView(() => null);
+    return placed.flatMap(({ iface }) => {
+      const rp = Math.max(view.conf('all', 'rp_filter') ?? 0, view.conf(iface.name, 'rp_filter') ?? 0);
+      return rp === 1
+        ? [`rp_filter on ${iface.name} is strict (1): decapsulated packets from clients whose route back leaves by another interface are dropped; ` +
+            `sysctl -w net.ipv4.conf.${iface.name}.rp_filter=2 (and see xdp-decap --check --vip ...)`]
+        : [];
+    });
+  },
 };
 
 interface CheckRequest {
