@@ -55,7 +55,7 @@ async function serve(l: DsrLab, forwarding: DsrMode, vips: string[], count: numb
     logs: { b1: accessLog(l, 'b1').length, b2: accessLog(l, 'b2').length }, seen: rootSeen(l),
     vips: vips.map((v) => vipOf(l, v)), decap: { b1: decapStatus(l, 'b1'), b2: decapStatus(l, 'b2') },
   };
-  const loads = await Promise.all(vips.map((vip) => load(l, { url: url(vip), locals: vip.includes(':') ? l.clients6 : l.clients4, count, concurrency: 12 })));
+  const loads = await Promise.all(vips.map((vip) => load(l, { url: url(vip), locals: vip.includes(":") ? l.clients6 : l.clients4, count, concurrency: 8 })));
   const records = loads.flat();
   loads.forEach((r, i) => {
     const t = tally(r);
@@ -68,6 +68,13 @@ async function serve(l: DsrLab, forwarding: DsrMode, vips: string[], count: numb
   const logged = { b1: accessLog(l, 'b1').slice(before.logs.b1), b2: accessLog(l, 'b2').slice(before.logs.b2) };
   for (const b of ['b1', 'b2'] as const) {
     expect([b, tallyOf(logged[b])]).toEqual([b, tallyOf(records.filter((r) => r.who === b).map((r) => r.local))]);
+  }
+
+  // The last connections' closing packets may still be on their way: the
+  // counters are read once they stand still.
+  const packets = () => vips.reduce((n, v) => n + vipOf(l, v).counters.packets, 0);
+  for (let last = -1, now = packets(), end = Date.now() + 10_000; now !== last && Date.now() < end; last = now, now = packets()) {
+    await new Promise((r) => setTimeout(r, 500));
   }
 
   // The balancer saw the clients' packets and nothing else: every reply
@@ -91,10 +98,17 @@ async function serve(l: DsrLab, forwarding: DsrMode, vips: string[], count: numb
   expect(seen).toBeGreaterThanOrEqual(inbound);
   expect(seen - inbound).toBeLessThan(60); // ARP, neighbour discovery
 
-  // The decapsulators took apart exactly what was encapsulated.
+  // The decapsulators took apart what was encapsulated, never more: a
+  // packet the virtual network lost on the way (generic XDP's XDP_TX in
+  // skb mode drops one now and then in a burst; TCP sends it again, and the
+  // request, checked above, succeeds) is the only difference allowed.
   const after = { b1: decapStatus(l, 'b1'), b2: decapStatus(l, 'b2') };
   const taken = (['b1', 'b2'] as const).reduce((n, b) => n + kinds.reduce((m, k) => m + after[b].stats[k] - before.decap[b].stats[k], 0), 0);
-  expect(taken).toBe(forwarding === 'dsr-l2' ? 0 : inbound);
+  if (forwarding === 'dsr-l2') expect(taken).toBe(0);
+  else {
+    expect(taken).toBeLessThanOrEqual(inbound);
+    expect(inbound - taken).toBeLessThanOrEqual(Math.floor(inbound / 500));
+  }
   for (const b of ['b1', 'b2'] as const) expect([b, after[b].stats.malformed]).toEqual([b, 0]);
 }
 
@@ -171,23 +185,29 @@ describe('direct server return', () => {
 
     it('keeps every request whole when a backend is removed under load; new connections go to the other', async () => {
       const vip = VIPS.ipip.v4;
-      const running = load(lab, { url: url(vip), locals: lab.clients4, ms: 4000, concurrency: 8 });
-      await new Promise((r) => setTimeout(r, 1500));
-      const t0 = Date.now();
-      const file = join(lab.dir, 'without-b2.json');
-      writeFileSync(file, JSON.stringify(dsrConfig({ vip, backend: '10.0.0.3' })));
-      expect(ok(run(BIN('xdp-lb'), ['--apply', file], { netns: lab.ns.lb }))).toBe('Applied: 1 changed, 1 Maglev table(s) swapped, 1 backend entries written.\n');
-      const t1 = Date.now();
-      const records = await running;
-      expect(Object.keys(tally(records)).sort()).toEqual(['b1', 'b2']);
-      expect(records.filter((r) => r.start < t0).some((r) => r.who === 'b2')).toBe(true);
-      const after = records.filter((r) => r.start > t1);
-      expect(after.length).toBeGreaterThan(50);
-      expect(tally(after)).toEqual({ b1: after.length });
-      expect(vipOf(lab, vip).backends.find((b: { address: string }) => b.address === '10.0.0.3').removed).toBe(true);
-      const back = join(lab.dir, 'all.json');
-      writeFileSync(back, JSON.stringify(dsrConfig()));
-      ok(run(BIN('xdp-lb'), ['--apply', back], { netns: lab.ns.lb }));
+      // Six at a time, as the NAT test: one backend takes them all after
+      // the removal, and http.server listens with a backlog of 5.
+      const running = load(lab, { url: url(vip), locals: lab.clients4, ms: 4000, concurrency: 6 });
+      try {
+        await new Promise((r) => setTimeout(r, 1500));
+        const t0 = Date.now();
+        const file = join(lab.dir, 'without-b2.json');
+        writeFileSync(file, JSON.stringify(dsrConfig({ vip, backend: '10.0.0.3' })));
+        expect(ok(run(BIN('xdp-lb'), ['--apply', file], { netns: lab.ns.lb }))).toBe('Applied: 1 changed, 1 Maglev table(s) swapped, 1 backend entries written.\n');
+        const t1 = Date.now();
+        const records = await running;
+        expect(Object.keys(tally(records)).sort()).toEqual(['b1', 'b2']);
+        expect(records.filter((r) => r.start < t0).some((r) => r.who === 'b2')).toBe(true);
+        const after = records.filter((r) => r.start > t1);
+        expect(after.length).toBeGreaterThan(50);
+        expect(tally(after)).toEqual({ b1: after.length });
+        expect(vipOf(lab, vip).backends.find((b: { address: string }) => b.address === '10.0.0.3').removed).toBe(true);
+      } finally {
+        await running.catch(() => undefined);
+        const back = join(lab.dir, 'all.json');
+        writeFileSync(back, JSON.stringify(dsrConfig()));
+        ok(run(BIN('xdp-lb'), ['--apply', back], { netns: lab.ns.lb }));
+      }
     });
 
     it('takes a 100 KB POST through an ipip VIP on 1500-byte links: the balancer answers too big, the client lowers its path MTU', () => {
