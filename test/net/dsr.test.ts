@@ -25,7 +25,14 @@ function load(l: DsrLab, opts: Parameters<typeof loadScript>[0]): Promise<Reques
     let err = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (err += d));
-    p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load generator exit ${code}: ${err}`))));
+    p.on('close', (code) => {
+      try {
+        if (code !== 0) throw new Error(`load generator exit ${code}: ${err}`);
+        resolve(JSON.parse(out));
+      } catch (e) {
+        reject(e);
+      }
+    });
   });
 }
 
