@@ -3,7 +3,7 @@
 // their outer header here and reach the kernel as the client sent them.
 import type { Subprogram } from '../contract.js';
 import { ACTIONS, ATTACH, OPTIONS } from './cli.js';
-import { decapCollector } from './metrics.js';
+import { DECAP_FAMILIES, decapCollector } from './metrics.js';
 import { DECAP_SETTINGS, type DecapSettings } from './settings.js';
 import { DECAP, LAYOUTS } from './spec.js';
 import { decapStatus, formatStatus } from './status.js';
@@ -27,5 +27,6 @@ export const decap: Subprogram<DecapSettings> = {
   options: OPTIONS,
   actions: ACTIONS,
   metrics: (ifnames) => decapCollector(ifnames),
+  metricFamilies: Object.values(DECAP_FAMILIES),
   service: async () => (await import('./service.js')).DECAP_SERVICE,
 };
