@@ -13,7 +13,7 @@ import { XdplbError } from '../errors.js';
 import { status, type InterfaceStatus } from '../root/status.js';
 import { ACTIONS, type ActionCounts } from '../root/stats.js';
 import { formatListen, type Listen } from './listen.js';
-import { CONTENT_TYPE, writeFamilies } from './exposition.js';
+import { CONTENT_TYPE, Exposition, writeFamilies } from './exposition.js';
 import { family, type Collector, type FamilySpec, type Labels, type MetricFamily, type Sample } from '../programs/contract.js';
 
 export { DEFAULT_LISTEN, formatListen, parseListen, type Listen } from './listen.js';
@@ -155,8 +155,8 @@ export class MetricsServer {
     return { host: a.address, port: a.port };
   }
 
-  /** One scrape: every collector asked now, the exposition text. */
-  scrape(): Promise<string> {
+  /** One scrape: every collector asked now, the exposition text (UTF-8). */
+  scrape(): Promise<Buffer> {
     const next = this.last.then(() => this.render());
     this.last = next.catch(() => undefined);
     return next;
@@ -170,15 +170,15 @@ export class MetricsServer {
     });
   }
 
-  private async render(): Promise<string> {
+  private async render(): Promise<Buffer> {
     const taken = new Set<string>(['xdplb_scrape_collector_success', 'xdplb_scrape_collector_duration_seconds']);
     const success: Sample[] = [];
     const duration: Sample[] = [];
-    let body = '';
+    const body = new Exposition();
     for (const c of this.opts.collectors) {
       const start = process.hrtime.bigint();
       try {
-        body += writeFamilies(c.families().filter((f) => f.samples.length), taken);
+        writeFamilies(c.families().filter((f) => f.samples.length), taken, body);
         success.push({ labels: { collector: c.name }, value: 1 });
       } catch (err) {
         this.opts.log?.(`metrics: collector ${c.name} failed: ${(err as Error).message}`);
@@ -186,7 +186,8 @@ export class MetricsServer {
       }
       duration.push({ labels: { collector: c.name }, value: Number(process.hrtime.bigint() - start) / 1e9 });
     }
-    return body + writeFamilies([family(F.success, success), family(F.duration, duration)], new Set());
+    writeFamilies([family(F.success, success), family(F.duration, duration)], new Set(), body);
+    return body.bytes();
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -200,7 +201,7 @@ export class MetricsServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') return plain(405, 'Method not allowed: GET or HEAD', { Allow: 'GET, HEAD' });
     this.scrape().then(
       (body) => {
-        res.writeHead(200, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body) });
+        res.writeHead(200, { 'Content-Type': CONTENT_TYPE, 'Content-Length': body.length });
         res.end(req.method === 'HEAD' ? undefined : body);
       },
       (err: Error) => plain(500, `Scrape failed: ${err.message}`),

@@ -68,7 +68,7 @@ describe('the balancer\'s metrics', () => {
 
     enter(l.ns.lb);
     server = await MetricsServer.start({ listen: { host: '127.0.0.1', port: 0 }, collectors: [subprogram('lb').metrics(() => [l.lbIf], { top: 20 })] });
-    const body = await server.scrape();
+    const body = String(await server.scrape());
     leave!();
     leave = undefined;
     const after = status();

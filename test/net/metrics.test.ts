@@ -179,7 +179,7 @@ describe('the cost of a scrape', () => {
       enterServerNetns();
       server = await MetricsServer.start({ listen: { host: '127.0.0.1', port: 0 }, collectors: [rootCollector(() => ifnames)] });
 
-      const body = await server.scrape();
+      const body = String(await server.scrape());
       expect(body.match(/^xdplb_slot_packets_total\{/gm)).toHaveLength(4 * 8 * ACTIONS.length);
       expect(body.match(/^xdplb_slot_bytes_total\{/gm)).toHaveLength(4 * 8 * ACTIONS.length);
       expect(body).toContain(`xdplb_slot_packets_total{interface="${ifnames[3]}",slot="7",program="xdp_pass_test",action="XDP_PASS"} 0\n`);
@@ -193,7 +193,7 @@ describe('the cost of a scrape', () => {
       }
       times.sort((a, b) => a - b);
       const median = times[times.length >> 1];
-      const collect = Number(/^xdplb_scrape_collector_duration_seconds\{collector="root"\} (.*)$/m.exec(await server.scrape())![1]) * 1000;
+      const collect = Number(/^xdplb_scrape_collector_duration_seconds\{collector="root"\} (.*)$/m.exec(String(await server.scrape()))![1]) * 1000;
       console.log(`collector ${collect.toFixed(2)} ms; scrape of ${ifnames.length} interfaces x 8 slots: median ${median.toFixed(2)} ms, max ${times.at(-1)!.toFixed(2)} ms, ${body.length} bytes`);
       // Generous on a shared machine; a scrape every second must stay cheap.
       expect(median).toBeLessThan(100);

@@ -91,7 +91,7 @@ describe('the exposition', () => {
   it('has the build info, version from package.json', async () => {
     expect(VERSION).toBe(pkg.version);
     const s = await serve([buildInfoCollector(3)]);
-    expect(stable(await s.scrape())).toBe([
+    expect(stable(String(await s.scrape()))).toBe([
       '# HELP xdplb_build_info The xdplb serving these metrics: its version and the ABI version of the state it pins.',
       '# TYPE xdplb_build_info gauge',
       `xdplb_build_info{version="${pkg.version}",abi="3"} 1`,
@@ -132,7 +132,7 @@ describe('the exposition', () => {
       ['xdplb_verdict_bytes_total', 'counter'],
     ]);
     const s = await serve([{ name: 'root', families: () => families }]);
-    const lines = (await s.scrape()).split('\n').filter((l) => l && !l.startsWith('#') && !l.startsWith('xdplb_scrape_'));
+    const lines = String(await s.scrape()).split('\n').filter((l) => l && !l.startsWith('#') && !l.startsWith('xdplb_scrape_'));
     const actions = (prefix: string, values: Record<string, string>) =>
       ['XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT', 'XDP_INVALID_ACTION']
         .map((a) => `${prefix}action="${a}"} ${values[a] ?? '0'}`);
@@ -157,7 +157,7 @@ describe('the exposition', () => {
         { labels: { n: 'a' }, value: 2n ** 53n }, { labels: { n: 'b' }, value: 2n ** 53n - 1n }, { labels: { n: 'c' }, value: 2n ** 53n + 1n },
       ] }],
     }]);
-    expect((await s.scrape()).split('\n').filter((l) => l.startsWith('xdplb_big_total'))).toEqual([
+    expect(String(await s.scrape()).split('\n').filter((l) => l.startsWith('xdplb_big_total'))).toEqual([
       'xdplb_big_total{n="a"} 9007199254740992',
       'xdplb_big_total{n="b"} 9007199254740991',
       'xdplb_big_total{n="c"} 9007199254740993',
@@ -176,14 +176,14 @@ describe('the exposition', () => {
       },
     };
     const s = await serve([flaky, buildInfoCollector(1)], (l) => logged.push(l));
-    const first = await s.scrape();
+    const first = String(await s.scrape());
     expect(first).toContain('xdplb_scrape_collector_success{collector="flaky"} 0\n');
     expect(first).toContain('xdplb_scrape_collector_success{collector="build_info"} 1\n');
     expect(first).not.toContain('xdplb_flaky_total');
     expect(first).toContain('xdplb_build_info{');
     expect(logged).toEqual(['metrics: collector flaky failed: map lookup failed']);
     // Nothing is kept between scrapes: the next one asks again.
-    const second = await s.scrape();
+    const second = String(await s.scrape());
     expect(second).toContain('xdplb_scrape_collector_success{collector="flaky"} 1\n');
     expect(second).toContain('\nxdplb_flaky_total 7\n');
   });
@@ -193,7 +193,7 @@ describe('the exposition', () => {
     const again: Collector = { name: 'again', families: () => buildInfoCollector(1).families() };
     const bad: Collector = { name: 'bad', families: () => [{ name: 'xdplb-bad', help: 'h', type: 'gauge', labels: [], samples: [{ value: 1 }] }] };
     const s = await serve([buildInfoCollector(1), again, bad], (l) => logged.push(l));
-    const text = await s.scrape();
+    const text = String(await s.scrape());
     expect(text.match(/^xdplb_build_info\{/gm)).toHaveLength(1);
     expect(text).toContain('xdplb_scrape_collector_success{collector="again"} 0\n');
     expect(text).toContain('xdplb_scrape_collector_success{collector="bad"} 0\n');
@@ -209,7 +209,7 @@ describe('the exposition', () => {
       { name: 'badlabel', families: () => [{ name: 'xdplb_badlabel', help: 'h', type: 'gauge', labels: ['__name__'], samples: [{ labels: { __name__: 'x' }, value: 1 }] }] },
       { name: 'undeclared', families: () => [{ name: 'xdplb_undeclared', help: 'h', type: 'gauge', labels: [], samples: [{ labels: { extra: 'x' }, value: 1 }] }] },
     ]);
-    const text = await s.scrape();
+    const text = String(await s.scrape());
     expect(text.split('\n').filter((l) => l.includes('xdplb_odd'))).toEqual([
       '# HELP xdplb_odd a \\\\ b\\nc',
       '# TYPE xdplb_odd gauge',
@@ -223,7 +223,7 @@ describe('the exposition', () => {
 
   it('leaves out a family without samples', async () => {
     const s = await serve([{ name: 'none', families: () => [{ name: 'xdplb_none_total', help: 'h', type: 'counter', labels: [], samples: [] }] }]);
-    expect(await s.scrape()).not.toContain('xdplb_none_total');
+    expect(String(await s.scrape())).not.toContain('xdplb_none_total');
   });
 });
 
