@@ -117,6 +117,7 @@ async function main(): Promise<void> {
       [
         ['whole scrape, by curl over HTTP', ms(metrics.ms.median), ms(metrics.ms.min), ms(metrics.ms.max)],
         ['rendered in process (no HTTP)', ms(metrics.renderMs.median), ms(metrics.renderMs.min), ms(metrics.renderMs.max)],
+        ['  CPU time of one render (every thread)', ms(metrics.renderCpuMs.median), ms(metrics.renderCpuMs.min), ms(metrics.renderCpuMs.max)],
         ...Object.entries(metrics.collectorsMs).map(([c, v]) => [`  collector ${c} (last scrape)`, ms(v), '', '']),
       ],
     ));
