@@ -367,7 +367,16 @@ export class BpfMap {
     this.withMapping(stride * count, PROT_READ, (mem) => {
       const from = Buffer.from(mem.buffer, mem.byteOffset, stride * count);
       if (stride === size) from.copy(out);
-      else for (let i = 0; i < count; i++) from.copy(out, i * size, i * stride, i * stride + size);
+      else if (size % 4 === 0) {
+        // One copy out of the kernel, then packed word by word: a copy call
+        // per element costs a microsecond (16,384 backends: 16 ms).
+        const whole = new Uint32Array(stride * count / 4);
+        new Uint8Array(whole.buffer).set(from);
+        const packed = new Uint32Array(out.buffer, out.byteOffset, size * count / 4);
+        const w = size / 4;
+        const sw = stride / 4;
+        for (let i = 0; i < count; i++) for (let j = 0; j < w; j++) packed[i * w + j] = whole[i * sw + j];
+      } else for (let i = 0; i < count; i++) from.copy(out, i * size, i * stride, i * stride + size);
     });
     return out;
   }
