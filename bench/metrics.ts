@@ -3,16 +3,15 @@
 // subprogram's collector and the root's, the whole exposition fetched over
 // HTTP from the endpoint in the lab's namespace.
 import { execFile } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { setNetns } from '../src/sys/netns.js';
 import { SUBPROGRAMS } from '../src/programs/index.js';
 import { MetricsServer, buildInfoCollector, formatListen, rootCollector } from '../src/service/metrics.js';
 import { ABI_VERSION } from '../src/version.js';
 import { BIN, ok, run, xdpRoot } from '../test/helpers/cli.js';
-import { makeLab } from '../test/helpers/netns.js';
+import { enterNetns, makeLab } from '../test/helpers/netns.js';
 import { largeConfig } from './lb.js';
 import { summarize, type Summary } from './stats.js';
 
@@ -51,20 +50,7 @@ export async function measureScrape(runs: number): Promise<ScrapeResult> {
     cmd('xdp-lb', ['--apply', config]);
 
     // The collectors read the namespace this thread is in, as the service's do.
-    const back = openSync('/proc/self/ns/net', 'r');
-    const ns = openSync(`/run/netns/${lab.server}`, 'r');
-    try {
-      setNetns(ns);
-    } finally {
-      closeSync(ns);
-    }
-    leave = () => {
-      try {
-        setNetns(back);
-      } finally {
-        closeSync(back);
-      }
-    };
+    leave = enterNetns(lab.server);
     const ifnames = () => [lab.serverIf];
     server = await MetricsServer.start({
       listen: { host: '127.0.0.1', port: 0 },

@@ -2,12 +2,11 @@
 // checksum computed here from scratch, a network namespace to run programs
 // (and their FIB lookups) in, and the balancer's maps of a loaded program.
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { BpfMap, closeMaps, progInfo } from '../../src/libbpf/index.js';
-import { setNetns } from '../../src/sys/netns.js';
 import { LB_MAPS, type LbMapName } from '../../src/programs/lb/spec.js';
 import type { LbMaps } from '../../src/programs/lb/state.js';
 import { addrBytes, familyOf } from '../../src/programs/lb/layout.js';
+import { enterNetns } from './netns.js';
 import { inetChecksum, mac } from './packets.js';
 import { frag6, icmp6Checksum } from './frames.js';
 
@@ -212,25 +211,18 @@ export function closeLb(maps: LbMaps): void {
  *  thread into it; the returned function switches back and deletes it. */
 export function enterLabNamespace(name: string, setup: string[][]): () => void {
   execFileSync('ip', ['netns', 'add', name]);
-  const back = openSync('/proc/self/ns/net', 'r');
+  let back: () => void;
   try {
     for (const args of setup) execFileSync('ip', ['-n', name, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const ns = openSync(`/run/netns/${name}`, 'r');
-    try {
-      setNetns(ns);
-    } finally {
-      closeSync(ns);
-    }
+    back = enterNetns(name);
   } catch (err) {
-    closeSync(back);
     execFileSync('ip', ['netns', 'del', name]);
     throw err;
   }
   return () => {
     try {
-      setNetns(back);
+      back();
     } finally {
-      closeSync(back);
       execFileSync('ip', ['netns', 'del', name]);
     }
   };

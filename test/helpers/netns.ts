@@ -2,7 +2,8 @@
 // pair, with unique names so parallel and repeated runs never collide, and
 // removed afterwards whatever happened.
 import { execFileSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
+import { setNetns } from '../../src/sys/netns.js';
 
 let counter = 0;
 
@@ -25,6 +26,31 @@ export function nsPinDir(netns: string, root = process.env.XDPLB_PIN_ROOT || '/s
 export function ifPinDir(netns: string, dev: string): string {
   const [link] = JSON.parse(execFileSync('ip', ['-n', netns, '-j', 'link', 'show', 'dev', dev], { encoding: 'utf8' }));
   return `${nsPinDir(netns)}/if-${link.ifindex}`;
+}
+
+/** Switch this thread into the network namespace `name` (sockets made from
+ *  now on live there, and so does what reads "this namespace"); the
+ *  returned function switches back. */
+export function enterNetns(name: string): () => void {
+  const back = openSync('/proc/self/ns/net', 'r');
+  try {
+    const ns = openSync(`/run/netns/${name}`, 'r');
+    try {
+      setNetns(ns);
+    } finally {
+      closeSync(ns);
+    }
+  } catch (err) {
+    closeSync(back);
+    throw err;
+  }
+  return () => {
+    try {
+      setNetns(back);
+    } finally {
+      closeSync(back);
+    }
+  };
 }
 
 /** Delete namespaces and the pins made in them (a namespace's pins outlive

@@ -5,12 +5,11 @@
 // times out; down backends get weight 0 in the config the kernel would get.
 // No BPF program is involved: the checks are the control plane's.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { setNetns } from '../../src/sys/netns.js';
 import { validateConfig } from '../../src/programs/lb/config.js';
 import { HealthChecker, healthStatus, healthTargets, kernelConfig, type HealthEvent } from '../../src/programs/lb/health.js';
+import { enterNetns } from '../helpers/netns.js';
 import { makeLbLab, startHttpBackends, type LbLab } from '../helpers/lblab.js';
 
 let lab: LbLab | undefined;
@@ -25,23 +24,6 @@ afterEach(async () => {
   lab = undefined;
 });
 
-/** Switch this thread into `ns`; sockets made from now on live there. */
-function enter(ns: string): () => void {
-  const back = openSync('/proc/self/ns/net', 'r');
-  const fd = openSync(`/run/netns/${ns}`, 'r');
-  try {
-    setNetns(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return () => {
-    try {
-      setNetns(back);
-    } finally {
-      closeSync(back);
-    }
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
@@ -85,7 +67,7 @@ it('drains a backend whose server died after exactly fall failed checks, and tak
   const history = new Map<string, string>();
   const events: HealthEvent[] = [];
   const note = (key: string, c: string) => history.set(key, (history.get(key) ?? '') + c);
-  leave = enter(lab.ns.lb);
+  leave = enterNetns(lab.ns.lb);
   checker = new HealthChecker(healthTargets(config), (e) => {
     events.push(e);
     note(e.key, e.to === 'up' ? 'U' : 'D');

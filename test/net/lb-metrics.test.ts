@@ -2,13 +2,12 @@
 // every per-VIP and per-backend series compared with what
 // `xdp-lb --status --json` says at the same quiet moment, and the
 // exposition linted by promtool.
-import { closeSync, openSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { setNetns } from '../../src/sys/netns.js';
 import { subprogram } from '../../src/programs/index.js';
 import { MetricsServer } from '../../src/service/metrics.js';
 import { BIN, ok, run, xdpRoot } from '../helpers/cli.js';
 import { inNs, makeLbLab, startHttpBackends, type LbLab } from '../helpers/lblab.js';
+import { enterNetns } from '../helpers/netns.js';
 import { promtoolCheckMetrics } from '../helpers/prometheus.js';
 
 let lab: LbLab | undefined;
@@ -24,20 +23,7 @@ afterEach(async () => {
 });
 
 function enter(ns: string): void {
-  const back = openSync('/proc/self/ns/net', 'r');
-  const fd = openSync(`/run/netns/${ns}`, 'r');
-  try {
-    setNetns(fd);
-  } finally {
-    closeSync(fd);
-  }
-  leave = () => {
-    try {
-      setNetns(back);
-    } finally {
-      closeSync(back);
-    }
-  };
+  leave = enterNetns(ns);
 }
 
 /** Sample lines of an exposition: series (name and labels) -> value. */

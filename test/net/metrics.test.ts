@@ -2,12 +2,10 @@
 // a namespace, the endpoint scraped by a real Prometheus, and what
 // Prometheus stored compared with `xdp-root --status --json`.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { setNetns } from '../../src/sys/netns.js';
 import { MetricsServer, VERSION, buildInfoCollector, formatListen, rootCollector } from '../../src/service/metrics.js';
 import { BPF, ok, run, sh, xdpRoot } from '../helpers/cli.js';
-import { makeLab, type Lab } from '../helpers/netns.js';
+import { enterNetns, makeLab, type Lab } from '../helpers/netns.js';
 import { promtoolCheckMetrics, startPrometheus, type Prometheus, type VectorSample } from '../helpers/prometheus.js';
 
 const ACTIONS = ['XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT', 'XDP_INVALID_ACTION'];
@@ -24,20 +22,7 @@ let leaveNetns: (() => void) | undefined;
  *  namespace. Sockets made afterwards (the HTTP server, the test's
  *  requests) live there too. */
 function enterServerNetns(): void {
-  const back = openSync('/proc/self/ns/net', 'r');
-  const ns = openSync(`/run/netns/${lab.server}`, 'r');
-  try {
-    setNetns(ns);
-  } finally {
-    closeSync(ns);
-  }
-  leaveNetns = () => {
-    try {
-      setNetns(back);
-    } finally {
-      closeSync(back);
-    }
-  };
+  leaveNetns = enterNetns(lab.server);
 }
 
 beforeEach(() => {
