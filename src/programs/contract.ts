@@ -43,8 +43,37 @@ export interface ServiceHandler<S> {
 
 export type Labels = Record<string, string>;
 
+/**
+ * A series' labels as the exposition writes them (`{k="v",...}`), made once
+ * and given again at every scrape by a collector of many series (the
+ * balancer's 60,000): the writer then copies the text instead of escaping
+ * and joining labels per sample. Valid for the families declared with this
+ * very `labels` list (the FamilySpec's array, by identity).
+ */
+export interface Series {
+  readonly labels: readonly string[];
+  readonly text: string;
+}
+
+const LABEL_ESCAPES = /[\\"\n]/g;
+const escapeLabel = (s: string) => (s.includes('\\') || s.includes('"') || s.includes('\n') ? s.replace(LABEL_ESCAPES, (c) => (c === '\n' ? '\\n' : `\\${c}`)) : s);
+
+/** `values` rendered for families declared with `labels`; a label not
+ *  declared there is refused. */
+export function series(labels: readonly string[], values: Labels): Series {
+  let text = '';
+  for (const k in values) {
+    if (!labels.includes(k)) throw new Error(`label ${JSON.stringify(k)} is not declared (${labels.join(', ') || 'none'})`);
+    text += `${text ? ',' : '{'}${k}="${escapeLabel(values[k])}"`;
+  }
+  return { labels, text: text && `${text}}` };
+}
+
+/** One value of a family: its labels as an object, or as a Series made
+ *  earlier for the family's label list. */
 export interface Sample {
   labels?: Labels;
+  series?: Series;
   value: number | bigint;
 }
 

@@ -12,16 +12,14 @@
 // Values: a bigint counter is written exactly, as its decimal digits;
 // Prometheus parses every value into a float64, so above 2^53 it stores the
 // nearest float64 either way.
-import type { MetricFamily, Sample } from '../programs/contract.js';
+import { series, type MetricFamily, type Sample } from '../programs/contract.js';
 
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-const LABEL_ESCAPES = /[\\"\n]/g;
 
 const escapeHelp = (s: string) => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-const escapeLabel = (s: string) => (s.includes('\\') || s.includes('"') || s.includes('\n') ? s.replace(LABEL_ESCAPES, (c) => (c === '\n' ? '\\n' : `\\${c}`)) : s);
 
 function value(v: Sample['value']): string {
   // Most counters fit a float64 exactly, and a number prints faster than a bigint.
@@ -39,18 +37,34 @@ function value(v: Sample['value']): string {
  * a copy per line costs more than making the line.
  */
 export class Exposition {
-  private buf = Buffer.allocUnsafe(64 * 1024);
+  private buf: Buffer;
   private at = 0;
   private pending = '';
+
+  /** `expect`: the bytes it will likely hold (the last scrape's), so that
+   *  the buffer is not grown and copied at every scrape; `spare`: a buffer
+   *  to write into if it is large enough (the last scrape's, once sent):
+   *  memory touched for the first time costs a page fault per 4 KiB, and
+   *  on this project's machines that was most of a scrape's writing. */
+  constructor(expect = 0, spare?: Buffer) {
+    const want = Math.max(64 * 1024, Math.ceil(expect * 1.125));
+    this.buf = spare && spare.length >= want ? spare : Buffer.allocUnsafe(want);
+  }
 
   write(s: string): void {
     this.pending += s;
     if (this.pending.length >= 16 * 1024) this.flush();
   }
 
+  /** What was written: the start of `buffer`. */
   bytes(): Buffer {
     this.flush();
     return this.buf.subarray(0, this.at);
+  }
+
+  /** The whole buffer written into, to hand to the next one as its spare. */
+  get buffer(): Buffer {
+    return this.buf;
   }
 
   private flush(): void {
@@ -85,6 +99,7 @@ export function writeFamilies(families: MetricFamily[], taken: Set<string>, out:
     // Samples carry only the labels declared (the documented ones).
     const declared = new Set(f.labels);
     for (const s of f.samples) {
+      if (s.series && s.series.labels !== f.labels) throw new Error(`metric ${f.name}: a series made for labels (${s.series.labels.join(', ')})`);
       for (const k in s.labels) if (!declared.has(k)) throw new Error(`metric ${f.name}: label ${JSON.stringify(k)} is not declared`);
     }
   }
@@ -92,9 +107,8 @@ export function writeFamilies(families: MetricFamily[], taken: Set<string>, out:
     taken.add(f.name);
     out.write(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
     for (const s of f.samples) {
-      let labels = '';
-      for (const k in s.labels) labels += `${labels ? ',' : '{'}${k}="${escapeLabel(s.labels![k])}"`;
-      out.write(`${f.name}${labels ? `${labels}}` : ''} ${value(s.value)}\n`);
+      const labels = s.series?.text ?? (s.labels ? series(f.labels, s.labels).text : '');
+      out.write(`${f.name}${labels} ${value(s.value)}\n`);
     }
   }
 }

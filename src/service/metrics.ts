@@ -116,6 +116,11 @@ export interface MetricsOptions {
 export class MetricsServer {
   /** Scrapes one after another, as Prometheus makes them. */
   private last: Promise<unknown> = Promise.resolve();
+  /** The size of the last exposition, to size the next one's buffer. */
+  private lastBytes = 0;
+  /** Buffers of sent expositions, written into again (see Exposition). */
+  private spares = new WeakMap<Buffer, Buffer>();
+  private spare: Buffer | undefined;
 
   private constructor(private readonly server: Server, private readonly opts: MetricsOptions) {}
 
@@ -174,7 +179,8 @@ export class MetricsServer {
     const taken = new Set<string>(['xdplb_scrape_collector_success', 'xdplb_scrape_collector_duration_seconds']);
     const success: Sample[] = [];
     const duration: Sample[] = [];
-    const body = new Exposition();
+    const body = new Exposition(this.lastBytes, this.spare);
+    this.spare = undefined;
     for (const c of this.opts.collectors) {
       const start = process.hrtime.bigint();
       try {
@@ -187,7 +193,10 @@ export class MetricsServer {
       duration.push({ labels: { collector: c.name }, value: Number(process.hrtime.bigint() - start) / 1e9 });
     }
     writeFamilies([family(F.success, success), family(F.duration, duration)], new Set(), body);
-    return body.bytes();
+    const bytes = body.bytes();
+    this.lastBytes = bytes.length;
+    this.spares.set(bytes, body.buffer);
+    return bytes;
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -202,6 +211,8 @@ export class MetricsServer {
     this.scrape().then(
       (body) => {
         res.writeHead(200, { 'Content-Type': CONTENT_TYPE, 'Content-Length': body.length });
+        // Once the kernel has every byte, the buffer may be written again.
+        res.on('finish', () => (this.spare = this.spares.get(body)));
         res.end(req.method === 'HEAD' ? undefined : body);
       },
       (err: Error) => plain(500, `Scrape failed: ${err.message}`),

@@ -3,7 +3,7 @@
 // and on the VIP the drops and lookups that did not go well; the tables'
 // fill and the backends' weights. The balancer's state is the network
 // namespace's, whatever interface it runs on.
-import { family, type Collector, type FamilySpec, type MetricFamily, type Sample } from '../contract.js';
+import { family, series, type Collector, type FamilySpec, type MetricFamily, type Sample, type Series } from '../contract.js';
 import { vipName } from './config.js';
 import { decodeVipKey, type LbCounters } from './layout.js';
 import { closeLbMaps, lbInterfaces, openLbMaps } from './pins.js';
@@ -18,11 +18,12 @@ const VIP_EVENTS: Array<[keyof LbCounters, string]> = [
 
 const counter = (name: string, labels: string[], help: string): FamilySpec => ({ name, help, type: 'counter', labels });
 const gauge = (name: string, labels: string[], help: string): FamilySpec => ({ name, help, type: 'gauge', labels });
+const VIP = ['vip', 'direction'];
 const BACKEND = ['vip', 'backend', 'direction'];
 
 export const LB_FAMILIES = {
-  vipPackets: counter('xdplb_lb_vip_packets_total', ['vip', 'direction'], 'Packets of a VIP\'s flows, toward the backends (in) and back (reply).'),
-  vipBytes: counter('xdplb_lb_vip_bytes_total', ['vip', 'direction'], 'Bytes of a VIP\'s flows, toward the backends (in) and back (reply).'),
+  vipPackets: counter('xdplb_lb_vip_packets_total', VIP, 'Packets of a VIP\'s flows, toward the backends (in) and back (reply).'),
+  vipBytes: counter('xdplb_lb_vip_bytes_total', VIP, 'Bytes of a VIP\'s flows, toward the backends (in) and back (reply).'),
   vipConns: counter('xdplb_lb_vip_connections_total', ['vip'], 'New connections (flows) a VIP took.'),
   vipEvents: counter('xdplb_lb_vip_events_total', ['vip', 'event'], 'Packets of a VIP that missed the connection table, found no backend or NAT port, an unresolved neighbour or no route, or had a bad IPv4 checksum; ICMP errors translated (NAT) or forwarded to a backend (DSR); packets encapsulated, and answered as too big once encapsulated.'),
   bePackets: counter('xdplb_lb_backend_packets_total', BACKEND, 'Packets of a backend\'s flows, both ways.'),
@@ -37,7 +38,32 @@ export const LB_FAMILIES = {
 } as const;
 const F = LB_FAMILIES;
 
+/** A VIP's series and a backend's, made once and kept from one scrape to
+ *  the next while their names stay: the writer copies their text. */
+interface VipSeries { vip: string; in: Series; reply: Series; conns: Series; events: Series[] }
+interface BackendSeries { vip: string; backend: string; in: Series; reply: Series; conns: Series; active: Series; removed: Series }
+
+function vipSeries(vip: string, known: VipSeries | undefined): VipSeries {
+  if (known?.vip === vip) return known;
+  return {
+    vip, in: series(VIP, { vip, direction: 'in' }), reply: series(VIP, { vip, direction: 'reply' }), conns: series(F.vipConns.labels, { vip }),
+    events: VIP_EVENTS.map(([, event]) => series(F.vipEvents.labels, { vip, event })),
+  };
+}
+
+function backendSeries(vip: string, backend: string, known: BackendSeries | undefined): BackendSeries {
+  if (known?.vip === vip && known.backend === backend) return known;
+  return {
+    vip, backend,
+    in: series(BACKEND, { vip, backend, direction: 'in' }), reply: series(BACKEND, { vip, backend, direction: 'reply' }),
+    conns: series(F.beConns.labels, { vip, backend }),
+    active: series(F.weight.labels, { vip, backend, state: 'active' }), removed: series(F.weight.labels, { vip, backend, state: 'removed' }),
+  };
+}
+
 export function lbCollector(): Collector {
+  let vipsKnown = new Map<number, VipSeries>();
+  let backendsKnown = new Map<number, BackendSeries>();
   return {
     name: 'lb',
     families(): MetricFamily[] {
@@ -67,25 +93,30 @@ export function lbCollector(): Collector {
       const beBytes: Sample[] = [];
       const beConns: Sample[] = [];
       const weight: Sample[] = [];
-      const names = new Map<number, string>();
+      const vipsNow = new Map<number, VipSeries>();
+      const backendsNow = new Map<number, BackendSeries>();
       for (const v of [...state.vips.values()].sort((a, b) => a.id - b.id)) {
-        const vip = vipName(decodeVipKey(v.key));
-        names.set(v.id, vip);
+        const l = vipSeries(vipName(decodeVipKey(v.key)), vipsKnown.get(v.id));
+        vipsNow.set(v.id, l);
         const c = (name: keyof LbCounters) => vipRows.get(v.id, name);
-        packets.push({ labels: { vip, direction: 'in' }, value: c('packets') }, { labels: { vip, direction: 'reply' }, value: c('reply_packets') });
-        bytes.push({ labels: { vip, direction: 'in' }, value: c('bytes') }, { labels: { vip, direction: 'reply' }, value: c('reply_bytes') });
-        conns.push({ labels: { vip }, value: c('new_conns') });
-        for (const [k, event] of VIP_EVENTS) events.push({ labels: { vip, event }, value: c(k) });
+        packets.push({ series: l.in, value: c('packets') }, { series: l.reply, value: c('reply_packets') });
+        bytes.push({ series: l.in, value: c('bytes') }, { series: l.reply, value: c('reply_bytes') });
+        conns.push({ series: l.conns, value: c('new_conns') });
+        VIP_EVENTS.forEach(([k], i) => events.push({ series: l.events[i], value: c(k) }));
       }
       for (const [id, b] of state.backends) {
-        const vip = names.get(b.vipId);
+        const vip = vipsNow.get(b.vipId)?.vip;
         if (vip === undefined) continue; // an entry of no VIP, left by a killed apply
-        const backend = `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`;
-        bePackets.push({ labels: { vip, backend, direction: 'in' }, value: rows.get(id, 'packets') }, { labels: { vip, backend, direction: 'reply' }, value: rows.get(id, 'reply_packets') });
-        beBytes.push({ labels: { vip, backend, direction: 'in' }, value: rows.get(id, 'bytes') }, { labels: { vip, backend, direction: 'reply' }, value: rows.get(id, 'reply_bytes') });
-        beConns.push({ labels: { vip, backend }, value: rows.get(id, 'new_conns') });
-        weight.push({ labels: { vip, backend, state: b.removed ? 'removed' : 'active' }, value: b.removed ? 0 : b.weight });
+        const l = backendSeries(vip, `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`, backendsKnown.get(id));
+        backendsNow.set(id, l);
+        bePackets.push({ series: l.in, value: rows.get(id, 'packets') }, { series: l.reply, value: rows.get(id, 'reply_packets') });
+        beBytes.push({ series: l.in, value: rows.get(id, 'bytes') }, { series: l.reply, value: rows.get(id, 'reply_bytes') });
+        beConns.push({ series: l.conns, value: rows.get(id, 'new_conns') });
+        weight.push({ series: b.removed ? l.removed : l.active, value: b.removed ? 0 : b.weight });
       }
+      // Only what this scrape saw is kept: removed VIPs and backends go.
+      vipsKnown = vipsNow;
+      backendsKnown = backendsNow;
       return [
         family(F.vipPackets, packets),
         family(F.vipBytes, bytes),
