@@ -5,4 +5,4 @@
 import pkg from '../package.json' with { type: 'json' };
 
 export const VERSION: string = pkg.version;
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;

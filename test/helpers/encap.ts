@@ -140,3 +140,20 @@ export function pinToCpu(cpu: number): () => void {
   execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore' });
   return () => execFileSync('taskset', ['-a', '-p', was, String(process.pid)], { stdio: 'ignore' });
 }
+
+/** A GUE variant-0 header naming a previous backend (docs/gue.md): Hlen 2
+ *  (an IPv4 address) or 5 (IPv6), the inner packet's protocol (4 or 41),
+ *  no flags; the address, then the generation, big-endian. */
+export function gueVariant0(innerFamily: 4 | 6, prev: string, gen: number): Buffer {
+  const v4 = familyOf(prev) === 4;
+  const h = Buffer.alloc(4);
+  h[0] = v4 ? 2 : 5;
+  h[1] = innerFamily === 4 ? 4 : 41;
+  const g = Buffer.alloc(4);
+  g.writeUInt32BE(gen);
+  return Buffer.concat([h, v4 ? addrBytes(prev).subarray(0, 4) : addrBytes(prev), g]);
+}
+
+/** The entry of a stateless VIP's table of `size` entries a flow takes:
+ *  its hash scaled to the size (lb_slot_at() in lb_stateless.h). */
+export const statelessEntry = (f: Flow, size: number) => Number((BigInt(encapHash(f)) * BigInt(size)) >> 32n);

@@ -3,11 +3,11 @@
 // compared to the one maglev.ts computes from the backend ids the kernel
 // holds, and everything a half-done apply could leave behind listed.
 import { BpfMap, closeMaps } from '../../src/libbpf/index.js';
-import { maglevTable } from '../../src/programs/lb/maglev.js';
+import { NO_BACKEND, maglevTable } from '../../src/programs/lb/maglev.js';
 import { vipBits, VIP_BITS_WORDS } from '../../src/programs/lb/vipbits.js';
 import { vipName, type LbConfig } from '../../src/programs/lb/config.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeVip, decodeVipKey,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, SLOT_NONE, decodeBackend, decodeVip, decodeVipKey,
 } from '../../src/programs/lb/layout.js';
 import type { LbMaps } from '../../src/programs/lb/state.js';
 import { LB_MAPS } from '../../src/programs/lb/spec.js';
@@ -70,9 +70,12 @@ export function kernelView(maps: LbMaps): LbView {
       continue;
     }
     try {
+      // Each entry's backend (struct lb_slot's cur; a stateless VIP's
+      // entries also name their previous backend, which chaining decides).
       const got = inner.values(inner.maxEntries);
       const want = maglevTable(live.get(id) ?? [], vip.size);
-      const same = inner.maxEntries === vip.size && Buffer.from(want.buffer, want.byteOffset, want.byteLength).equals(got);
+      const cur = Array.from({ length: got.length / 8 }, (_, i) => got.readUInt16LE(i * 8));
+      const same = inner.maxEntries === vip.size && want.every((b, i) => cur[i] === (b === NO_BACKEND ? SLOT_NONE : b));
       if (!same) problems.push(`VIP ${vip.name}: its table is not the one its backends make`);
     } finally {
       inner.close();

@@ -5,7 +5,8 @@
 // structs against the object's BTF; and the balancer's own output taken
 // apart again.
 import { execFileSync } from 'node:child_process';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BpfMap, closeFd, progInfo, testRun } from '../../src/libbpf/index.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
@@ -15,8 +16,10 @@ import { applyConfig } from '../../src/programs/lb/apply.js';
 import { u32 } from '../../src/programs/lb/layout.js';
 import { BPF } from '../helpers/cli.js';
 import { inetChecksum, mac } from '../helpers/packets.js';
-import { TCP, closeLb, frame, lbMapsOf, type L4Frame } from '../helpers/lb.js';
-import { encapsulate, type Outer } from '../helpers/encap.js';
+import { ifNameToIndex } from '../../src/sys/netdev.js';
+import { uniqueTag } from '../helpers/netns.js';
+import { TCP, closeLb, enterLabNamespace, frame, lbMapsOf, sysctlIn, type L4Frame } from '../helpers/lb.js';
+import { encapsulate, gueVariant0, type Outer } from '../helpers/encap.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3 };
 const SLOT = 0;
@@ -101,7 +104,7 @@ describe('decapsulator layouts against BTF', () => {
 });
 
 describe('decapsulation', () => {
-  const kinds: Array<[string, L4Frame, Omit<Outer, 'srcMac' | 'dstMac'>, StatName, Buffer?]> = [
+  const kinds: Array<[string, L4Frame, Omit<Outer, 'srcMac' | 'dstMac'>, StatName, StatName?]> = [
     ['IPIP: IPv4 in IPv4', inner4, { src: '10.0.0.10', dst: T4, kind: 'ipip' }, 'ipip4'],
     ['IPIP: IPv6 in IPv6', inner6, { src: 'fd00::10', dst: T6, kind: 'ipip' }, 'ipip6'],
     ['IPIP: IPv4 in IPv6', inner4, { src: 'fd00::10', dst: T6, kind: 'ipip', flowLabel: 0x12345 }, 'ipip4'],
@@ -110,10 +113,14 @@ describe('decapsulation', () => {
     ['GUE variant 1: IPv4 over IPv6', inner4, { src: 'fd00::10', dst: T6, kind: { guePort: 6080, sport: 50000 } }, 'gue4'],
     ['GUE variant 1: IPv6 over IPv6', inner6, { src: 'fd00::10', dst: T6, kind: { guePort: 6080, sport: 65535 } }, 'gue6'],
     ['GUE variant 0, no optional fields: IPv4', inner4, { src: '10.0.0.10', dst: T4, kind: { guePort: 6080, sport: 49152, gueHeader: gue0(4) } }, 'gue4'],
+    // Private data naming a previous backend (10.0.0.3, generation 42):
+    // a UDP datagram is delivered here all the same.
     ['GUE variant 0 with 8 bytes of private data: IPv6 over IPv6', inner6,
-      { src: 'fd00::10', dst: T6, kind: { guePort: 6080, sport: 49999, gueHeader: gue0(41, Buffer.from('0a0000030000002a', 'hex')) } }, 'gue6'],
+      { src: 'fd00::10', dst: T6, kind: { guePort: 6080, sport: 49999, gueHeader: gue0(41, Buffer.from('0a0000030000002a', 'hex')) } }, 'gue6', 'delivered'],
+    ['GUE variant 0 with 12 bytes of private data (not ours to read): IPv4', inner4,
+      { src: '10.0.0.10', dst: T4, kind: { guePort: 6080, sport: 49999, gueHeader: gue0(4, Buffer.alloc(12, 9)) } }, 'gue4'],
   ];
-  for (const [what, inner, outer, counter] of kinds) {
+  for (const [what, inner, outer, counter, also] of kinds) {
     for (const tags of [0, 1, 2]) {
       it(`${what}${tags ? `, ${tags} VLAN tag(s)` : ''}: the client's packet exactly, L2 kept, EtherType the inner one`, () => {
         const ip = ipOf(inner);
@@ -121,7 +128,7 @@ describe('decapsulation', () => {
         const r = run(pkt);
         expect(r.retval).toBe(XDP.PASS);
         expect(hex(r.data)).toBe(hex(delivered(pkt, ip, 14 + 4 * tags)));
-        expect(read()).toEqual(counts({ [counter]: 1n, bytes: BigInt(pkt.length) }));
+        expect(read()).toEqual(counts({ [counter]: 1n, bytes: BigInt(pkt.length), ...(also ? { [also]: 1n } : {}) }));
         expect(root.counters(SLOT).packets.XDP_PASS).toBe(1n);
       });
     }
@@ -266,4 +273,143 @@ describe('malformed tunnel packets', () => {
       expect(root.counters(SLOT).packets.XDP_DROP).toBe(1n);
     });
   }
+});
+
+// Chaining, with real sockets: the decapsulator in a network namespace of
+// the test's, where this process listens and connects (so that
+// bpf_skc_lookup_tcp() finds what it should), run with the namespace's
+// interface as the ingress one (so that its FIB lookup toward the
+// previous backend answers from the namespace's tables).
+describe('chaining to the previous backend', () => {
+  const VIP4 = '10.0.0.100';
+  const VIP6 = 'fd00::100';
+  const BK_MAC = '02:00:00:00:00:02'; // this backend's interface
+  const PREV4 = '10.0.0.3';
+  const PREV6 = 'fd00::3';
+  const PREV_MAC = '02:00:00:00:00:03';
+  const PORT = 8080;
+  let leave: () => void;
+  let ifindex = 0;
+  let server: Server;
+  const sockets: Socket[] = [];
+  let established: { port: number } = { port: 0 };
+  let timeWait: { port: number } = { port: 0 };
+
+  beforeAll(async () => {
+    const ns = `xdc-${uniqueTag()}`;
+    leave = enterLabNamespace(ns, [
+      ['link', 'add', 'bk0', 'address', BK_MAC, 'type', 'veth', 'peer', 'name', 'bk0p'],
+      ...['bk0', 'bk0p', 'lo'].map((d) => ['link', 'set', d, 'up']),
+      ['addr', 'add', `${T4}/24`, 'dev', 'bk0'],
+      ['addr', 'add', `${T6}/64`, 'dev', 'bk0', 'nodad'],
+      ['addr', 'add', `${VIP4}/32`, 'dev', 'lo'],
+      ['addr', 'add', `${VIP6}/128`, 'dev', 'lo'],
+      ['neigh', 'replace', PREV4, 'lladdr', PREV_MAC, 'dev', 'bk0', 'nud', 'permanent'],
+      ['neigh', 'replace', PREV6, 'lladdr', PREV_MAC, 'dev', 'bk0', 'nud', 'permanent'],
+    ]);
+    sysctlIn(ns, 'net.ipv4.conf.all.forwarding', '1');
+    sysctlIn(ns, 'net.ipv6.conf.all.forwarding', '1');
+    ifindex = ifNameToIndex('bk0');
+    server = createServer((s) => {
+      sockets.push(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen({ port: PORT, host: '::', ipv6Only: false }, resolve));
+    const dial = () => new Promise<Socket>((resolve, reject) => {
+      const c = connect({ host: VIP4, port: PORT, localAddress: T4 }, () => resolve(c));
+      c.on('error', reject);
+    });
+    const live = await dial();
+    sockets.push(live);
+    established = { port: live.localPort! };
+    // TIME_WAIT on our side: the accepted socket closes first.
+    const closing = await dial();
+    await new Promise((r) => setTimeout(r, 50));
+    const accepted = sockets.find((s) => s.remotePort === closing.localPort)!;
+    timeWait = { port: closing.localPort! };
+    const closed = new Promise((r) => closing.on('close', r));
+    closing.on('end', () => closing.end());
+    accepted.end();
+    await closed;
+    await new Promise((r) => setTimeout(r, 50));
+    // (ss as the witness; the listener is dual-stack: IPv4 peers show mapped.)
+    expect(execFileSync('ss', ['-Htan', 'state', 'time-wait', `sport = :${PORT}`], { encoding: 'utf8' })).toMatch(new RegExp(`${T4}\\]?:${timeWait.port}\\b`));
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server?.close(r));
+    leave?.();
+  });
+
+  const runIn = (pkt: Buffer) => testRun(root.rootFd, pkt, 1, ifindex);
+  const seg = (sport: number, flags: number, six = false): L4Frame => ({
+    src: six ? T6 : T4, dst: six ? VIP6 : VIP4, sport, dport: PORT, proto: 'tcp', flags, payload: Buffer.from('chained?'),
+  });
+  /** What the balancer sends: GUE variant 0 naming `prev`, generation 7. */
+  const fromBalancer = (inner: L4Frame, prev: string, outer6 = false) => encapsulate(ipOf(inner), {
+    src: outer6 ? 'fd00::10' : '10.0.0.10', dst: outer6 ? T6 : T4, srcMac: '02:00:00:00:00:10', dstMac: BK_MAC,
+    kind: { guePort: 6080, sport: 51515, gueHeader: gueVariant0(inner.src.includes(':') ? 6 : 4, prev, 7) }, tos: 0x28, ttl: 50, flowLabel: 0x5a5a5,
+  });
+
+  it('delivers a segment of an established connection, and of one in TIME_WAIT, having looked them up', () => {
+    for (const port of [established.port, timeWait.port]) {
+      const inner = seg(port, TCP.ACK);
+      const pkt = fromBalancer(inner, PREV4);
+      const r = runIn(pkt);
+      expect([port, r.retval]).toEqual([port, XDP.PASS]);
+      expect(hex(r.data)).toBe(hex(delivered(pkt, ipOf(inner))));
+    }
+    expect(read()).toEqual(counts({ gue4: 2n, delivered: 2n, bytes: BigInt(2 * fromBalancer(seg(1, TCP.ACK), PREV4).length) }));
+  });
+
+  it('sends a segment of no connection on to the previous backend once, as GUE variant 1 from its own address', () => {
+    // Port 40000 meets only the listener (no SYN cookie it completes);
+    // port 9 meets no socket at all.
+    for (const [sport, dport] of [[40000, PORT], [40001, 9]]) {
+      const inner = { ...seg(sport, TCP.ACK), dport };
+      const pkt = fromBalancer(inner, PREV4);
+      const r = runIn(pkt);
+      expect([sport, r.retval]).toEqual([sport, XDP.TX]);
+      const want = encapsulate(ipOf(inner), { src: T4, dst: PREV4, srcMac: BK_MAC, dstMac: PREV_MAC, kind: { guePort: 6080, sport: 51515 }, tos: 0x28, ttl: 49 });
+      expect(hex(r.data)).toBe(hex(want));
+    }
+    expect(read()).toMatchObject({ chained: 2n, delivered: 0n, unowned: 0n, gue4: 0n });
+  });
+
+  it('over IPv6: Hlen 5 in, an IPv6 outer header with its UDP checksum out, the flow label kept', () => {
+    const inner = seg(40002, TCP.ACK | TCP.FIN, true);
+    const r = runIn(fromBalancer(inner, PREV6, true));
+    expect(r.retval).toBe(XDP.TX);
+    const want = encapsulate(ipOf(inner), { src: T6, dst: PREV6, srcMac: BK_MAC, dstMac: PREV_MAC, kind: { guePort: 6080, sport: 51515 }, tos: 0x28, ttl: 49, flowLabel: 0x5a5a5 });
+    expect(hex(r.data)).toBe(hex(want));
+    expect(read()).toMatchObject({ chained: 1n });
+  });
+
+  it('never chains a chained packet (variant 1), a SYN, a datagram, or to itself', () => {
+    const stray = seg(40003, TCP.ACK);
+    const cases: Array<[string, Buffer, L4Frame]> = [
+      ['variant 1', encapsulate(ipOf(stray), { src: PREV4, dst: T4, srcMac: PREV_MAC, dstMac: BK_MAC, kind: { guePort: 6080, sport: 51515 } }), stray],
+      ['a SYN to a closed port', fromBalancer({ ...seg(40004, TCP.SYN), dport: 9 }, PREV4), { ...seg(40004, TCP.SYN), dport: 9 }],
+      ['a UDP datagram', fromBalancer({ ...seg(40005, 0), proto: 'udp' }, PREV4), { ...seg(40005, 0), proto: 'udp' }],
+      ['naming this backend', fromBalancer(stray, T4), stray],
+    ];
+    for (const [what, pkt, inner] of cases) {
+      const r = runIn(pkt);
+      expect([what, r.retval]).toEqual([what, XDP.PASS]);
+      expect([what, hex(r.data)]).toEqual([what, hex(delivered(pkt, ipOf(inner)))]);
+    }
+    expect(read()).toMatchObject({ chained: 0n, delivered: 2n, unowned: 1n, gue4: 4n });
+  });
+
+  it('delivers here what it cannot send on: no route to the previous backend, no address of its family', () => {
+    const inner = seg(40006, TCP.ACK);
+    const pkts = [fromBalancer(inner, '192.0.2.1'), fromBalancer(inner, PREV6)];
+    configure({ address_ipv4: T4, gue_port: 6080 });
+    for (const pkt of pkts) {
+      const r = runIn(pkt);
+      expect(r.retval).toBe(XDP.PASS);
+      expect(hex(r.data)).toBe(hex(delivered(pkt, ipOf(inner))));
+    }
+    expect(read()).toMatchObject({ chained: 0n, unowned: 2n, gue4: 2n });
+  });
 });

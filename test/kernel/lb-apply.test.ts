@@ -75,9 +75,9 @@ describe('load balancer apply, repaired', () => {
     applyConfig(fds, c);
     // Every entry of VIP 0's table pointing at one backend: still a valid
     // table, only not the one its backends make.
-    const wrong = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 4, 65537, MAP_F.INNER_MAP | MAP_F.MMAPABLE);
+    const wrong = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 8, 65537, MAP_F.INNER_MAP | MAP_F.MMAPABLE);
     try {
-      wrong.writeMapped(Buffer.alloc(65537 * 4), 65537);
+      wrong.writeMapped(Buffer.alloc(65537 * 8), 65537);
       fds.lb_maglev.update(0, u32(wrong.fd));
     } finally {
       wrong.close();

@@ -5,13 +5,14 @@
 // computed here, the inner packet the client's, unchanged). The process runs
 // on one CPU, as a NIC's RSS runs a flow: the connection table is per CPU.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeFd, testRun } from '../../src/libbpf/index.js';
+import { BpfMap, closeFd, testRun } from '../../src/libbpf/index.js';
+import { bootTimeNs } from '../../src/sys/clock.js';
 import { ifNameToIndex } from '../../src/sys/netdev.js';
 import { RootArray } from '../../src/root/array.js';
 import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig } from '../../src/programs/lb/config.js';
-import { LAYOUT } from '../../src/programs/lb/layout.js';
-import { applyConfig } from '../../src/programs/lb/apply.js';
+import { LAYOUT, u32 } from '../../src/programs/lb/layout.js';
+import { applyConfig, expireChaining } from '../../src/programs/lb/apply.js';
 import { readState, type LbMaps } from '../../src/programs/lb/state.js';
 import { vipStatus } from '../../src/programs/lb/status.js';
 import { BPF } from '../helpers/cli.js';
@@ -19,7 +20,7 @@ import { uniqueTag } from '../helpers/netns.js';
 import { inetChecksum } from '../helpers/packets.js';
 import { icmp6Checksum } from '../helpers/frames.js';
 import { TCP, closeLb, enterLabNamespace, frame, fragments, icmpError, lbMapsOf, sysctlIn, type L4Frame } from '../helpers/lb.js';
-import { encapHash, encapsulate, gueSport, pinToCpu, variedSource, type Flow } from '../helpers/encap.js';
+import { encapHash, encapsulate, gueSport, gueVariant0, pinToCpu, statelessEntry, variedSource, type Flow } from '../helpers/encap.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
 const SLOT = 7;
@@ -470,5 +471,197 @@ describe('forwarding read back', () => {
     const changed = { ...config, vips: [{ ...config.vips[0], forwarding: 'dsr-l2' }, ...config.vips.slice(1)] };
     expect(apply(changed)).toEqual({ vips_added: 0, vips_removed: 0, vips_changed: 1, tables_written: 0, backends_written: 0 });
     expect(readState(lb.fds).config).toEqual(validateConfig(changed));
+  });
+});
+
+describe('stateless', () => {
+  const list = (n: number, from = 20) =>
+    Array.from({ length: n }, (_, i) => ({ address: `10.0.0.${from + i}`, mac: `02:00:00:00:00:${(from + i).toString(16)}` }));
+  const stateless = (backends: Array<{ address: string } & Record<string, unknown>>, vip: Record<string, unknown> = {}) => dsr('gue', backends, { stateless: true, ...vip });
+  interface Slot { cur: number; prev: number; gen: number }
+  /** VIP `vipId`'s table as the kernel holds it, and its map's name. */
+  function table(on = lb, vipId = 0): { name: string; slots: Slot[] } {
+    const inner = BpfMap.byId(on.fds.lb_maglev.lookup(vipId)!.readUInt32LE(0))!;
+    try {
+      const raw = inner.values(inner.maxEntries);
+      return {
+        name: inner.name,
+        slots: Array.from({ length: inner.maxEntries }, (_, i) => ({ cur: raw.readUInt16LE(i * 8), prev: raw.readUInt16LE(i * 8 + 2), gen: raw.readUInt32LE(i * 8 + 4) })),
+      };
+    } finally {
+      inner.close();
+    }
+  }
+  // Backend ids' addresses, read once per apply (readState reads every table).
+  const known = new Map<Lb, Map<number, string>>();
+  const addressOf = (id: number, on = lb) => {
+    const got = known.get(on)?.get(id);
+    if (got) return got;
+    known.set(on, new Map([...readState(on.fds).backends].map(([i, b]) => [i, b.address])));
+    return known.get(on)!.get(id)!;
+  };
+  const macOf = (address: string) => `02:00:00:00:00:${Number(address.split('.')[3]).toString(16)}`;
+  /** What the balancer must send for `f` by the entry it takes. */
+  function expected(f: L4Frame, slots: Slot[], on = lb): Buffer {
+    const s = slots[statelessEntry(flowOf(f), slots.length)];
+    const to = addressOf(s.cur, on);
+    const gueHeader = s.prev === 0xffff ? undefined : gueVariant0(4, addressOf(s.prev, on), s.gen);
+    return encapsulate(ipOf(f), { src: SRC4, dst: to, srcMac: LB_MAC, dstMac: macOf(to), kind: { guePort: 6080, sport: gueSport(flowOf(f)), gueHeader } });
+  }
+  const flows = (n: number, from = 46000) => Array.from({ length: n }, (_, i) => syn(from + i, { src: `10.7.${i >> 8}.${i & 255}` }));
+
+  it('sends every packet, SYN or not, to its entry\'s backend by the table alone: nothing is written per flow', () => {
+    apply(stateless(list(3)));
+    const t = table();
+    expect(t.slots.every((s) => s.prev === 0xffff && s.gen === 1)).toBe(true);
+    const fs = flows(40);
+    for (const f of fs) {
+      for (const flags of [TCP.SYN, TCP.ACK, TCP.ACK | TCP.FIN, TCP.RST]) {
+        const g = { ...f, flags };
+        const r = run(frame(g));
+        expect([f.sport, flags, r.retval]).toEqual([f.sport, flags, XDP.TX]);
+        expect(hex(r.data)).toBe(hex(expected(g, t.slots)));
+      }
+    }
+    expect(lb.fds.lb_conns.keys()).toHaveLength(0);
+    expect(counters()).toMatchObject({ packets: 160n, new_conns: 40n, encapsulated: 160n, conn_misses: 0n });
+  });
+
+  it('an entry whose backend changed names the one before it and the change, in a GUE variant-0 header, byte for byte', () => {
+    apply(stateless(list(3)));
+    const before = table().slots;
+    apply(stateless(list(4)));
+    const after = table().slots;
+    const fs = flows(300);
+    let chained = 0;
+    for (const f of fs) {
+      const i = statelessEntry(flowOf(f), after.length);
+      if (after[i].cur !== before[i].cur) {
+        chained++;
+        expect([i, after[i].prev, after[i].gen]).toEqual([i, before[i].cur, 2]);
+      }
+      const r = run(frame({ ...f, flags: TCP.ACK }));
+      expect(hex(r.data)).toBe(hex(expected({ ...f, flags: TCP.ACK }, after)));
+    }
+    // A new fourth backend takes about a quarter of the entries.
+    expect(chained).toBeGreaterThan(40);
+    expect(chained).toBeLessThan(110);
+  });
+
+  it('keeps the previous backend column by the rule after an add, a removal and a reweight; reports entries changed again', () => {
+    const configs = [list(3), list(4), list(4).filter((_, i) => i !== 1), list(4).filter((_, i) => i !== 1).map((b, i) => (i === 0 ? { ...b, weight: 3 } : b))];
+    let prevSlots: Slot[] | null = null;
+    let lostInAll = 0;
+    configs.forEach((backends, k) => {
+      const r = apply(stateless(backends));
+      const now = table().slots;
+      const lost = prevSlots ? now.filter((s, i) => s.cur !== prevSlots![i].cur && prevSlots![i].prev !== 0xffff).length : 0;
+      lostInAll += lost;
+      expect(r.chaining ?? []).toEqual(lost ? [{ vip: `tcp:${VIP4}:80`, lost, evicted: 0 }] : []);
+      if (prevSlots) {
+        const was = prevSlots;
+        const wrong = now.flatMap((s, i) => {
+          const ok = s.cur !== was[i].cur ? s.prev === was[i].cur && s.gen === k + 1 : s.prev === was[i].prev && s.gen === was[i].gen;
+          return ok ? [] : [i];
+        });
+        expect([k, wrong.length]).toEqual([k, 0]);
+        if (k === 2) {
+          // The removed backend is still named: its flows are chained to it.
+          const removed = readState(lb.fds).backends.get(1)!;
+          expect(removed.removed).toBe(true);
+          expect(now.some((s) => s.prev === 1)).toBe(true);
+          expect(now.some((s) => s.cur === 1)).toBe(false);
+        }
+      }
+      prevSlots = now;
+    });
+    expect(lostInAll).toBeGreaterThan(0);
+  });
+
+  it('over IPv6: Hlen 5, the previous backend\'s 16 bytes, the UDP checksum over the GUE header too', () => {
+    const six = (n: number) => Array.from({ length: n }, (_, i) => ({ address: `fd00::${20 + i}`, mac: `02:00:00:00:00:${(20 + i).toString(16)}` }));
+    const vip = (n: number) => ({ encap_source_ipv6: SRC6, vips: [{ address: VIP6, port: 80, forwarding: 'gue', stateless: true, backends: six(n) }] });
+    apply(vip(2));
+    const before = table().slots;
+    apply(vip(3));
+    const after = table().slots;
+    let variant0 = 0;
+    for (let p = 47000; p < 47100; p++) {
+      const f = syn(p, { src: 'fd00::1', dst: VIP6, flags: TCP.ACK, payload: Buffer.alloc(77, 5) });
+      const s = after[statelessEntry(flowOf(f), after.length)];
+      const to = addressOf(s.cur);
+      const gueHeader = s.prev === 0xffff ? undefined : gueVariant0(6, addressOf(s.prev), s.gen);
+      if (gueHeader) {
+        variant0++;
+        expect(s.prev).toBe(before[statelessEntry(flowOf(f), before.length)].cur);
+        expect(gueHeader.length).toBe(24);
+      }
+      const r = run(frame(f));
+      const want = encapsulate(ipOf(f), {
+        src: SRC6, dst: to, srcMac: LB_MAC, dstMac: `02:00:00:00:00:${Number(to.split(':').pop()).toString(16)}`,
+        kind: { guePort: 6080, sport: gueSport(flowOf(f)), gueHeader }, flowLabel: encapHash(flowOf(f)) & 0xfffff,
+      });
+      expect([p, hex(r.data)]).toEqual([p, hex(want)]);
+    }
+    expect(variant0).toBeGreaterThan(15);
+  });
+
+  it('is a function of the packet and the table only: two balancers with no shared maps, the same applies, the same bytes', () => {
+    const sequence = [stateless(list(5), { encap_source_ipv4: '10.9.0.0/20' }), stateless(list(6), { encap_source_ipv4: '10.9.0.0/20' }),
+      stateless(list(6).slice(1), { encap_source_ipv4: '10.9.0.0/20' })];
+    const other = loadLb();
+    try {
+      for (const c of sequence) {
+        apply(c);
+        apply(c, other);
+      }
+      expect(table(other).slots).toEqual(table().slots);
+      let variant0 = 0;
+      for (let p = 48000; p < 48300; p++) {
+        const pkt = frame(syn(p, { src: `10.0.${p % 7}.${p % 200}`, flags: p % 3 ? TCP.ACK : TCP.SYN }));
+        const a = run(pkt);
+        const b = run(pkt, other);
+        expect([p, b.retval, hex(b.data)]).toEqual([p, a.retval, hex(a.data)]);
+        if (a.data.readUInt16BE(14 + 20 + 2) === 6080 && a.data[14 + 28] >> 6 === 0) variant0++;
+      }
+      expect(variant0).toBeGreaterThan(20);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('without its index entry (another VIP\'s hash, or an apply under way) takes the same way through lb_vips', () => {
+    apply(stateless(list(3)));
+    apply(stateless(list(4)));
+    const slots = table().slots;
+    const index = lb.fds.lb_vip_index.readMapped();
+    const at = index.findIndex((_, i) => i % 4 === 0 && index.readUInt32LE(i) !== 0) / 4;
+    expect(index.readUInt32LE(at * 4)).toBe(1);
+    lb.fds.lb_vip_index.update(at, u32(0));
+    for (const f of flows(30, 49000)) {
+      for (const flags of [TCP.SYN, TCP.ACK]) {
+        const r = run(frame({ ...f, flags }));
+        expect(hex(r.data)).toBe(hex(expected({ ...f, flags }, slots)));
+      }
+    }
+    expect(lb.fds.lb_conns.keys()).toHaveLength(0);
+  });
+
+  it('ends chaining when the window has passed: the same table, its previous backends cleared', () => {
+    apply(stateless(list(3), { chain_window_s: 60 }));
+    apply(stateless(list(4), { chain_window_s: 60 }));
+    const chained = table();
+    expect(chained.slots.some((s) => s.prev !== 0xffff)).toBe(true);
+    expect(expireChaining(lb.fds, bootTimeNs() + 30_000_000_000n).tables).toBe(0);
+    const due = expireChaining(lb.fds, bootTimeNs());
+    expect(due.tables).toBe(0);
+    expect(Number(due.next! - bootTimeNs()) / 1e9).toBeGreaterThan(55);
+    expect(expireChaining(lb.fds, bootTimeNs() + 61_000_000_000n)).toEqual({ tables: 1, next: undefined });
+    const expired = table();
+    expect(expired.name).toBe(chained.name);
+    expect(expired.slots).toEqual(chained.slots.map((s) => ({ ...s, prev: 0xffff })));
+    // Nothing left for the next apply to write.
+    expect(apply(stateless(list(4), { chain_window_s: 60 }))).toEqual({ vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 });
+    for (const f of flows(20, 49500)) expect(hex(run(frame({ ...f, flags: TCP.ACK })).data)).toBe(hex(expected({ ...f, flags: TCP.ACK }, expired.slots)));
   });
 });

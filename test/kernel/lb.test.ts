@@ -301,7 +301,8 @@ describe('load balancer data plane', () => {
       try {
         expect(inner.maxEntries).toBe(65537);
         const raw = inner.values(65537);
-        return { id: inner.id, table: Uint32Array.from({ length: 65537 }, (_, i) => raw.readUInt32LE(i * 4)) };
+        // Each entry's backend (struct lb_slot's cur), 0xffff for none as maglev.ts's NO_BACKEND.
+        return { id: inner.id, table: Uint32Array.from({ length: 65537 }, (_, i) => (raw.readUInt16LE(i * 8) === 0xffff ? 0xffffffff : raw.readUInt16LE(i * 8))) };
       } finally {
         inner.close();
       }

@@ -261,9 +261,9 @@ describe('xdp-lb run', () => {
     await repaired(/^xdp-lb: repairing: lb: the kernel does not hold the configured VIPs \(to write: backend entries, 1 Maglev table\(s\)\)$/);
     // A table of the right size whose entries all name no backend.
     const outer = BpfMap.openPinned(`${nsPinDir(l.server)}/lb/lb_maglev`)!;
-    const wrong = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 4, 65537, MAP_F.INNER_MAP | MAP_F.MMAPABLE);
+    const wrong = BpfMap.create(MAP_TYPE.ARRAY, 'lb_table', 4, 8, 65537, MAP_F.INNER_MAP | MAP_F.MMAPABLE);
     try {
-      wrong.writeMapped(Buffer.alloc(65537 * 4, 0xff), 65537);
+      wrong.writeMapped(Buffer.alloc(65537 * 8, 0xff), 65537);
       const id = outer.entries().map(([k]) => k.readUInt32LE(0))[0];
       outer.update(id, Buffer.from(new Uint32Array([wrong.fd]).buffer));
     } finally {

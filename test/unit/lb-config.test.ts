@@ -113,10 +113,31 @@ describe('lb forwarding (direct server return)', () => {
     ['an unspecified source', { encap_source_ipv4: '0.0.0.0', vips: [] }, "encap_source_ipv4: expected an IPv4 source that is not unspecified, got '0.0.0.0'"],
     ['GUE port 0', { encap_source_ipv4: '10.0.0.10', vips: [{ ...DSR, forwarding: 'gue', gue_port: 0 }] }, 'vips[0].gue_port: expected a whole number from 1 to 65535, got 0'],
     ['a NAT VIP without a NAT source still', { forwarding: 'nat', vips: [DSR] }, 'vips[0].address: an IPv4 VIP needs nat.source_ipv4'],
+    ['a stateless VIP that is not gue', { encap_source_ipv4: '10.0.0.10', vips: [{ ...DSR, forwarding: 'ipip', stateless: true }] },
+      'vips[0].stateless: a stateless VIP needs "forwarding": "gue" (its backends\' decapsulator chains its flows), got forwarding "ipip"'],
+    ['stateless that is not a boolean', { stateless: 'yes', vips: [] }, "stateless: expected true or false, got 'yes'"],
+    ['a chaining window on a VIP that is not stateless', { encap_source_ipv4: '10.0.0.10', vips: [{ ...DSR, forwarding: 'gue', chain_window_s: 60 }] },
+      'vips[0].chain_window_s: only for a stateless VIP ("stateless": true), got 60'],
+    ['a chaining window of 0', { chain_window_s: 0, vips: [] }, 'chain_window_s: expected a whole number from 1 to 86400, got 0'],
+    ['a chaining window over a day', { encap_source_ipv4: '10.0.0.10', vips: [{ ...DSR, forwarding: 'gue', stateless: true, chain_window_s: 86401 }] },
+      'vips[0].chain_window_s: expected a whole number from 1 to 86400, got 86401'],
   ];
   for (const [what, input, message] of bad) {
     it(`rejects ${what}`, () => expect(() => validateConfig(input)).toThrow(message));
   }
+
+  it('makes gue VIPs stateless by the top level\'s default, with its window; others stay as they were', () => {
+    const c = validateConfig({
+      nat: { source_ipv4: '10.0.0.10' }, encap_source_ipv4: '10.0.0.10', stateless: true, chain_window_s: 120,
+      vips: [{ ...DSR, forwarding: 'gue' }, { ...DSR, port: 81, forwarding: 'gue', chain_window_s: 30 }, { ...DSR, port: 82, forwarding: 'gue', stateless: false },
+        { ...DSR, port: 83, forwarding: 'ipip' }, { ...DSR, port: 84 }],
+    });
+    expect(c.vips.map(({ stateless, chain_window_s }) => ({ stateless, chain_window_s }))).toEqual([
+      { stateless: true, chain_window_s: 120 }, { stateless: true, chain_window_s: 30 }, { stateless: undefined, chain_window_s: undefined },
+      { stateless: undefined, chain_window_s: undefined }, { stateless: undefined, chain_window_s: undefined },
+    ]);
+    expect(validateConfig({ encap_source_ipv4: '10.0.0.10', vips: [{ ...DSR, forwarding: 'gue', stateless: true }] }).vips[0].chain_window_s).toBe(300);
+  });
 });
 
 describe('lb small edits', () => {

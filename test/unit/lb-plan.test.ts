@@ -7,11 +7,13 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig, vipName, type LbConfig } from '../../src/programs/lb/config.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeVip, encodeVipKey, type BackendEntry,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, SLOT_NONE, decodeBackend, decodeVip, encodeVipKey, isStateless, type BackendEntry,
 } from '../../src/programs/lb/layout.js';
-import { NoRoomError, planApply, tableName, type LbPlan, type Step, type TableBuild } from '../../src/programs/lb/plan.js';
+import { NoRoomError, planApply, planExpiry, tableName, type LbPlan, type Step, type TableBuild } from '../../src/programs/lb/plan.js';
+import { chainTable } from '../../src/programs/lb/chain.js';
+import { NO_BACKEND } from '../../src/programs/lb/maglev.js';
 import { decodeState, type LbState } from '../../src/programs/lb/state.js';
-import { VIP_BITS_WORDS, vipBit } from '../../src/programs/lb/vipbits.js';
+import { VIP_BITS_WORDS, vipBit, vipIndex } from '../../src/programs/lb/vipbits.js';
 
 const HZ = 250;
 const K = LAYOUT.lb_vip_key.size;
@@ -28,6 +30,7 @@ class Kernel {
   vipIds = Buffer.alloc(LB_MAX_VIPS * K);
   vipBits = Buffer.alloc(VIP_BITS_WORDS * 8);
   forwarding = Buffer.alloc(LB_MAX_VIPS * F);
+  vipIndex = Buffer.alloc(VIP_BITS_WORDS * 64 * 4);
   zeroed: Array<[string, number[]]> = [];
 
   state(): LbState {
@@ -39,6 +42,8 @@ class Kernel {
       vipIds: Buffer.from(this.vipIds),
       vipBits: Buffer.from(this.vipBits),
       forwarding: Buffer.from(this.forwarding),
+      vipIndex: Buffer.from(this.vipIndex),
+      slots: new Map([...this.tables].filter(([id, t]) => t.slots && isStateless(this.forwarding, id * F)).map(([id, t]) => [id, Buffer.from(t.slots!)])),
     });
   }
 
@@ -77,6 +82,7 @@ class Kernel {
     else if (map === 'lb_vip_ids') value.copy(this.vipIds, at * K);
     else if (map === 'lb_vip_bits') value.copy(this.vipBits, at * 8);
     else if (map === 'lb_vip_fwd') value.copy(this.forwarding, at * F);
+    else if (map === 'lb_vip_index') value.copy(this.vipIndex, at * 4);
     else throw new Error(`unexpected write to ${map}`);
   }
 
@@ -100,6 +106,20 @@ class Kernel {
       });
       const missing = table!.backends.filter((b) => b.weight > 0 && !this.backend(b.id));
       expect([where, wrong, missing]).toEqual([where, [], []]);
+      // A stateless table's entries: each backend it names now of the VIP
+      // and not removed, each previous one of the VIP (removed or not).
+      if (table!.slots) {
+        const bad = new Set<string>();
+        for (let at = 0; at < table!.slots.length; at += 8) {
+          const cur = table!.slots.readUInt16LE(at);
+          const prev = table!.slots.readUInt16LE(at + 2);
+          const c = cur === SLOT_NONE ? null : this.backend(cur);
+          if (cur !== SLOT_NONE && (!c || c.vipId !== id || c.removed)) bad.add(`cur ${cur}`);
+          const p = prev === SLOT_NONE ? null : this.backend(prev);
+          if (prev !== SLOT_NONE && (!p || p.vipId !== id)) bad.add(`prev ${prev}`);
+        }
+        expect([where, [...bad]]).toEqual([where, []]);
+      }
     }
   }
 }
@@ -347,4 +367,110 @@ describe('lb plan: room for backends', () => {
     k.play(plan(k, cfg({ ...A, table_size: 7, backends: back }), new Set([0, 1])));
     expect(held(k).filter(([id]) => (id as number) <= 1)).toEqual([[0, 0, '10.100.0.0', 1, false], [1, 0, '10.100.78.32', 1, false]]);
   }, 30_000);
+});
+
+describe('chaining (stateless VIPs)', () => {
+  const N = SLOT_NONE;
+  /** Slots from [cur, prev, gen] triples. */
+  const slotsOf = (entries: Array<[number, number, number]>) => {
+    const b = Buffer.alloc(entries.length * 8);
+    entries.forEach(([cur, prev, gen], i) => {
+      b.writeUInt16LE(cur, i * 8);
+      b.writeUInt16LE(prev, i * 8 + 2);
+      b.writeUInt32LE(gen, i * 8 + 4);
+    });
+    return b;
+  };
+  const triples = (b: Buffer) => Array.from({ length: b.length / 8 }, (_, i) => [b.readUInt16LE(i * 8), b.readUInt16LE(i * 8 + 2), b.readUInt32LE(i * 8 + 4)]);
+  const column = (...ids: number[]) => Uint32Array.from(ids.map((id) => (id === N ? NO_BACKEND : id)));
+
+  it('chainTable: a changed entry names the backend before and the next generation; the others keep theirs', () => {
+    const first = chainTable(null, column(0, 0, 1, 1, 2, 2, 0), 0, () => true);
+    expect(first).toMatchObject({ gen: 1, lost: 0, evicted: 0 });
+    expect(triples(first.slots)).toEqual([[0, N, 1], [0, N, 1], [1, N, 1], [1, N, 1], [2, N, 1], [2, N, 1], [0, N, 1]]);
+    const second = chainTable(first.slots, column(0, 3, 1, 1, 2, 3, N), 1, () => true);
+    expect(second).toMatchObject({ gen: 2, lost: 0, evicted: 0 });
+    expect(triples(second.slots)).toEqual([[0, N, 1], [3, 0, 2], [1, N, 1], [1, N, 1], [2, N, 1], [3, 2, 2], [N, 0, 2]]);
+    // Entry 1 changes again while its previous backend is live: lost;
+    // entry 5 too, but its generation's window is over: not counted.
+    const third = chainTable(second.slots, column(0, 1, 1, 3, 2, 1, N), 2, () => true);
+    expect(triples(third.slots)).toEqual([[0, N, 1], [1, 3, 3], [1, N, 1], [3, 1, 3], [2, N, 1], [1, 3, 3], [N, 0, 2]]);
+    expect(chainTable(second.slots, column(0, 1, 1, 3, 2, 1, N), 2, () => true)).toMatchObject({ lost: 2, evicted: 0 });
+    expect(chainTable(second.slots, column(0, 1, 1, 3, 2, 1, N), 2, (g) => g !== 2)).toMatchObject({ lost: 0 });
+    // A table of another size is no predecessor: nothing is chained.
+    expect(triples(chainTable(second.slots, column(0, 1, 2), 2, () => true).slots)).toEqual([[0, N, 3], [1, N, 3], [2, N, 3]]);
+  });
+
+  it('chainTable: a previous backend of a change CHAIN_GENS changes old is dropped, counted while its window lasts', () => {
+    const old = slotsOf([[0, 1, 5], [1, 0, 6], [2, 1, 40]]);
+    const c = chainTable(old, column(0, 1, 2), 36, () => true);
+    expect(triples(c.slots)).toEqual([[0, N, 5], [1, 0, 6], [2, 1, 40]]);
+    expect(c).toMatchObject({ gen: 37, lost: 0, evicted: 1 });
+    expect(chainTable(old, column(0, 1, 2), 36, (g) => g !== 5)).toMatchObject({ evicted: 0 });
+  });
+
+  const S = { ...A, forwarding: 'gue', stateless: true, chain_window_s: 60 };
+  const scfg = (...vips: unknown[]): LbConfig => validateConfig({ encap_source_ipv4: '10.0.0.1', vips });
+  const at = (s: number) => BigInt(s) * 1_000_000_000n;
+  const planAt = (k: Kernel, want: LbConfig, now: bigint) => planApply(k.state(), want, { hz: HZ, now });
+
+  it('records each change before its table, keeps the rule across changes, and reports entries changed again in their window', () => {
+    const k = new Kernel();
+    const p1 = planAt(k, scfg({ ...S, table_size: 65537, backends: be('10.0.0.2', '10.0.0.3', '10.0.0.4') }), at(1000));
+    expect(whats(p1).indexOf('chaining records')).toBeLessThan(whats(p1).indexOf('1 Maglev table(s)'));
+    k.play(p1);
+    expect(k.state().chains.get(0)).toMatchObject({ gen: 1 });
+    expect(k.state().chains.get(0)!.at[1]).toBe(at(1000));
+    const t1 = k.tables.get(0)!.slots!;
+    const p2 = planAt(k, scfg({ ...S, table_size: 65537, backends: be('10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5') }), at(1010));
+    expect(p2.result.chaining).toBeUndefined();
+    k.play(p2);
+    const t2 = k.tables.get(0)!.slots!;
+    const changed = triples(t2).map((e, i) => [...e, t1.readUInt16LE(i * 8)]).filter(([cur, , , was]) => cur !== was);
+    // Mostly to the new backend (id 3), a few among the others.
+    expect(changed.filter(([cur]) => cur === 3).length).toBeGreaterThan(65537 / 4 - 2000);
+    expect(changed.filter(([cur, prev, gen, was]) => prev !== was || gen !== 2)).toEqual([]);
+    // Backend 0 leaves: entries that moved in the last change and move again lose their previous backend.
+    const third = scfg({ ...S, table_size: 65537, backends: be('10.0.0.3', '10.0.0.4', '10.0.0.5') });
+    const lost = (slots: Buffer, next: Buffer) => triples(next).filter(([cur], i) => cur !== slots.readUInt16LE(i * 8) && slots.readUInt16LE(i * 8 + 2) !== N).length;
+    const p3 = planAt(k, third, at(1020));
+    const t3 = p3.steps.flatMap((s) => (s.kind === 'tables' ? s.tables : []))[0].slots!;
+    expect(lost(t2, t3)).toBeGreaterThan(0);
+    expect(p3.result.chaining).toEqual([{ vip: 'tcp:10.0.0.10:80', lost: lost(t2, t3), evicted: 0 }]);
+    // The same change once the window of the last one is over: nothing to report.
+    expect(planAt(k, third, at(1010 + 60)).result.chaining).toBeUndefined();
+    k.play(p3);
+    expect(k.state().chains.get(0)).toMatchObject({ gen: 3 });
+  });
+
+  it('expires each generation\'s chaining when its window is over, under the same table name', () => {
+    const k = new Kernel();
+    k.play(planAt(k, scfg({ ...S, backends: be('10.0.0.2', '10.0.0.3') }), at(100)));
+    k.play(planAt(k, scfg({ ...S, backends: be('10.0.0.2', '10.0.0.3', '10.0.0.4') }), at(110)));
+    k.play(planAt(k, scfg({ ...S, backends: be('10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5') }), at(130)));
+    const name = k.tables.get(0)!.name;
+    const gens = () => new Set(triples(k.tables.get(0)!.slots!).filter(([, prev]) => prev !== N).map(([, , g]) => g));
+    expect(gens()).toEqual(new Set([2, 3]));
+    expect(planExpiry(k.state(), at(169))).toEqual({ plan: { steps: [], result: zero }, next: at(170) });
+    const e = planExpiry(k.state(), at(170));
+    expect(e.next).toBe(at(190));
+    k.play(e.plan);
+    expect([k.tables.get(0)!.name, gens()]).toEqual([name, new Set([3])]);
+    k.play(planExpiry(k.state(), at(190)).plan);
+    expect(gens()).toEqual(new Set());
+    expect(planExpiry(k.state(), at(1000))).toEqual({ plan: { steps: [], result: zero }, next: undefined });
+    // The apply of the same config writes nothing after an expiry.
+    expect(planAt(k, scfg({ ...S, backends: be('10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5') }), at(1000)).steps).toEqual([]);
+  });
+
+  it('indexes stateless VIPs only, and none whose bit another stateless VIP shares', () => {
+    const k = new Kernel();
+    apply(k, scfg({ ...S, backends: be('10.0.0.2') }, { ...A, port: 81, forwarding: 'gue', backends: be('10.0.0.2') }));
+    const key = encodeVipKey({ address: '10.0.0.10', port: 80, protocol: 'tcp' });
+    const bit = vipBit(key);
+    expect(k.vipIndex.readUInt32LE(bit * 4)).toBe(1);
+    expect([...Array(k.vipIndex.length / 4).keys()].filter((i) => k.vipIndex.readUInt32LE(i * 4))).toEqual([bit]);
+    const twins = vipIndex([{ key, id: 0 }, { key, id: 1 }]);
+    expect(twins.readUInt32LE(bit * 4)).toBe(0);
+  });
 });

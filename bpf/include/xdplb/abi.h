@@ -11,6 +11,6 @@
 #ifndef XDPLB_ABI_H
 #define XDPLB_ABI_H
 
-#define XDPLB_ABI_VERSION 3
+#define XDPLB_ABI_VERSION 4
 
 #endif

@@ -30,7 +30,35 @@ struct decap_stats {
 	__u64 bytes; /* of the decapsulated frames, as they arrived */
 	__u64 not_ours; /* tunnel packets (or GUE control) not for us: passed untouched */
 	__u64 malformed; /* tunnel packets to us, truncated or inconsistent: dropped */
+	/* Packets that named a previous backend (GUE variant 0 from a
+	 * stateless VIP), each counted in one of these three: */
+	__u64 delivered; /* delivered here: a SYN, a segment of a socket of ours, or not TCP */
+	__u64 chained; /* a TCP segment of no socket here, sent on to the previous backend */
+	__u64 unowned; /* a TCP segment of no socket here, delivered all the same: the
+			* previous backend is this one, or cannot be reached from here */
 };
+
+/* Where a previous backend is reached (a FIB answer), per CPU, kept
+ * DECAP_L2_TICKS jiffies: slot by a hash of its address. */
+#define DECAP_L2_SLOTS 256
+#define DECAP_L2_TICKS 256 /* a second at HZ 250, a quarter at 1000 */
+struct decap_l2 {
+	__be32 addr[4];
+	__u64 expires; /* jiffies */
+	__u32 ifindex;
+	__u16 mtu;
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 family; /* 0: empty */
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DECAP_L2_SLOTS);
+	__type(key, __u32);
+	__type(value, struct decap_l2);
+} decap_l2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

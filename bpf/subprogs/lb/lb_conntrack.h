@@ -91,18 +91,27 @@ static __always_inline void lb_conn_touch(struct lb_conn *c, __u8 tcp_flags, int
 struct lb_find {
 	const struct lb_flow *flow;
 	__u32 cpu; /* where a live value is; LB_MAX_CPUS: nowhere */
+	__u32 zero; /* lb_config's key */
 };
 
+/* No stack of its own, not even for a key: it runs one call deeper than
+ * its caller, and the balancer's deepest chain of calls is within bytes
+ * of the 512 they share. */
 static long lb_find_step(__u64 cpu, struct lb_find *f)
 {
 	struct lb_conn *c = bpf_map_lookup_percpu_elem(&lb_conns, f->flow, cpu);
 	struct lb_config *cfg;
-	__u32 zero = 0;
+	__u64 now;
 
 	if (!c)
 		return 1; /* past the last CPU, or the flow is gone */
-	cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	if (cfg && c->last_seen && !lb_conn_expired(c, f->flow->proto, cfg, lb_now(cfg))) {
+	cfg = bpf_map_lookup_elem(&lb_config, &f->zero);
+	if (!cfg || !c->last_seen)
+		return 0;
+	now = lb_now(cfg);
+	/* Read after the clock's call, which would have it spilled. */
+	asm volatile("" ::: "memory");
+	if (!lb_conn_expired(c, f->flow->proto, cfg, now)) {
 		f->cpu = cpu;
 		return 1;
 	}

@@ -8,7 +8,10 @@
  * - ipip: an outer IPv4 or IPv6 header to the backend (IPv4 in IPv4, IPv6
  *   in IPv6, IPv4 in IPv6 for an IPv4 VIP with IPv6 backends);
  * - gue: an outer IP header, a UDP header to the VIP's GUE port, then the
- *   inner packet (GUE variant 1: the inner IP version is the header).
+ *   inner packet (GUE variant 1: the inner IP version is the header); for
+ *   a stateless VIP whose entry names a previous backend, a GUE variant-0
+ *   header first whose private data is that backend's address and the
+ *   change's generation (docs/gue.md has the layout).
  *
  * The outer header is planned (struct lb_encap) from the inner one before
  * anything moves: its route and MTU decide whether the packet is sent, or
@@ -16,8 +19,8 @@
  * less the overhead. Then bpf_xdp_adjust_head() opens the gap, the L2
  * header moves to the new start with the outer EtherType, and the outer
  * headers are written into the gap. `gue_len` is the GUE header after the
- * UDP header: 0 in variant 1; a variant-0 header with private data (its
- * length in Hlen) is written in the same gap.
+ * UDP header: 0 in variant 1; 4 + 8 or 4 + 20 with a previous backend
+ * (variant 0, Hlen 2 for an IPv4 address, 5 for an IPv6 one).
  *
  * Outer fields: DSCP/ECN and TTL/hop limit copied from the inner header;
  * IPv4 with DF, id 0 (RFC 6864: an atomic datagram) and its checksum;
@@ -44,6 +47,9 @@
 #include "lb_fib.h"
 
 #define LB_GUE_SPORT_BASE 0xc000 /* RFC 6335 dynamic ports: 49152-65535 */
+/* GUE variant 0's private data: the previous backend and the generation. */
+#define LB_GUE_PRIV4 8
+#define LB_GUE_PRIV6 20
 #define LB_IP_DF 0x4000
 
 /* Summing a span of the frame with bpf_loop(): its callback is verified
@@ -112,6 +118,10 @@ struct lb_encap {
 	__u8 tos; /* inner DSCP and ECN */
 	__u8 ttl;
 	__u8 gue_len; /* GUE header after UDP: 0 in variant 1 */
+	struct lb_addr prev; /* variant 0: the previous backend */
+	__be32 gen; /* variant 0: the change's generation */
+	__u8 prev_family;
+	__u8 inner_proto; /* IPPROTO_IPIP or IPPROTO_IPV6 */
 };
 
 /* Planned here, not on the stack (512 bytes for a chain of calls). */
@@ -127,7 +137,8 @@ struct {
  * which is NULL: clang may test the one and use the other, which the
  * verifier cannot follow. */
 static __always_inline void lb_encap_plan(struct lb_encap *e, const struct lb_vip_fwd *fwd, const struct lb_backend *be,
-					  const void *l3, __u8 family, __u16 inner_len, __u32 hash)
+					  const void *l3, __u8 family, __u16 inner_len, __u32 hash,
+					  const struct lb_backend *prev, __u32 gen)
 {
 	e->hash = hash; /* the flow key hash, already finalized */
 	e->inner_len = inner_len;
@@ -138,12 +149,14 @@ static __always_inline void lb_encap_plan(struct lb_encap *e, const struct lb_vi
 		e->tos = ip->tos;
 		e->ttl = ip->ttl;
 		e->proto = IPPROTO_IPIP;
+		e->inner_proto = IPPROTO_IPIP;
 	} else {
 		const struct ipv6hdr *ip6 = l3;
 
 		e->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 		e->ttl = ip6->hop_limit;
 		e->proto = IPPROTO_IPV6;
+		e->inner_proto = IPPROTO_IPV6;
 	}
 	__builtin_memset(&e->src, 0, sizeof(e->src));
 	if (be->family == LB_FAMILY_V4) {
@@ -157,6 +170,12 @@ static __always_inline void lb_encap_plan(struct lb_encap *e, const struct lb_vi
 	e->gue_len = 0;
 	e->gue_port = fwd->gue_port;
 	if (fwd->mode == LB_FWD_GUE) {
+		if (prev) {
+			e->prev = prev->addr;
+			e->prev_family = prev->family;
+			e->gen = bpf_htonl(gen);
+			e->gue_len = 4 + (prev->family == LB_FAMILY_V4 ? LB_GUE_PRIV4 : LB_GUE_PRIV6);
+		}
 		e->proto = IPPROTO_UDP;
 		e->hlen += sizeof(struct udphdr) + e->gue_len;
 	}
@@ -212,6 +231,7 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 						    __u32 l2len)
 {
 	void *data, *end, *from, *outer;
+	__u64 priv;
 	/* 64 bits, checked and then used in the same register (barriers on
 	 * both sides): clang would otherwise compare a zero-extended copy, or
 	 * read them again, and the verifier would see the use unchecked. */
@@ -219,7 +239,7 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 
 	asm volatile("" : "+r"(l2));
 	asm volatile("" : "+r"(hlen));
-	if (l2 > XDPLB_L2_MAX || l2 < sizeof(struct ethhdr) || hlen > 64)
+	if (l2 > XDPLB_L2_MAX || l2 < sizeof(struct ethhdr) || hlen > 80)
 		return NULL;
 	asm volatile("" : "+r"(l2));
 	asm volatile("" : "+r"(hlen));
@@ -273,11 +293,35 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 		u->source = bpf_htons(LB_GUE_SPORT_BASE | (e->hash >> 18));
 		u->dest = e->gue_port;
 		*((__u32 *)u + 1) = bpf_htonl((__u32)ulen << 16); /* length, checksum 0 */
+		priv = 0;
+		if (e->gue_len) {
+			/* Variant 0: Hlen words of private data, the inner
+			 * packet's protocol, no flags; the previous backend, the
+			 * generation. */
+			__u32 *g = (__u32 *)(u + 1);
+
+			if ((void *)(g + 6) > end)
+				return NULL;
+			g[0] = bpf_htonl((e->prev_family == LB_FAMILY_V4 ? LB_GUE_PRIV4 / 4 : LB_GUE_PRIV6 / 4) << 24 |
+					 (__u32)e->inner_proto << 16);
+			g[1] = e->prev.w[0];
+			priv = (__u64)g[0] + g[1];
+			if (e->prev_family == LB_FAMILY_V4) {
+				g[2] = e->gen;
+				priv += g[2];
+			} else {
+				g[2] = e->prev.w[1];
+				g[3] = e->prev.w[2];
+				g[4] = e->prev.w[3];
+				g[5] = e->gen;
+				priv += (__u64)g[2] + g[3] + g[4] + g[5];
+			}
+		}
 		if (e->family == LB_FAMILY_V6) {
 			/* Pseudo-header (addresses, length, next header), the
-			 * UDP header, the inner packet's sum. */
+			 * UDP header, the GUE header, the inner packet's sum. */
 			__u64 sum = xdplb_sum32(&e->src, 4) + xdplb_sum32(dst, 4) + 2 * (__u64)u->len +
-				    bpf_htons(IPPROTO_UDP) + u->source + u->dest + e->inner_sum;
+				    bpf_htons(IPPROTO_UDP) + u->source + u->dest + priv + e->inner_sum;
 			__u16 check = xdplb_csum_fold(sum);
 
 			u->check = check ? check : 0xffff;
@@ -287,14 +331,16 @@ static __always_inline struct ethhdr *lb_encap_push(struct xdp_md *ctx, const st
 }
 
 /* Send the inner packet at `l3` (of `family`, `len` bytes long, `l2len`
- * bytes of L2 before it) to backend `be` the VIP's way. A too-big packet is
- * answered by lb_too_big() (in xdp_lb.bpf.c). */
+ * bytes of L2 before it) to backend `be` the VIP's way; with `prev` (GUE
+ * only), naming it and generation `gen` in the GUE header. A too-big
+ * packet is answered by lb_too_big() (in xdp_lb.bpf.c). */
 int lb_too_big(struct xdp_md *ctx, __u32 mtu);
 
 static __always_inline int lb_dsr_out(struct xdp_md *ctx, struct ethhdr *eth, void *l3, __u8 family,
 				      __u32 l2len, __u16 len, __u8 proto, const struct lb_addr *client, __u32 hash,
 				      const struct lb_vip_fwd *fwd, struct lb_counters *vc, const struct lb_backend *be,
-				      __u32 backend, const struct lb_config *cfg, __u64 now)
+				      __u32 backend, const struct lb_backend *prev, __u32 gen, const struct lb_config *cfg,
+				      __u64 now)
 {
 	int mac = be->flags & LB_BACKEND_MAC;
 	struct lb_l2 *l2 = bpf_map_lookup_elem(&lb_l2_cache, &backend);
@@ -313,7 +359,7 @@ static __always_inline int lb_dsr_out(struct xdp_md *ctx, struct ethhdr *eth, vo
 	e = bpf_map_lookup_elem(&lb_encap_scratch, &zero);
 	if (!e)
 		return XDP_ABORTED;
-	lb_encap_plan(e, fwd, be, l3, family, len, hash);
+	lb_encap_plan(e, fwd, be, l3, family, len, hash, prev, gen);
 	rc = lb_route(ctx, e->family, e->proto, &e->src, &be->addr, len + e->hlen, e->hlen, mac, l2, cfg, now, &mtu);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		rc = lb_too_big(ctx, mtu > e->hlen ? mtu - e->hlen : 0);
@@ -377,7 +423,8 @@ __noinline int lb_dsr_send_g(struct xdp_md *ctx, __u32 backend, __u32 hash, __u3
 	vc = bpf_map_lookup_elem(&lb_vip_stats, &vip_id);
 	if (!fwd)
 		return XDP_ABORTED;
-	return lb_dsr_out(ctx, data, l3, family, l2len, len, proto, &client, hash, fwd, vc, be, backend, cfg, lb_now(cfg));
+	return lb_dsr_out(ctx, data, l3, family, l2len, len, proto, &client, hash, fwd, vc, be, backend, NULL, 0, cfg,
+			  lb_now(cfg));
 }
 
 #endif

@@ -73,11 +73,12 @@ static __always_inline __u32 lb_flow_key_hash(const struct lb_flow *f)
 	return lb_final(h);
 }
 
-/* May (dst, dport, proto, family) be a VIP? False means certainly not (its
- * bit in lb_vip_bits is clear); the words mixed are those of its
- * lb_vip_key, little-endian, an IPv4 VIP's three zero words left out, as
+/* May (dst, dport, proto, family) be a VIP? -1 means certainly not (its
+ * bit in lb_vip_bits is clear); otherwise the bit's index, which also
+ * indexes lb_vip_index. The words mixed are those of its lb_vip_key,
+ * little-endian, an IPv4 VIP's three zero words left out, as
  * src/programs/lb/vipbits.ts mixes them. */
-static __always_inline int lb_vip_maybe_at(const struct lb_addr *dst, __be16 dport, __u8 proto, __u8 family)
+static __always_inline int lb_vip_bit(const struct lb_addr *dst, __be16 dport, __u8 proto, __u8 family)
 {
 	__u32 h = LB_SEED_VIP, word;
 	__u64 *bits;
@@ -93,7 +94,12 @@ static __always_inline int lb_vip_maybe_at(const struct lb_addr *dst, __be16 dpo
 	h = lb_final(h) & (LB_VIP_BITS_WORDS * 64 - 1);
 	word = h >> 6;
 	bits = bpf_map_lookup_elem(&lb_vip_bits, &word);
-	return bits && (*bits >> (h & 63)) & 1;
+	return bits && (*bits >> (h & 63)) & 1 ? (int)h : -1;
+}
+
+static __always_inline int lb_vip_maybe_at(const struct lb_addr *dst, __be16 dport, __u8 proto, __u8 family)
+{
+	return lb_vip_bit(dst, dport, proto, family) >= 0;
 }
 
 static __always_inline int lb_vip_maybe(const struct lb_flow *f)

@@ -192,6 +192,11 @@ struct lb_counters {
 #define LB_FWD_IPIP 2 /* IPv4/IPv6 in IPv4/IPv6 */
 #define LB_FWD_GUE 3 /* outer IP + UDP, then the inner IP packet (GUE variant 1) */
 
+#define LB_CHAIN_GENS 32
+
+/* lb_vip_fwd's flags. */
+#define LB_FWD_STATELESS 1 /* gue only: no connection table; the table's entry decides (lb_stateless.h) */
+
 /* A VIP's forwarding parameters, by VIP id (lb_vip_fwd): read on every
  * packet, so an inline array read, not a field of lb_vips' hash value. The
  * outer source of an encapsulated packet is src4 (or src6) with the bits of
@@ -205,7 +210,15 @@ struct lb_vip_fwd {
 	__be32 vary6;
 	__be16 gue_port; /* 6080 unless configured (src/programs/lb/layout.ts) */
 	__u8 mode; /* LB_FWD_* */
-	__u8 pad;
+	__u8 flags; /* LB_FWD_STATELESS */
+	/* The rest is the control plane's, never read here. A stateless VIP's
+	 * chaining: how long an entry names its previous backend; the VIP's
+	 * change counter; when each of the last LB_CHAIN_GENS changes was made
+	 * (CLOCK_BOOTTIME ns, change g at [g % LB_CHAIN_GENS]), which says
+	 * when each entry's chaining ends. */
+	__u32 chain_window_s;
+	__u32 gen;
+	__u64 changed_at[LB_CHAIN_GENS];
 };
 
 struct {
@@ -227,6 +240,20 @@ struct {
 	__type(value, __u64);
 } lb_vip_bits SEC(".maps");
 
+/* The stateless VIPs by the same hash as lb_vip_bits' (bit index ->
+ * VIP id + 1; 0 when no stateless VIP has that hash, or two do): a
+ * stateless VIP is known with inline array reads, its key checked in
+ * lb_vip_ids, before any connection-table lookup. Only a hint: a miss
+ * takes the path of every VIP, which finds the VIP in lb_vips. Mmapable:
+ * userspace reads its 256 KiB back in one copy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, LB_VIP_BITS_WORDS * 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_vip_index SEC(".maps");
+
 /* VIP id -> its key (all zero when the id is free). A tracked flow finds
  * its VIP through its backend's vip_id and this inline array read, not
  * through lb_vips: an established packet makes one hash lookup only. */
@@ -237,6 +264,19 @@ struct {
 	__type(value, struct lb_vip_key);
 } lb_vip_ids SEC(".maps");
 
+/* A Maglev table's entry: the backend that takes the entry's packets, and
+ * for a stateless VIP the one that took them before `cur` last changed
+ * (while chaining lasts: the control plane clears it after the VIP's
+ * chain_window_s) and the VIP's change counter at that change. Backend ids
+ * are below LB_MAX_BACKENDS, so 16 bits hold them; the whole entry is the
+ * 8 bytes a 4-byte value took anyway (arrays lay values 8 bytes apart). */
+#define LB_SLOT_NONE 0xffff
+struct lb_slot {
+	__u16 cur; /* LB_SLOT_NONE: no backend (every one drained) */
+	__u16 prev; /* LB_SLOT_NONE: none */
+	__u32 gen;
+};
+
 /* Userspace fills a new table through mmap (BPF_F_MMAPABLE): one copy
  * instead of an update per entry. */
 struct lb_table {
@@ -244,7 +284,7 @@ struct lb_table {
 	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__uint(max_entries, LB_TABLE_SIZE);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct lb_slot);
 };
 
 /* VIP id -> its Maglev table; userspace swaps a whole table in one update. */

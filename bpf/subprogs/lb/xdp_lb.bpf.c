@@ -12,6 +12,10 @@
  * unchanged (XDP_PASS to later slots), IPv6 extension headers other than a
  * Fragment header included.
  *
+ * A stateless VIP (lb_stateless.h) keeps no flows: each of its packets
+ * takes its table's entry, and reaches the same send path as a tracked
+ * DSR flow's, with the entry's previous backend if it names one.
+ *
  * The established path is inline. New flows, ICMP errors, later fragments
  * and too-big answers are functions of their own (global: the verifier
  * checks each once, not once per path that reaches it; inline, the program
@@ -39,6 +43,7 @@
 #include "lb_nat.h"
 #include "lb_fib.h"
 #include "lb_encap.h"
+#include "lb_stateless.h"
 #include "lb_icmp.h"
 #include "lb_frag.h"
 
@@ -72,8 +77,10 @@ struct lb_pkt {
 #define LB_GO_TRACKED 16 /* send as a tracked flow's packet: lb_handoff's backend and NAT port */
 #define LB_GO_DSR 17 /* send the DSR way: lb_handoff's backend, hash, shape and length */
 #define LB_GO_REPLY 18 /* not for a VIP after all: maybe a reply to the NAT source */
+#define LB_GO_STATELESS 19 /* a stateless VIP's packet: lb_handoff's backend is the VIP's id, slot its entry */
 
 struct lb_handoff {
+	struct lb_slot slot;
 	__u32 backend;
 	__u32 hash;
 	__u32 shape; /* LB_SHAPE() */
@@ -253,29 +260,44 @@ static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, const st
 	return lb_backend_of(c->backend, flow);
 }
 
-static __always_inline __u32 lb_maglev_pick(const struct lb_vip *vip, const struct lb_flow *flow)
+/* A stateless VIP's packets find their entry as lb_stateless.h says; the
+ * others by the full flow hash modulo the VIP's table size. */
+static __always_inline __u32 lb_maglev_pick(const struct lb_vip *vip, const struct lb_flow *flow, int stateless)
 {
 	__u32 vip_id = vip->id;
 	void *table = bpf_map_lookup_elem(&lb_maglev, &vip_id);
-	__u32 index, *id;
+	struct lb_slot *s;
+	__u32 index;
 
-	if (!table || !vip->table_size)
+	if (stateless)
+		s = lb_slot_at(vip_id, lb_flow_key_hash(flow));
+	else if (!table || !vip->table_size)
 		return LB_NO_BACKEND;
-	index = lb_flow_hash(flow, LB_SEED_MAGLEV) % vip->table_size;
-	id = bpf_map_lookup_elem(table, &index);
-	return id ? *id : LB_NO_BACKEND;
+	else {
+		index = lb_flow_hash(flow, LB_SEED_MAGLEV) % vip->table_size;
+		s = bpf_map_lookup_elem(table, &index);
+	}
+	return s && s->cur != LB_SLOT_NONE ? s->cur : LB_NO_BACKEND;
 }
 
 /* A backend that may take new flows, NULL when none (drained, removed). */
-static __always_inline struct lb_backend *lb_pick(const struct lb_vip *vip, const struct lb_flow *flow, __u32 *backend)
+static __always_inline struct lb_backend *lb_pick(const struct lb_vip *vip, const struct lb_flow *flow, __u32 *backend,
+						  int stateless)
 {
 	struct lb_backend *be;
 
-	*backend = lb_maglev_pick(vip, flow);
+	*backend = lb_maglev_pick(vip, flow, stateless);
 	be = bpf_map_lookup_elem(&lb_backends, backend);
 	if (!be || !(be->flags & LB_BACKEND_IN_USE) || (be->flags & LB_BACKEND_REMOVED))
 		return NULL;
 	return be;
+}
+
+/* The packet, already counted on its VIP's row, ends here: `reason` counted, dropped. */
+static __always_inline int lb_count_drop(struct lb_counters *vc, __u64 *reason)
+{
+	(*reason)++;
+	return XDP_DROP;
 }
 
 /* Count a client packet on its VIP; NULL when the VIP's row is missing. */
@@ -331,41 +353,18 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, cons
 	return lb_send(ctx, p, cfg, nat, vc, be, backend, nport, now);
 }
 
-/* A DSR packet of a tracked flow (`c` NULL when the flow cache answered). */
-static __always_inline int lb_dsr_forward(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
-					  struct lb_conn *c, const struct lb_vip_fwd *fwd, const struct lb_backend *be,
-					  __u32 backend, __u64 now)
+/* A DSR packet (counted on its VIP's row `vc`) to backend `be`, naming
+ * backend `prev` (for a stateless VIP's entry that has one, else NULL). */
+static __always_inline int lb_dsr_send(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
+				       const struct lb_vip_fwd *fwd, struct lb_counters *vc, const struct lb_backend *be,
+				       __u32 backend, const struct lb_backend *prev, __u32 gen, __u64 now)
 {
-	struct lb_counters *vc = lb_vip_count(be->vip_id, p);
-
-	if (!vc)
-		return XDP_ABORTED;
-	if (lb_ip_bad(p->ip, (void *)(long)ctx->data_end)) {
-		vc->bad_checksum++;
-		return XDP_DROP;
-	}
-	if (c)
-		lb_conn_touch(c, lb_tcp_flags(p->th), 0, now);
-	if (p->th && p->th->rst)
-		bpf_map_delete_elem(&lb_conns, &p->flow);
 	lb_count(lb_stats(&lb_be_stats, backend), 0, p->bytes);
 	if (p->frag)
 		lb_frag_note(&p->flow, p->frag_id, &p->flow.src, &p->flow.dst, backend, be->vip_id, 0, p->hash, cfg,
 			     now);
 	return lb_dsr_out(ctx, p->eth, p->l3, p->flow.family, p->l2len, p->tot_len, p->flow.proto, &p->flow.src,
-			  p->hash, fwd, vc, be, backend, cfg, now);
-}
-
-/* A packet of a tracked flow, the way it started: a flow with a NAT port
- * stays NAT after its VIP turned to DSR (its backend knows it by the NAT
- * source, and replies still come back here), until it ends. */
-static __always_inline int lb_tracked_send(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
-					   struct lb_conn *c, const struct lb_vip_fwd *fwd, const struct lb_backend *be,
-					   __u32 backend, __be16 nport, __u64 now)
-{
-	if (fwd->mode == LB_FWD_NAT || nport)
-		return lb_forward(ctx, p, cfg, c, be, backend, nport, now);
-	return lb_dsr_forward(ctx, p, cfg, c, fwd, be, backend, now);
+			  p->hash, fwd, vc, be, backend, prev, gen, cfg, now);
 }
 
 /* backend -> NAT source:port  becomes  VIP -> client. */
@@ -527,7 +526,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, const struct lb_flow 
 		return lb_drop(ctx, vc, &vc->bad_checksum);
 	if (flow->proto == IPPROTO_TCP && !(tcp_flags & LB_TCP_SYN))
 		vc->conn_misses++;
-	be = lb_pick(vip, flow, &backend);
+	be = lb_pick(vip, flow, &backend, 0);
 	if (!be)
 		return lb_drop(ctx, vc, &vc->no_backend);
 	*fresh = (struct lb_conn){ .last_seen = now, .backend = backend, .fin_client = tcp_flags & LB_TCP_FIN };
@@ -554,8 +553,10 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, const struct lb_flow 
 /* A TCP or UDP packet of `flow` the inline path could not place: not in
  * the flow cache, and a SYN (for NAT, a retransmission keeps its port: the
  * table is read here), or no usable entry for this CPU (`how`: LB_HOW()).
- * Hands back LB_GO_TRACKED with the flow's backend, LB_GO_REPLY when the
- * destination is no VIP, or a verdict. Changes nothing in the packet, so
+ * Hands back LB_GO_TRACKED with the flow's backend, LB_GO_STATELESS with
+ * a stateless VIP's id and the flow's entry of its table (the VIP was not
+ * found by lb_vip_index), LB_GO_REPLY when the destination is no VIP, or a
+ * verdict. Changes nothing in the packet, so
  * the caller's view of it stays valid; the flow comes from the caller's
  * stack, where it was parsed (this function's own stack is short). */
 __noinline int lb_slow(struct xdp_md *ctx, const struct lb_flow *flow, __u32 how)
@@ -581,6 +582,15 @@ __noinline int lb_slow(struct xdp_md *ctx, const struct lb_flow *flow, __u32 how
 	fwd = lb_fwd(vip->id);
 	if (!fwd)
 		return XDP_ABORTED;
+	if (fwd->flags & LB_FWD_STATELESS) {
+		/* Its lb_vip_index entry is shared with another VIP's hash,
+		 * or being written: no connection table all the same. */
+		struct lb_slot *s = lb_slot_at(vip->id, lb_flow_key_hash(flow));
+
+		h->backend = vip->id;
+		h->slot = s ? *s : (struct lb_slot){ .cur = LB_SLOT_NONE, .prev = LB_SLOT_NONE };
+		return LB_GO_STATELESS;
+	}
 	now = lb_now(cfg);
 	if ((how & LB_SLOW_ADOPT) || ((how & LB_SLOW_SYN) && fwd->mode == LB_FWD_NAT)) {
 		c = bpf_map_lookup_elem(&lb_conns, flow);
@@ -739,7 +749,7 @@ __noinline int lb_icmp(struct xdp_md *ctx)
 
 				fwd = vip ? lb_fwd(vip->id) : NULL;
 				if (fwd && fwd->mode != LB_FWD_NAT)
-					be = lb_pick(vip, &d->flow, &backend);
+					be = lb_pick(vip, &d->flow, &backend, fwd->flags & LB_FWD_STATELESS);
 			}
 			/* A flow is forwarded or translated the way it started
 			 * (its NAT port says), whatever its VIP does now. */
@@ -799,17 +809,19 @@ __noinline int lb_icmp(struct xdp_md *ctx)
 
 static __always_inline int lb_process(struct xdp_md *ctx)
 {
-	struct lb_backend *be = NULL;
-	struct lb_vip_fwd *fwd = NULL;
+	struct lb_backend *be = NULL, *prev = NULL;
+	struct lb_vip_fwd *fwd;
+	struct lb_counters *vc;
 	struct lb_conn *c = NULL;
 	struct lb_handoff *h;
 	struct lb_pkt p = {};
 	struct lb_config *cfg;
 	struct lb_cached *e;
-	__u32 zero = 0, backend;
+	__u32 zero = 0, backend, vip_id = 0, gen = 0;
+	struct lb_slot *sp = NULL;
 	__be16 nport;
 	__u64 now;
-	int rc;
+	int rc, bit;
 
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!cfg)
@@ -828,66 +840,128 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		}
 		return lb_dsr_send_g(ctx, h->backend, h->hash, h->shape, h->len);
 	}
-	if (!lb_vip_maybe(&p.flow))
+	bit = lb_vip_bit(&p.flow.dst, p.flow.dport, p.flow.proto, p.flow.family);
+	if (bit < 0)
 		return lb_reply_or_pass(ctx, &p, cfg);
 	now = lb_now(cfg);
 	p.hash = lb_flow_key_hash(&p.flow);
-	e = lb_cache_slot(p.hash);
-	if (!e)
-		return XDP_ABORTED;
-	if (lb_cache_hit(e, &p.flow, p.th, now)) {
-		backend = e->backend;
-		nport = e->nat_port;
-		be = lb_backend_of(backend, &p.flow);
-	}
-	if (!be) {
-		e->tick = 0; /* whatever the table says next, not this */
-		/* A SYN starts a flow: a DSR VIP takes it without reading
-		 * the table (lb_slow()). */
-		if (!(p.th && p.th->syn && !p.th->ack)) {
-			c = bpf_map_lookup_elem(&lb_conns, &p.flow);
-			if (c && c->last_seen) {
-				be = lb_tracked(c, &p.flow, lb_tcp_flags(p.th), cfg, now);
-				backend = c->backend;
-				nport = c->nat_port;
-				if (be && lb_cache_usable(p.th))
-					lb_cache_fill(e, &p.flow, c, now);
+	rc = lb_stateless_id(&p.flow, bit);
+	fwd = rc >= 0 ? lb_fwd(rc) : NULL;
+	if (fwd && (fwd->flags & LB_FWD_STATELESS)) {
+		vip_id = rc;
+	} else {
+		fwd = NULL;
+		e = lb_cache_slot(p.hash);
+		if (!e)
+			return XDP_ABORTED;
+		if (lb_cache_hit(e, &p.flow, p.th, now)) {
+			backend = e->backend;
+			nport = e->nat_port;
+			be = lb_backend_of(backend, &p.flow);
+		}
+		if (!be) {
+			e->tick = 0; /* whatever the table says next, not this */
+			/* A SYN starts a flow: a DSR VIP takes it without reading
+			 * the table (lb_slow()). */
+			if (!(p.th && p.th->syn && !p.th->ack)) {
+				c = bpf_map_lookup_elem(&lb_conns, &p.flow);
+				if (c && c->last_seen) {
+					be = lb_tracked(c, &p.flow, lb_tcp_flags(p.th), cfg, now);
+					backend = c->backend;
+					nport = c->nat_port;
+					if (be && lb_cache_usable(p.th))
+						lb_cache_fill(e, &p.flow, c, now);
+				}
 			}
 		}
-	}
-	if (be) {
-		fwd = lb_fwd(be->vip_id);
-		if (!fwd)
-			return XDP_ABORTED;
 		/* A DSR flow (no NAT port) whose VIP now forwards by NAT: its
 		 * backend knows it by the client's address, which NAT would
 		 * hide, so it starts over as a NAT flow, which the backend
 		 * resets (and the client hears at once). */
-		if (!nport && fwd->mode == LB_FWD_NAT) {
-			be = NULL;
-			e->tick = 0;
+		if (be && !nport) {
+			struct lb_vip_fwd *f = lb_fwd(be->vip_id);
+
+			if (!f)
+				return XDP_ABORTED;
+			if (f->mode == LB_FWD_NAT) {
+				be = NULL;
+				e->tick = 0;
+			}
+		}
+		if (!be) {
+			rc = lb_slow(ctx, &p.flow,
+				     LB_HOW(!c ? LB_SLOW_SYN * (p.th && p.th->syn && !p.th->ack) : c->last_seen ? 0 : LB_SLOW_ADOPT,
+					    lb_tcp_flags(p.th), p.l2len));
+			if (rc == LB_GO_REPLY)
+				return lb_reply_or_pass(ctx, &p, cfg);
+			h = lb_handoff_slot();
+			if (!h)
+				return XDP_ABORTED;
+			if (rc == LB_GO_STATELESS) {
+				vip_id = h->backend;
+				sp = &h->slot;
+				fwd = lb_fwd(vip_id);
+				if (!fwd)
+					return XDP_ABORTED;
+			} else if (rc != LB_GO_TRACKED) {
+				return rc;
+			} else {
+				backend = h->backend;
+				nport = h->nat_port;
+				be = bpf_map_lookup_elem(&lb_backends, &backend);
+				if (!be)
+					return XDP_ABORTED;
+				c = NULL; /* touched there */
+			}
 		}
 	}
-	if (!be) {
-		rc = lb_slow(ctx, &p.flow,
-			     LB_HOW(!c ? LB_SLOW_SYN * (p.th && p.th->syn && !p.th->ack) : c->last_seen ? 0 : LB_SLOW_ADOPT,
-				    lb_tcp_flags(p.th), p.l2len));
-		if (rc == LB_GO_REPLY)
-			return lb_reply_or_pass(ctx, &p, cfg);
-		h = lb_handoff_slot();
-		if (rc != LB_GO_TRACKED || !h)
-			return rc == LB_GO_TRACKED ? XDP_ABORTED : rc;
-		backend = h->backend;
-		nport = h->nat_port;
-		be = bpf_map_lookup_elem(&lb_backends, &backend);
-		if (!be)
+	if (fwd) {
+		/* A stateless VIP: its table's entry for the flow says where,
+		 * and maybe where before. */
+		__u32 prev_id;
+
+		vc = lb_vip_count(vip_id, &p);
+		if (!vc)
 			return XDP_ABORTED;
+		if (!sp)
+			sp = lb_slot_at(vip_id, p.hash);
+		if (!sp)
+			return lb_count_drop(vc, &vc->no_backend);
+		backend = sp->cur;
+		prev_id = sp->prev;
+		gen = sp->gen;
+		be = lb_slot_backend(backend, vip_id, 0);
+		if (!be)
+			return lb_count_drop(vc, &vc->no_backend);
+		if (prev_id != LB_SLOT_NONE)
+			prev = lb_slot_backend(prev_id, vip_id, 1);
+		if (p.th && p.th->syn && !p.th->ack) {
+			struct lb_counters *bc = lb_stats(&lb_be_stats, backend);
+
+			vc->new_conns++;
+			if (bc)
+				bc->new_conns++;
+		}
+	} else {
+		/* A tracked flow, the way it started: a flow with a NAT port
+		 * stays NAT after its VIP turned to DSR (its backend knows it
+		 * by the NAT source, and replies still come back here). */
 		fwd = lb_fwd(be->vip_id);
 		if (!fwd)
 			return XDP_ABORTED;
-		c = NULL; /* touched there */
+		if (fwd->mode == LB_FWD_NAT || nport)
+			return lb_forward(ctx, &p, cfg, c, be, backend, nport, now);
+		vc = lb_vip_count(be->vip_id, &p);
+		if (!vc)
+			return XDP_ABORTED;
+		if (c)
+			lb_conn_touch(c, lb_tcp_flags(p.th), 0, now);
+		if (p.th && p.th->rst)
+			bpf_map_delete_elem(&lb_conns, &p.flow);
 	}
-	return lb_tracked_send(ctx, &p, cfg, c, fwd, be, backend, nport, now);
+	if (lb_ip_bad(p.ip, (void *)(long)ctx->data_end))
+		return lb_count_drop(vc, &vc->bad_checksum);
+	return lb_dsr_send(ctx, &p, cfg, fwd, vc, be, backend, prev, gen, now);
 }
 
 SEC("xdp")

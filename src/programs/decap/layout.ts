@@ -18,7 +18,7 @@ export const CONFIG_LAYOUT = { size: 24, addr6: 0, addr4: 16, gue_port: 20, flag
 export const CONFIG_FLAGS = { ipv4: 1, ipv6: 2 } as const;
 
 /** struct decap_stats: one __u64 per counter, in this order. */
-export const STATS = ['ipip4', 'ipip6', 'gue4', 'gue6', 'bytes', 'not_ours', 'malformed'] as const;
+export const STATS = ['ipip4', 'ipip6', 'gue4', 'gue6', 'bytes', 'not_ours', 'malformed', 'delivered', 'chained', 'unowned'] as const;
 export type StatName = (typeof STATS)[number];
 export const STATS_SIZE = STATS.length * 8;
 

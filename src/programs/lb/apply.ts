@@ -4,12 +4,14 @@
 // that stopped the apply is the one reported). A Maglev table is never
 // written in place: a new inner map is filled and swapped in.
 import { BpfMap, MAP_F, MAP_TYPE, possibleCpus } from '../../libbpf/index.js';
+import { bootTimeNs } from '../../sys/clock.js';
 import { Undo } from '../../undo.js';
 import { maglevTable } from './maglev.js';
 import { kernelHz } from './clock.js';
-import { u32 } from './layout.js';
+import { LAYOUT, u32 } from './layout.js';
+import { chainedEntries, plainTable } from './chain.js';
 import type { LbConfig } from './config.js';
-import { NoRoomError, planApply, type ApplyResult, type LbPlan, type Step, type TableBuild } from './plan.js';
+import { NoRoomError, planApply, planExpiry, type ApplyResult, type LbPlan, type Step, type TableBuild } from './plan.js';
 import { flowBackends, readState, type LbMaps, type LbState } from './state.js';
 
 /** As struct lb_table's in lb_maps.h: the outer map takes only inner maps
@@ -31,14 +33,30 @@ export function applyConfig(maps: LbMaps, want: LbConfig, have: LbState = readSt
 /** The writes that would make the kernel hold `want`. */
 export function planFor(maps: LbMaps, have: LbState, want: LbConfig): LbPlan {
   const hz = kernelHz();
+  const now = bootTimeNs();
   try {
-    return planApply(have, want, { hz });
+    return planApply(have, want, { hz, now });
   } catch (err) {
     if (!(err instanceof NoRoomError) || !err.tombstones) throw err;
+    // A removed backend is still used by its flows, and by the entries
+    // of stateless tables that name it as their previous backend.
     const used = flowBackends(maps);
+    for (const slots of have.slots.values()) for (const id of chainedEntries(slots).backends) used.add(id);
     const reclaimable = new Set([...have.backends].filter(([id, b]) => b.removed && !used.has(id)).map(([id]) => id));
-    return planApply(have, want, { hz, reclaimable });
+    return planApply(have, want, { hz, now, reclaimable });
   }
+}
+
+/**
+ * End the chaining whose window has passed (plan.ts planExpiry): the
+ * tables of the stateless VIPs that have some, swapped with those entries'
+ * previous backend cleared. Returns how many tables were swapped and when
+ * the next chaining still in place expires (CLOCK_BOOTTIME ns), if any.
+ */
+export function expireChaining(maps: LbMaps, now = bootTimeNs()): { tables: number; next?: bigint } {
+  const { plan, next } = planExpiry(readState(maps), now);
+  executePlan(maps, plan);
+  return { tables: plan.result.tables_written, next };
 }
 
 /** Make the plan's writes in order; on an error, take back those made. */
@@ -127,10 +145,10 @@ function restore(map: BpfMap, key: number | Buffer, old: Buffer | null): void {
 /** A new inner map holding the table, named after its inputs and filled
  *  through a memory mapping (one copy, not an update per entry). */
 function buildTable(t: TableBuild): BpfMap {
-  const table = maglevTable(t.backends, t.size);
-  const map = BpfMap.create(MAP_TYPE.ARRAY, t.name, 4, 4, table.length, TABLE_FLAGS);
+  const slots = t.slots ?? plainTable(maglevTable(t.backends, t.size));
+  const map = BpfMap.create(MAP_TYPE.ARRAY, t.name, 4, LAYOUT.lb_slot.size, t.size, TABLE_FLAGS);
   try {
-    map.writeMapped(Buffer.from(table.buffer, table.byteOffset, table.byteLength), table.length);
+    map.writeMapped(slots, t.size);
   } catch (err) {
     map.close();
     throw err;

@@ -8,7 +8,7 @@ import { UsageError } from '../../errors.js';
 import { JsonDoc } from '../../json.js';
 import { DEFAULT_TABLE_SIZE, isPrime } from './maglev.js';
 import {
-  FORWARDING, GUE_PORT_DEFAULT, LB_MAX_BACKENDS, LB_MAX_VIPS, PROTO, addrBytes, addrText, familyOf,
+  CHAIN_WINDOW_DEFAULT, FORWARDING, GUE_PORT_DEFAULT, LB_MAX_BACKENDS, LB_MAX_VIPS, PROTO, addrBytes, addrText, familyOf,
   type Forwarding, type NatConfig, type Protocol, type Timeouts, type VipForwarding,
 } from './layout.js';
 
@@ -210,16 +210,23 @@ export function backend(v: unknown, path: string, vip: { port: number; family?: 
 
 // ---- forwarding: nat, dsr-l2, ipip, gue ----
 
-const FORWARDING_KEYS = ['forwarding', 'encap_source_ipv4', 'encap_source_ipv6', 'gue_port'] as const;
+const FORWARDING_KEYS = ['forwarding', 'encap_source_ipv4', 'encap_source_ipv6', 'gue_port', 'stateless', 'chain_window_s'] as const;
 
-/** The top level's forwarding keys: every VIP's defaults. */
+/** The top level's forwarding keys: every VIP's defaults (`stateless` and
+ *  `chain_window_s`: every gue VIP's). */
 export interface ForwardingDefaults {
   forwarding: Forwarding;
   encap_source_ipv4?: string;
   encap_source_ipv6?: string;
   gue_port: number;
+  stateless: boolean;
+  chain_window_s: number;
 }
-export const DEFAULT_FORWARDING: ForwardingDefaults = { forwarding: 'nat', gue_port: GUE_PORT_DEFAULT };
+export const DEFAULT_FORWARDING: ForwardingDefaults = {
+  forwarding: 'nat', gue_port: GUE_PORT_DEFAULT, stateless: false, chain_window_s: CHAIN_WINDOW_DEFAULT,
+};
+/** A day: longer, an entry would name a backend long gone. */
+export const MAX_CHAIN_WINDOW_S = 86400;
 
 function forwardingMode(v: unknown, path: string): Forwarding {
   if (typeof v !== 'string' || !(v in FORWARDING)) {
@@ -255,15 +262,34 @@ function forwardingDefaults(o: Record<string, unknown>): ForwardingDefaults {
   const d: ForwardingDefaults = {
     forwarding: o.forwarding === undefined ? 'nat' : forwardingMode(o.forwarding, 'forwarding'),
     gue_port: o.gue_port === undefined ? GUE_PORT_DEFAULT : port(o.gue_port, 'gue_port'),
+    stateless: o.stateless === undefined ? false : bool(o.stateless, 'stateless'),
+    chain_window_s: o.chain_window_s === undefined ? CHAIN_WINDOW_DEFAULT : chainWindow(o.chain_window_s, 'chain_window_s'),
   };
   if (o.encap_source_ipv4 !== undefined) d.encap_source_ipv4 = encapSource(o.encap_source_ipv4, 'encap_source_ipv4', 4);
   if (o.encap_source_ipv6 !== undefined) d.encap_source_ipv6 = encapSource(o.encap_source_ipv6, 'encap_source_ipv6', 6);
   return d;
 }
 
-/** A VIP's forwarding: its own keys over the defaults. */
+function bool(v: unknown, path: string): boolean {
+  if (typeof v !== 'boolean') fail(path, `expected true or false, got ${shown(v)}`);
+  return v as boolean;
+}
+
+function chainWindow(v: unknown, path: string): number {
+  return integer(v, path, 1, MAX_CHAIN_WINDOW_S);
+}
+
+/** A VIP's forwarding: its own keys over the defaults. A VIP's own
+ *  `stateless: true` needs gue; the top level's applies to gue VIPs. */
 function vipForwarding(o: Record<string, unknown>, path: string, d: ForwardingDefaults): VipForwarding {
   const mode = o.forwarding === undefined ? d.forwarding : forwardingMode(o.forwarding, `${path}.forwarding`);
+  const stateless = o.stateless === undefined ? d.stateless && mode === 'gue' : bool(o.stateless, `${path}.stateless`);
+  if (stateless && mode !== 'gue') {
+    fail(`${path}.stateless`, `a stateless VIP needs "forwarding": "gue" (its backends' decapsulator chains its flows), got forwarding "${mode}"`);
+  }
+  if (o.chain_window_s !== undefined && !stateless) {
+    fail(`${path}.chain_window_s`, `only for a stateless VIP ("stateless": true), got ${shown(o.chain_window_s)}`);
+  }
   if (mode === 'nat') return {};
   if (mode === 'dsr-l2') return { forwarding: mode };
   const f: VipForwarding = { forwarding: mode };
@@ -272,6 +298,10 @@ function vipForwarding(o: Record<string, unknown>, path: string, d: ForwardingDe
   if (v4) f.encap_source_ipv4 = v4;
   if (v6) f.encap_source_ipv6 = v6;
   if (mode === 'gue') f.gue_port = o.gue_port === undefined ? d.gue_port : port(o.gue_port, `${path}.gue_port`);
+  if (stateless) {
+    f.stateless = true;
+    f.chain_window_s = o.chain_window_s === undefined ? d.chain_window_s : chainWindow(o.chain_window_s, `${path}.chain_window_s`);
+  }
   return f;
 }
 

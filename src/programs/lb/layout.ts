@@ -38,8 +38,23 @@ export const LAYOUT = {
     no_backend: 48, nat_exhausted: 56, fib_no_neigh: 64, fib_failures: 72, icmp_errors: 80,
     bad_checksum: 88, encapsulated: 96, too_big: 104, icmp_forwarded: 112,
   },
-  lb_vip_fwd: { size: 32, src6: 0, src4: 16, vary4: 20, vary6: 24, gue_port: 28, mode: 30 },
+  lb_vip_fwd: {
+    size: 296, src6: 0, src4: 16, vary4: 20, vary6: 24, gue_port: 28, mode: 30, flags: 31, chain_window_s: 32, gen: 36, changed_at: 40,
+  },
+  lb_slot: { size: 8, cur: 0, prev: 2, gen: 4 },
 } as const;
+/** What of struct lb_vip_fwd is config (the rest, from `gen` on, is the
+ *  chaining record the control plane keeps: chain.ts). */
+export const FWD_CONFIG_SIZE = LAYOUT.lb_vip_fwd.gen;
+
+/** lb_vip_fwd's flags. */
+export const FWD_FLAGS = { stateless: 1 } as const;
+/** How long a stateless VIP's entries name their previous backend, unless configured. */
+export const CHAIN_WINDOW_DEFAULT = 300;
+/** struct lb_slot's "no backend" (cur) and "none" (prev). */
+export const SLOT_NONE = 0xffff;
+/** LB_CHAIN_GENS: the changes whose times a VIP's lb_vip_fwd entry keeps. */
+export const CHAIN_GENS = 32;
 
 export const COUNTER_NAMES = [
   'packets', 'bytes', 'reply_packets', 'reply_bytes', 'new_conns', 'conn_misses',
@@ -247,12 +262,15 @@ export function decodeConfig(b: Buffer): { nat: NatConfig; timeouts: Timeouts } 
 
 /** How a VIP reaches its backends: the mode, and for ipip and gue the outer
  *  source of each family (an address, or a prefix whose host bits vary
- *  with the flow) and for gue the UDP port. */
+ *  with the flow) and for gue the UDP port; a stateless gue VIP has
+ *  `stateless` and its chaining window. */
 export interface VipForwarding {
   forwarding?: Exclude<Forwarding, 'nat'>;
   encap_source_ipv4?: string;
   encap_source_ipv6?: string;
   gue_port?: number;
+  stateless?: true;
+  chain_window_s?: number;
 }
 
 /** 'a.b.c.d' or 'a.b.c.d/len' (IPv6 alike): the address and the mask of
@@ -289,6 +307,10 @@ export function encodeVipFwd(f: VipForwarding): Buffer {
   v6.addr.copy(b, L.src6);
   v6.vary.copy(b, L.vary6);
   if (mode === 'gue') b.writeUInt16BE(f.gue_port ?? GUE_PORT_DEFAULT, L.gue_port);
+  if (mode === 'gue' && f.stateless) {
+    b[L.flags] = FWD_FLAGS.stateless;
+    b.writeUInt32LE(f.chain_window_s ?? CHAIN_WINDOW_DEFAULT, L.chain_window_s);
+  }
   return b;
 }
 
@@ -303,7 +325,17 @@ export function decodeVipFwd(b: Buffer, at = 0): VipForwarding {
   if (v4) out.encap_source_ipv4 = v4;
   if (v6) out.encap_source_ipv6 = v6;
   if (mode === 'gue') out.gue_port = b.readUInt16BE(at + L.gue_port);
+  if (mode === 'gue' && b[at + L.flags] & FWD_FLAGS.stateless) {
+    out.stateless = true;
+    out.chain_window_s = b.readUInt32LE(at + L.chain_window_s);
+  }
   return out;
+}
+
+/** Whether the lb_vip_fwd entry at `at` says stateless. */
+export function isStateless(fwd: Buffer, at = 0): boolean {
+  const L = LAYOUT.lb_vip_fwd;
+  return fwd[at + L.mode] === FORWARDING.gue && (fwd[at + L.flags] & FWD_FLAGS.stateless) !== 0;
 }
 
 /** A counters row summed over CPUs (BpfMap.sumPerCpu: one word each). */

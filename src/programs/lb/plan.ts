@@ -6,7 +6,10 @@
 // The order is for packets in flight: a packet sees the maps change one
 // write at a time, and at every moment what it finds must lead somewhere
 // valid.
-//  1. lb_config; zeroed counter rows for ids starting afresh.
+//  1. lb_config; zeroed counter rows for ids starting afresh; the
+//     chaining records of stateless VIPs whose table changes (in
+//     lb_vip_fwd, past what the data plane reads; before the tables, so
+//     that no table is of a change its record does not hold).
 //  2. Backend entries the new tables point at (new, changed, revived).
 //  3. Sizes of VIPs whose table shrinks (the old, larger table still holds
 //     every index the new size gives).
@@ -17,18 +20,21 @@
 //     flows still reach them.
 //  6. Each wanted VIP's forwarding (lb_vip_fwd), then new VIPs' ids and
 //     bits (lb_vip_ids, lb_vip_bits): the bits stay a superset of the VIPs
-//     throughout.
+//     throughout; then the stateless VIPs' index (lb_vip_index, a hint
+//     the data plane checks against lb_vip_ids and lb_vip_fwd).
 //  7. lb_vips: new VIPs (once their table exists) and grown sizes.
 //  8. Removed VIPs out of lb_vips, then their tables out of lb_maglev
 //     (and tables no VIP owns, left by an apply that was killed).
 //  9. Removed VIPs' backends freed (and entries of no VIP).
 // 10. Removed VIPs' ids, bits and forwarding.
 import { XdplbError } from '../../errors.js';
-import type { MaglevBackend } from './maglev.js';
-import { vipBits } from './vipbits.js';
+import { maglevTable, type MaglevBackend } from './maglev.js';
+import { vipBits, vipIndex } from './vipbits.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, encodeBackend, encodeConfig, encodeVip, encodeVipFwd, encodeVipKey, type BackendEntry,
+  CHAIN_WINDOW_DEFAULT, FWD_CONFIG_SIZE, LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, encodeBackend, encodeConfig, encodeVip, encodeVipFwd, encodeVipKey,
+  type BackendEntry,
 } from './layout.js';
+import { NO_CHAIN, chainLive, chainTable, chainedGenerations, changedAt, encodeChain, expireTable } from './chain.js';
 import { vipName, type BackendConfig, type LbConfig } from './config.js';
 import type { LbState } from './state.js';
 import type { LbMapName } from './spec.js';
@@ -39,14 +45,27 @@ export interface ApplyResult {
   vips_changed: number;
   tables_written: number;
   backends_written: number;
+  /** Stateless VIPs whose change dropped previous backends still inside
+   *  their window (present only then): `lost`, entries changed again;
+   *  `evicted`, entries of a change CHAIN_GENS changes old. */
+  chaining?: ChainLoss[];
 }
 
-/** A new Maglev table for a VIP: what it is computed from, and its name. */
+export interface ChainLoss {
+  vip: string;
+  lost: number;
+  evicted: number;
+}
+
+/** A new Maglev table for a VIP: what it is computed from, and its name;
+ *  a stateless VIP's entries (struct lb_slot) computed already, from the
+ *  table it replaces (chain.ts). */
 export interface TableBuild {
   vipId: number;
   size: number;
   backends: MaglevBackend[];
   name: string;
+  slots?: Buffer;
 }
 
 export type Step =
@@ -71,6 +90,9 @@ export interface LbPlan {
 export interface PlanOptions {
   /** The kernel's ticks per second, for lb_config (clock.ts). */
   hz: number;
+  /** CLOCK_BOOTTIME ns: when this change is made (lb_chain), and which
+   *  previous backends are still inside their window. */
+  now?: bigint;
   /** Ids of removed backends that no flow refers to any more
    *  (state.ts flowBackends): when no id is free, new backends take these. */
   reclaimable?: ReadonlySet<number>;
@@ -184,6 +206,10 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   const tombs: Array<{ id: number; entry: BackendEntry; old: BackendEntry }> = [];
   const fresh: number[] = [];
   const tables: TableBuild[] = [];
+  const F = LAYOUT.lb_vip_fwd.size;
+  const fwdEarly = Buffer.from(have.forwardingRaw);
+  const chaining: ChainLoss[] = [];
+  const now = opts.now ?? 0n;
   const shrink: Array<{ key: Buffer; value: Buffer; old: Buffer }> = [];
   const vipWrites: Array<{ key: Buffer; value: Buffer; old: Buffer | null }> = [];
   for (const p of vips) {
@@ -219,11 +245,23 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
     // identity and weight (maglev.ts is deterministic): when the table in
     // place was built from the same, it is the one we would build.
     const name = tableName(v.table_size, v.backends, ids);
+    const record = (current && have.chains.get(id)) || NO_CHAIN;
     if (have.tables.get(id) !== name) {
-      tables.push({
-        vipId: id, size: v.table_size, name,
-        backends: v.backends.map((b, i) => ({ id: ids[i], key: `${b.address}:${b.port}`, weight: b.weight })),
-      });
+      const backends = v.backends.map((b, i) => ({ id: ids[i], key: `${b.address}:${b.port}`, weight: b.weight }));
+      const build: TableBuild = { vipId: id, size: v.table_size, name, backends };
+      if (v.stateless) {
+        // The next table is computed from this one: which entries change,
+        // which keep the backend they had before.
+        const window = v.chain_window_s ?? CHAIN_WINDOW_DEFAULT;
+        const old = (current && have.slots.get(id)) || null;
+        const c = chainTable(old, maglevTable(backends, v.table_size), record.gen, (g) => chainLive(record, g, window, now));
+        build.slots = c.slots;
+        const at = [...record.at];
+        at[c.gen % at.length] = now;
+        encodeChain({ gen: c.gen, at }, fwdEarly, id * F);
+        if (c.lost || c.evicted) chaining.push({ vip: vipName(v), lost: c.lost, evicted: c.evicted });
+      }
+      tables.push(build);
       if (current) result.vips_changed++;
     }
     // A VIP's entry holds its table size; packets index with the size they
@@ -239,6 +277,7 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   result.tables_written = tables.length;
   result.backends_written = live.length + tombs.length;
   result.vips_removed = removedVips.length;
+  if (chaining.length) result.chaining = chaining;
 
   const steps: Step[] = [];
   const write = (what: string, map: LbMapName, keys: Array<number | Buffer>, values: Buffer[], old: Array<Buffer | null>) => {
@@ -249,6 +288,7 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   const newVipIds = vips.filter((p) => !p.current).map((p) => p.id);
   if (newVipIds.length) steps.push({ kind: 'zero', what: 'counters of new VIPs', map: 'lb_vip_stats', ids: newVipIds });
   if (fresh.length) steps.push({ kind: 'zero', what: 'counters of new backends', map: 'lb_be_stats', ids: fresh });
+  arrayWrite(write, 'chaining records', 'lb_vip_fwd', have.forwardingRaw, fwdEarly, F);
   const backendWrite = (what: string, list: Array<{ id: number; entry: BackendEntry; old?: BackendEntry }>) =>
     write(what, 'lb_backends', list.map((b) => b.id), list.map((b) => encodeBackend(b.entry)), list.map((b) => (b.old ? encodeBackend(b.old) : FREE_BACKEND)));
   backendWrite('backend entries', live);
@@ -267,23 +307,29 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
     wantedKeys[i].copy(idsDuring, p.id * K);
     wantedKeys[i].copy(idsAfter, p.id * K);
   });
-  // Forwarding too, compared whole: an id no VIP holds has a zero entry.
-  const F = LAYOUT.lb_vip_fwd.size;
-  const fwdDuring = Buffer.from(have.forwardingRaw);
+  // Forwarding too, compared whole: an id no VIP holds has a zero entry,
+  // and so has the chaining record of a VIP that is not stateless.
+  const fwdDuring = Buffer.from(fwdEarly);
   const fwdAfter = Buffer.alloc(fwdDuring.length);
   const rebuilt = new Set(tables.map((t) => t.vipId));
   for (const p of vips) {
+    const at = p.id * F;
     const entry = encodeVipFwd(p.vip);
+    if (p.vip.stateless) fwdEarly.copy(entry, FWD_CONFIG_SIZE, at + FWD_CONFIG_SIZE, at + F);
     // A VIP whose only change is its forwarding is changed all the same.
-    if (p.current && !rebuilt.has(p.id) && !entry.equals(fwdDuring.subarray(p.id * F, (p.id + 1) * F))) result.vips_changed++;
-    entry.copy(fwdDuring, p.id * F);
-    entry.copy(fwdAfter, p.id * F);
+    if (p.current && !rebuilt.has(p.id) && !entry.subarray(0, FWD_CONFIG_SIZE).equals(fwdEarly.subarray(at, at + FWD_CONFIG_SIZE))) {
+      result.vips_changed++;
+    }
+    entry.copy(fwdDuring, at);
+    entry.copy(fwdAfter, at);
   }
-  arrayWrite(write, 'VIP forwarding', 'lb_vip_fwd', have.forwardingRaw, fwdDuring, F);
+  arrayWrite(write, 'VIP forwarding', 'lb_vip_fwd', fwdEarly, fwdDuring, F);
   const bitsDuring = vipBits([...have.vips.values()].map((v) => v.key).concat(wantedKeys));
   const bitsAfter = vipBits(wantedKeys);
   arrayWrite(write, 'VIP ids', 'lb_vip_ids', have.vipIdsRaw, idsDuring, K);
   arrayWrite(write, 'VIP bits', 'lb_vip_bits', have.vipBitsRaw, bitsDuring, 8);
+  const index = vipIndex(vips.flatMap((p, i) => (p.vip.stateless ? [{ key: wantedKeys[i], id: p.id }] : [])));
+  arrayWrite(write, 'stateless VIP index', 'lb_vip_index', have.vipIndexRaw, index, 4);
   write('VIPs', 'lb_vips', vipWrites.map((w) => w.key), vipWrites.map((w) => w.value), vipWrites.map((w) => w.old));
 
   if (removedVips.length) {
@@ -306,11 +352,38 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
   return { steps, result };
 }
 
+/**
+ * Chaining that has run its time at `now` (CLOCK_BOOTTIME ns): every
+ * stateless VIP's table with the previous backend cleared in the entries
+ * of each generation whose window is over (or whose time lb_chain no
+ * longer holds), swapped in under the same name (what the table is built
+ * from is unchanged), the same entries on every balancer. `next`: when the
+ * next generation still chained expires, if one is.
+ */
+export function planExpiry(have: LbState, now: bigint): { plan: LbPlan; next?: bigint } {
+  const tables: TableBuild[] = [];
+  let next: bigint | undefined;
+  for (const [id, slots] of have.slots) {
+    const name = have.tables.get(id);
+    if (!name) continue;
+    const record = have.chains.get(id) ?? NO_CHAIN;
+    const window = BigInt(have.forwardingRaw.readUInt32LE(id * LAYOUT.lb_vip_fwd.size + LAYOUT.lb_vip_fwd.chain_window_s)) * 1_000_000_000n;
+    const ends = (g: number) => (changedAt(record, g) ?? -window) + window;
+    const out = expireTable(slots, (g) => ends(g) <= now);
+    if (out) tables.push({ vipId: id, size: slots.length / LAYOUT.lb_slot.size, name, backends: [], slots: out });
+    for (const g of chainedGenerations(out ?? slots)) if (next === undefined || ends(g) < next) next = ends(g);
+  }
+  const zero = { vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: tables.length, backends_written: 0 };
+  const steps: Step[] = tables.length ? [{ kind: 'tables', what: `${tables.length} table(s) whose chaining expired`, tables }] : [];
+  return { plan: { steps, result: zero }, next };
+}
+
 /** The entries of an array (the whole of it, before and after) that differ. */
 function arrayWrite(
   write: (what: string, map: LbMapName, keys: number[], values: Buffer[], old: Buffer[]) => void,
   what: string, map: LbMapName, before: Buffer, after: Buffer, size: number,
 ): void {
+  if (before.equals(after)) return;
   const keys: number[] = [];
   const values: Buffer[] = [];
   const old: Buffer[] = [];

@@ -5,9 +5,10 @@
 import { BpfMap, possibleCpus } from '../../libbpf/index.js';
 import { VIP_BITS_WORDS } from './vipbits.js';
 import {
-  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeVip, decodeVipFwd, decodeVipKey,
+  LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeConfig, decodeVip, decodeVipFwd, decodeVipKey, isStateless,
   type BackendEntry,
 } from './layout.js';
+import { decodeChain, type ChainRecord } from './chain.js';
 import { DEFAULT_NAT, DEFAULT_TIMEOUTS, vipName, type LbConfig, type VipConfig } from './config.js';
 import type { LbMapName } from './spec.js';
 
@@ -36,6 +37,11 @@ export interface RawState {
   vipBits: Buffer;
   /** lb_vip_fwd, whole: each VIP's forwarding, by id. */
   forwarding: Buffer;
+  /** lb_vip_index, whole. */
+  vipIndex: Buffer;
+  /** The table of every id whose forwarding says stateless (struct
+   *  lb_slot entries). */
+  slots: Map<number, Buffer>;
 }
 
 export interface LbState {
@@ -57,16 +63,27 @@ export interface LbState {
   vipBitsRaw: Buffer;
   /** lb_vip_fwd, whole. */
   forwardingRaw: Buffer;
+  /** lb_vip_index, whole. */
+  vipIndexRaw: Buffer;
+  /** Stateless VIPs (by id): their table's entries and their chaining
+   *  record (in lb_vip_fwd). */
+  slots: Map<number, Buffer>;
+  chains: Map<number, ChainRecord>;
 }
 
 function readRaw(maps: LbMaps): RawState {
   const tables = new Map<number, string>();
   // One batch call for the whole array of tables; each table's name comes
   // from its own map info.
+  const slots = new Map<number, Buffer>();
+  const forwarding = maps.lb_vip_fwd.values(LB_MAX_VIPS);
   for (const [key, value] of maps.lb_maglev.entries(LB_MAX_VIPS)) {
     const table = BpfMap.byId(value.readUInt32LE(0));
     if (!table) continue; // swapped out since
-    tables.set(key.readUInt32LE(0), table.name);
+    const id = key.readUInt32LE(0);
+    tables.set(id, table.name);
+    // A stateless VIP's next table is computed from this one.
+    if (isStateless(forwarding, id * LAYOUT.lb_vip_fwd.size)) slots.set(id, table.readMapped());
     table.close();
   }
   return {
@@ -77,7 +94,9 @@ function readRaw(maps: LbMaps): RawState {
     tables,
     vipIds: maps.lb_vip_ids.values(LB_MAX_VIPS),
     vipBits: maps.lb_vip_bits.values(VIP_BITS_WORDS),
-    forwarding: maps.lb_vip_fwd.values(LB_MAX_VIPS),
+    forwarding,
+    vipIndex: maps.lb_vip_index.readMapped(),
+    slots,
   };
 }
 
@@ -93,6 +112,8 @@ export function decodeState(raw: RawState): LbState {
     const e = decodeBackend(raw.backends, id * LAYOUT.lb_backend.size);
     if (e) backends.set(id, e);
   }
+  const chains = new Map<number, ChainRecord>();
+  for (const id of raw.slots.keys()) chains.set(id, decodeChain(raw.forwarding, id * LAYOUT.lb_vip_fwd.size));
   let config: LbConfig | undefined;
   return {
     get config() {
@@ -105,6 +126,9 @@ export function decodeState(raw: RawState): LbState {
     vipIdsRaw: raw.vipIds,
     vipBitsRaw: raw.vipBits,
     forwardingRaw: raw.forwarding,
+    vipIndexRaw: raw.vipIndex,
+    slots: raw.slots,
+    chains,
   };
 }
 

@@ -41,3 +41,21 @@ export function vipBits(keys: Iterable<Buffer>): Buffer {
   }
   return out;
 }
+
+/** lb_vip_index for these stateless VIPs (encoded key, id): at each one's
+ *  bit, its id + 1; 0 where none is, or where two share a bit (their
+ *  packets then find them in lb_vips, as every other VIP's do). */
+export function vipIndex(vips: Iterable<{ key: Buffer; id: number }>): Buffer {
+  const out = Buffer.alloc(VIP_BITS_WORDS * 64 * 4);
+  const shared = new Set<number>();
+  for (const { key, id } of vips) {
+    const bit = vipBit(key);
+    if (out.readUInt32LE(bit * 4) || shared.has(bit)) {
+      shared.add(bit);
+      out.writeUInt32LE(0, bit * 4);
+    } else {
+      out.writeUInt32LE(id + 1, bit * 4);
+    }
+  }
+  return out;
+}
