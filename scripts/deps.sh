@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(clang llvm libbpf-dev libbpf1 libsystemd0 bpftool iproute2 iputils-ping util-linux make python3
-  tshark tcpdump debhelper lintian debootstrap systemd-container ethtool curl ruby prometheus bird2)
+  tshark tcpdump debhelper lintian debootstrap systemd-container ethtool curl ruby prometheus bird2 hping3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -651,7 +651,9 @@ describe('stateless', () => {
     apply(stateless(list(3), { chain_window_s: 60 }));
     apply(stateless(list(4), { chain_window_s: 60 }));
     const chained = table();
-    expect(chained.slots.some((s) => s.prev !== 0xffff)).toBe(true);
+    const named = chained.slots.filter((s) => s.prev !== 0xffff).length;
+    expect(named).toBeGreaterThan(0);
+    expect(vipStatus(lb.fds)[0].stateless).toEqual({ generation: 2, chain_window_s: 60, chained: named });
     expect(expireChaining(lb.fds, bootTimeNs() + 30_000_000_000n).tables).toBe(0);
     const due = expireChaining(lb.fds, bootTimeNs());
     expect(due.tables).toBe(0);
@@ -660,6 +662,7 @@ describe('stateless', () => {
     const expired = table();
     expect(expired.name).toBe(chained.name);
     expect(expired.slots).toEqual(chained.slots.map((s) => ({ ...s, prev: 0xffff })));
+    expect(vipStatus(lb.fds)[0].stateless).toEqual({ generation: 2, chain_window_s: 60, chained: 0 });
     // Nothing left for the next apply to write.
     expect(apply(stateless(list(4), { chain_window_s: 60 }))).toEqual({ vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 });
     for (const f of flows(20, 49500)) expect(hex(run(frame({ ...f, flags: TCP.ACK })).data)).toBe(hex(expected({ ...f, flags: TCP.ACK }, expired.slots)));

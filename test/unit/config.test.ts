@@ -63,7 +63,7 @@ describe('service config', () => {
     expect((parseConfig(`{"lb": {"enabled": true, ${nat}, "vips": [${vip}]}}`, F).sections.lb.settings as { vips: unknown[] }).vips).toHaveLength(1);
     expect(fails(`{\n "lb": {\n  ${nat},\n  "vips": [\n   ${vip},\n   {"address": "10.0.0.11", "port": 70000, "protocol": "tcp", "backends": []}\n  ]\n }\n}`))
       .toBe(`${F}:6:37: lb.vips[1].port: expected a whole number from 1 to 65535, got 70000`);
-    expect(fails('{"lb": {"vipz": []}}')).toBe(`${F}:1:9: lb.vipz: unknown key: expected one of enabled, slot, nat, timeouts, vips, forwarding, encap_source_ipv4, encap_source_ipv6, gue_port`);
+    expect(fails('{"lb": {"vipz": []}}')).toBe(`${F}:1:9: lb.vipz: unknown key: expected one of enabled, slot, nat, timeouts, vips, forwarding, encap_source_ipv4, encap_source_ipv6, gue_port, stateless, chain_window_s`);
   });
 
   it('explains a JSON syntax error in words, at its line and column', () => {

@@ -8,7 +8,7 @@ import { decapStatus } from './status.js';
 export const DECAP_FAMILIES = {
   packets: {
     name: 'xdplb_decap_packets_total', type: 'counter', labels: ['interface', 'counter'],
-    help: 'Packets the decapsulator counted, by counter: decapsulated by tunnel and inner family (ipip4, ipip6, gue4, gue6), tunnel packets for other addresses passed on (not_ours), malformed tunnel packets dropped.',
+    help: 'Packets the decapsulator counted, by counter: decapsulated by tunnel and inner family (ipip4, ipip6, gue4, gue6), tunnel packets for other addresses passed on (not_ours), malformed tunnel packets dropped; of a stateless VIP\'s TCP, delivered to a local socket or as a SYN (delivered), sent on to the previous backend (chained), delivered with no socket and nowhere to chain (unowned).',
   },
   bytes: { name: 'xdplb_decap_bytes_total', type: 'counter', labels: ['interface', 'counter'], help: 'Bytes of the frames the decapsulator took apart, as they arrived (counter "decapsulated").' },
   tunnel: {

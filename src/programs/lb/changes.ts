@@ -1,7 +1,10 @@
 // What an apply changed, in words: one line per VIP, backend or setting,
 // naming it (what the service logs on a start or reload). A pure function
-// of the config the kernel held and the one written.
+// of the config the kernel held and the one written. And what it cost
+// stateless VIPs' chaining (chainWarnings), for the CLI and the service.
 import { vipName, type BackendConfig, type LbConfig } from './config.js';
+import { CHAIN_GENS } from './layout.js';
+import type { ApplyResult } from './plan.js';
 
 const show = (v: unknown) => (v === undefined ? 'none' : typeof v === 'object' ? JSON.stringify(v) : String(v));
 const hostPort = (b: BackendConfig) => `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`;
@@ -42,4 +45,13 @@ export function describeChanges(before: LbConfig, after: LbConfig): string[] {
   }
   for (const v of before.vips) if (!wanted.has(vipName(v))) lines.push(`vip ${vipName(v)} removed`);
   return lines;
+}
+
+/** What an apply's chaining report (ApplyResult.chaining) says, a line
+ *  per VIP and kind of loss. */
+export function chainWarnings(r: ApplyResult): string[] {
+  return (r.chaining ?? []).flatMap((c) => [
+    ...(c.lost ? [`vip ${c.vip}: ${c.lost} entries changed again within the chaining window: their flows from before the previous change are no longer chained`] : []),
+    ...(c.evicted ? [`vip ${c.vip}: ${c.evicted} entries lost their previous backend early (more than ${CHAIN_GENS} changes within the chaining window): their flows from before that change are no longer chained`] : []),
+  ]);
 }

@@ -10,9 +10,10 @@ import { parseConfig, vipName, address, type LbConfig } from './config.js';
 import { editConfig, parseBackendRefs, parseVipRef, parseWeight, type Edit } from './edit.js';
 import { isPrime } from './maglev.js';
 import { vipWarnings } from './local.js';
+import { chainWarnings } from './changes.js';
 import { checkDsrL2 } from './reach.js';
 import { purgeLbState, withLbState } from './pins.js';
-import { applyConfig } from './apply.js';
+import { applyConfig, expireChaining } from './apply.js';
 import type { ApplyResult } from './plan.js';
 import { readState } from './state.js';
 import type { LbStatus } from './status.js';
@@ -85,7 +86,8 @@ export function formatStatus(s: LbStatus, rates?: RateTree): string {
     return withRate(c[k], rateAt(rates, ...path, 'counters', rateKey), unit);
   };
   s.vips.forEach((v, i) => {
-    rows.push([vipName(v), `${v.forwarding}, table ${v.table_size}`, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
+    const table = `${v.forwarding}, table ${v.table_size}${v.stateless ? `, stateless: ${v.stateless.chained} chained, generation ${v.stateless.generation}` : ''}`;
+    rows.push([vipName(v), table, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
     v.backends.forEach((b, j) => {
       const name = `  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}${b.mac ? ` (${b.mac})` : ''}`;
       rows.push([name, b.removed ? 'removed' : `weight ${b.weight}`, ...COUNTERS.map(([, k]) => (PER_BACKEND.has(k) ? cell(b.counters, ['vips', i, 'backends', j], k) : ''))]);
@@ -110,9 +112,13 @@ function applyAndReport(change: (current: LbConfig | null) => LbConfig, ctx: Act
     const have = readState(maps);
     applied = change(have.config);
     checkDsrL2(applied);
-    return applyConfig(maps, applied, have);
+    const result = applyConfig(maps, applied, have);
+    // With no service running, nothing else ends chaining whose window is over.
+    expireChaining(maps);
+    return result;
   });
   for (const line of vipWarnings(applied!)) ctx.warn(line);
+  for (const line of chainWarnings(r)) ctx.warn(line);
   ctx.print(ctx.json ? toJson(r) : describeApply(r));
 }
 

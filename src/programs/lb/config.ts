@@ -210,7 +210,7 @@ export function backend(v: unknown, path: string, vip: { port: number; family?: 
 
 // ---- forwarding: nat, dsr-l2, ipip, gue ----
 
-const FORWARDING_KEYS = ['forwarding', 'encap_source_ipv4', 'encap_source_ipv6', 'gue_port', 'stateless', 'chain_window_s'] as const;
+export const FORWARDING_KEYS = ['forwarding', 'encap_source_ipv4', 'encap_source_ipv6', 'gue_port', 'stateless', 'chain_window_s'] as const;
 
 /** The top level's forwarding keys: every VIP's defaults (`stateless` and
  *  `chain_window_s`: every gue VIP's). */

@@ -9,6 +9,7 @@ import { decodeVipKey, type LbCounters } from './layout.js';
 import { closeLbMaps, lbInterfaces, openLbMaps } from './pins.js';
 import { readState, type LbState } from './state.js';
 import { CounterRows, tableFill } from './status.js';
+import { chainedEntries } from './chain.js';
 
 const VIP_EVENTS: Array<[keyof LbCounters, string]> = [
   ['conn_misses', 'conn_miss'], ['no_backend', 'no_backend'], ['nat_exhausted', 'nat_exhausted'],
@@ -35,6 +36,8 @@ export const LB_FAMILIES = {
   natPorts: gauge('xdplb_lb_nat_ports', [], 'NAT ports in use.'),
   natPortsMax: gauge('xdplb_lb_nat_ports_max', [], 'Size of the NAT table.'),
   attached: gauge('xdplb_lb_attached', ['interface'], 'Interfaces the balancer runs on.'),
+  chained: gauge('xdplb_lb_vip_chained_entries', ['vip'], 'Entries of a stateless VIP\'s table that name a previous backend (changed within its chaining window).'),
+  generation: gauge('xdplb_lb_vip_generation', ['vip'], 'A stateless VIP\'s change counter: how many times its table changed.'),
 } as const;
 const F = LB_FAMILIES;
 
@@ -95,6 +98,9 @@ export function lbCollector(): Collector {
       const weight: Sample[] = [];
       const vipsNow = new Map<number, VipSeries>();
       const backendsNow = new Map<number, BackendSeries>();
+      // Stateless VIPs only, a few series each: labels, not kept series.
+      const chained: Sample[] = [];
+      const generation: Sample[] = [];
       for (const v of [...state.vips.values()].sort((a, b) => a.id - b.id)) {
         const l = vipSeries(vipName(decodeVipKey(v.key)), vipsKnown.get(v.id));
         vipsNow.set(v.id, l);
@@ -103,6 +109,11 @@ export function lbCollector(): Collector {
         bytes.push({ series: l.in, value: c('bytes') }, { series: l.reply, value: c('reply_bytes') });
         conns.push({ series: l.conns, value: c('new_conns') });
         VIP_EVENTS.forEach(([k], i) => events.push({ series: l.events[i], value: c(k) }));
+        const slots = state.slots.get(v.id);
+        if (slots) {
+          chained.push({ labels: { vip: l.vip }, value: chainedEntries(slots).entries });
+          generation.push({ labels: { vip: l.vip }, value: state.chains.get(v.id)?.gen ?? 0 });
+        }
       }
       for (const [id, b] of state.backends) {
         const vip = vipsNow.get(b.vipId)?.vip;
@@ -131,6 +142,8 @@ export function lbCollector(): Collector {
         family(F.natPorts, [{ value: fill.nat_ports }]),
         family(F.natPortsMax, [{ value: fill.nat_ports_max }]),
         family(F.attached, Object.keys(lbInterfaces()).map((i) => ({ labels: { interface: i }, value: 1 }))),
+        family(F.chained, chained),
+        family(F.generation, generation),
       ];
     },
   };

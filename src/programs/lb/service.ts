@@ -11,22 +11,26 @@ import { withLbState } from './pins.js';
 import { applyConfig, planFor } from './apply.js';
 import { readState } from './state.js';
 import { lbStatus } from './status.js';
-import { describeChanges } from './changes.js';
+import { chainWarnings, describeChanges } from './changes.js';
 import { vipWarnings } from './local.js';
 import { checkDsrL2 } from './reach.js';
+import { ChainExpiry } from './expiry.js';
+
+const expiry = new ChainExpiry();
 
 export const LB_SERVICE: ServiceHandler<LbConfig> = {
   apply(ifaces, slot, config, log) {
     checkDsrL2(config);
     const placed = placeProgram(LB_SPEC, ifaces, slot);
     const lines = placed.filter((p) => p.changed).map((p) => `${p.iface.name}: xdp_lb in slot ${p.slot}`);
-    const before = withLbState((maps) => {
+    const { before, result } = withLbState((maps) => {
       const have = readState(maps);
-      applyConfig(maps, config, have);
-      return have.config;
+      return { before: have.config, result: applyConfig(maps, config, have) };
     });
     lines.push(...describeChanges(before, config).map((l) => `lb: ${l}`));
     for (const line of vipWarnings(config)) log(`lb: ${line}`, 'warning');
+    for (const line of chainWarnings(result)) log(`lb: ${line}`, 'warning');
+    expiry.run(log);
     return lines;
   },
   detach(ifaces) {
@@ -48,5 +52,8 @@ export const LB_SERVICE: ServiceHandler<LbConfig> = {
     const backends = s.vips.reduce((n, v) => n + v.backends.length, 0);
     return `${Object.keys(s.interfaces).join(', ')}: ${s.vips.length} VIPs, ${backends} backends, ` +
       `${s.connections}/${s.connections_max} connections`;
+  },
+  stop() {
+    expiry.stop();
   },
 };

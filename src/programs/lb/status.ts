@@ -10,6 +10,7 @@ import {
   LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeCounters, decodeVipFwd, decodeVipKey, type Forwarding, type LbCounters,
   type NatConfig, type Timeouts, type VipForwarding,
 } from './layout.js';
+import { chainedEntries } from './chain.js';
 
 export interface BackendStatus {
   id: number;
@@ -22,7 +23,15 @@ export interface BackendStatus {
   counters: LbCounters;
 }
 
-export interface VipStatus extends Omit<VipForwarding, 'forwarding'> {
+/** A stateless VIP's chaining: its change counter, its window, and how
+ *  many of its table's entries name a previous backend now. */
+export interface ChainStatus {
+  generation: number;
+  chain_window_s: number;
+  chained: number;
+}
+
+export interface VipStatus extends Omit<VipForwarding, 'forwarding' | 'stateless' | 'chain_window_s'> {
   id: number;
   address: string;
   port: number;
@@ -31,6 +40,8 @@ export interface VipStatus extends Omit<VipForwarding, 'forwarding'> {
    *  sources, gue with its port. */
   forwarding: Forwarding;
   table_size: number;
+  /** Present for a stateless VIP only. */
+  stateless?: ChainStatus;
   counters: LbCounters;
   backends: BackendStatus[];
 }
@@ -54,8 +65,9 @@ export class CounterRows {
   }
 }
 
-function forwarding(raw: Buffer, id: number): Pick<VipStatus, 'forwarding' | keyof VipForwarding> {
-  const f = decodeVipFwd(raw, id * LAYOUT.lb_vip_fwd.size);
+// A stateless VIP's window is shown with its chaining (ChainStatus).
+function forwarding(raw: Buffer, id: number): Pick<VipStatus, 'forwarding' | 'encap_source_ipv4' | 'encap_source_ipv6' | 'gue_port'> {
+  const { stateless: _s, chain_window_s: _w, ...f } = decodeVipFwd(raw, id * LAYOUT.lb_vip_fwd.size);
   return { ...f, forwarding: f.forwarding ?? 'nat' };
 }
 
@@ -78,6 +90,13 @@ export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
       ...decodeVipKey(v.key),
       ...forwarding(state.forwardingRaw, v.id),
       table_size: v.tableSize,
+      ...(state.slots.has(v.id) ? {
+        stateless: {
+          generation: state.chains.get(v.id)?.gen ?? 0,
+          chain_window_s: state.forwardingRaw.readUInt32LE(v.id * LAYOUT.lb_vip_fwd.size + LAYOUT.lb_vip_fwd.chain_window_s),
+          chained: chainedEntries(state.slots.get(v.id)!).entries,
+        },
+      } : {}),
       counters: vipRows.row(v.id),
       backends: byVip.get(v.id) ?? [],
     }));
