@@ -558,6 +558,8 @@ describe('stateless', () => {
       const lost = prevSlots ? now.filter((s, i) => s.cur !== prevSlots![i].cur && prevSlots![i].prev !== 0xffff).length : 0;
       lostInAll += lost;
       expect(r.chaining ?? []).toEqual(lost ? [{ vip: `tcp:${VIP4}:80`, lost, evicted: 0 }] : []);
+      // The status shows what the last change dropped.
+      expect([k, vipStatus(lb.fds)[0].stateless]).toEqual([k, { generation: k + 1, chain_window_s: 300, chained: now.filter((s) => s.prev !== 0xffff).length, lost, evicted: 0 }]);
       if (prevSlots) {
         const was = prevSlots;
         const wrong = now.flatMap((s, i) => {
@@ -653,7 +655,7 @@ describe('stateless', () => {
     const chained = table();
     const named = chained.slots.filter((s) => s.prev !== 0xffff).length;
     expect(named).toBeGreaterThan(0);
-    expect(vipStatus(lb.fds)[0].stateless).toEqual({ generation: 2, chain_window_s: 60, chained: named });
+    expect(vipStatus(lb.fds)[0].stateless).toEqual({ generation: 2, chain_window_s: 60, chained: named, lost: 0, evicted: 0 });
     expect(expireChaining(lb.fds, bootTimeNs() + 30_000_000_000n).tables).toBe(0);
     const due = expireChaining(lb.fds, bootTimeNs());
     expect(due.tables).toBe(0);
@@ -662,7 +664,7 @@ describe('stateless', () => {
     const expired = table();
     expect(expired.name).toBe(chained.name);
     expect(expired.slots).toEqual(chained.slots.map((s) => ({ ...s, prev: 0xffff })));
-    expect(vipStatus(lb.fds)[0].stateless).toEqual({ generation: 2, chain_window_s: 60, chained: 0 });
+    expect(vipStatus(lb.fds)[0].stateless).toEqual({ generation: 2, chain_window_s: 60, chained: 0, lost: 0, evicted: 0 });
     // Nothing left for the next apply to write.
     expect(apply(stateless(list(4), { chain_window_s: 60 }))).toEqual({ vips_added: 0, vips_removed: 0, vips_changed: 0, tables_written: 0, backends_written: 0 });
     for (const f of flows(20, 49500)) expect(hex(run(frame({ ...f, flags: TCP.ACK })).data)).toBe(hex(expected({ ...f, flags: TCP.ACK }, expired.slots)));

@@ -213,11 +213,15 @@ struct lb_vip_fwd {
 	__u8 flags; /* LB_FWD_STATELESS */
 	/* The rest is the control plane's, never read here. A stateless VIP's
 	 * chaining: how long an entry names its previous backend; the VIP's
-	 * change counter; when each of the last LB_CHAIN_GENS changes was made
-	 * (CLOCK_BOOTTIME ns, change g at [g % LB_CHAIN_GENS]), which says
-	 * when each entry's chaining ends. */
+	 * change counter; at its last change, how many entries lost a
+	 * previous backend still inside its window (changed again, or more
+	 * than LB_CHAIN_GENS changes ago); when each of the last LB_CHAIN_GENS
+	 * changes was made (CLOCK_BOOTTIME ns, change g at [g % LB_CHAIN_GENS]),
+	 * which says when each entry's chaining ends. */
 	__u32 chain_window_s;
 	__u32 gen;
+	__u32 lost;
+	__u32 evicted;
 	__u64 changed_at[LB_CHAIN_GENS];
 };
 

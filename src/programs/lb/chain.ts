@@ -18,20 +18,24 @@ import { NO_BACKEND } from './maglev.js';
 const S = LAYOUT.lb_slot;
 const F = LAYOUT.lb_vip_fwd;
 
-/** A VIP's chaining record: its change counter and the times
- *  (CLOCK_BOOTTIME ns, 0n: unknown) of changes gen - CHAIN_GENS + 1 .. gen,
- *  by gen % CHAIN_GENS. */
+/** A VIP's chaining record: its change counter, what its last change
+ *  dropped (Chained's lost and evicted), and the times (CLOCK_BOOTTIME ns,
+ *  0n: unknown) of changes gen - CHAIN_GENS + 1 .. gen, by gen % CHAIN_GENS. */
 export interface ChainRecord {
   gen: number;
+  lost: number;
+  evicted: number;
   at: bigint[];
 }
 
-export const NO_CHAIN: ChainRecord = { gen: 0, at: Array<bigint>(CHAIN_GENS).fill(0n) };
+export const NO_CHAIN: ChainRecord = { gen: 0, lost: 0, evicted: 0, at: Array<bigint>(CHAIN_GENS).fill(0n) };
 
 /** The record in the lb_vip_fwd entry at `at` of `fwd`. */
 export function decodeChain(fwd: Buffer, at = 0): ChainRecord {
   return {
     gen: fwd.readUInt32LE(at + F.gen),
+    lost: fwd.readUInt32LE(at + F.lost),
+    evicted: fwd.readUInt32LE(at + F.evicted),
     at: Array.from({ length: CHAIN_GENS }, (_, i) => fwd.readBigUInt64LE(at + F.changed_at + i * 8)),
   };
 }
@@ -39,6 +43,8 @@ export function decodeChain(fwd: Buffer, at = 0): ChainRecord {
 /** Write the record into the lb_vip_fwd entry at `at` of `fwd`. */
 export function encodeChain(r: ChainRecord, fwd: Buffer, at = 0): void {
   fwd.writeUInt32LE(r.gen >>> 0, at + F.gen);
+  fwd.writeUInt32LE(r.lost, at + F.lost);
+  fwd.writeUInt32LE(r.evicted, at + F.evicted);
   r.at.forEach((t, i) => fwd.writeBigUInt64LE(t, at + F.changed_at + i * 8));
 }
 

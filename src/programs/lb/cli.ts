@@ -86,7 +86,9 @@ export function formatStatus(s: LbStatus, rates?: RateTree): string {
     return withRate(c[k], rateAt(rates, ...path, 'counters', rateKey), unit);
   };
   s.vips.forEach((v, i) => {
-    const table = `${v.forwarding}, table ${v.table_size}${v.stateless ? `, stateless: ${v.stateless.chained} chained, generation ${v.stateless.generation}` : ''}`;
+    const s = v.stateless;
+    const dropped = s && s.lost + s.evicted ? `, its last change unchained ${s.lost + s.evicted} entries inside their window` : '';
+    const table = `${v.forwarding}, table ${v.table_size}${s ? `, stateless: ${s.chained} chained, generation ${s.generation}${dropped}` : ''}`;
     rows.push([vipName(v), table, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
     v.backends.forEach((b, j) => {
       const name = `  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}${b.mac ? ` (${b.mac})` : ''}`;

@@ -39,7 +39,8 @@ export const LAYOUT = {
     bad_checksum: 88, encapsulated: 96, too_big: 104, icmp_forwarded: 112,
   },
   lb_vip_fwd: {
-    size: 296, src6: 0, src4: 16, vary4: 20, vary6: 24, gue_port: 28, mode: 30, flags: 31, chain_window_s: 32, gen: 36, changed_at: 40,
+    size: 304, src6: 0, src4: 16, vary4: 20, vary6: 24, gue_port: 28, mode: 30, flags: 31, chain_window_s: 32, gen: 36, lost: 40,
+    evicted: 44, changed_at: 48,
   },
   lb_slot: { size: 8, cur: 0, prev: 2, gen: 4 },
 } as const;

@@ -38,6 +38,7 @@ export const LB_FAMILIES = {
   attached: gauge('xdplb_lb_attached', ['interface'], 'Interfaces the balancer runs on.'),
   chained: gauge('xdplb_lb_vip_chained_entries', ['vip'], 'Entries of a stateless VIP\'s table that name a previous backend (changed within its chaining window).'),
   generation: gauge('xdplb_lb_vip_generation', ['vip'], 'A stateless VIP\'s change counter: how many times its table changed.'),
+  unchained: gauge('xdplb_lb_vip_unchained_entries', ['vip', 'reason'], 'Entries of a stateless VIP\'s table whose previous backend, still inside its window, its last change dropped: changed again (lost; an entry names one previous backend), or its change more than 32 changes back (evicted).'),
 } as const;
 const F = LB_FAMILIES;
 
@@ -101,6 +102,7 @@ export function lbCollector(): Collector {
       // Stateless VIPs only, a few series each: labels, not kept series.
       const chained: Sample[] = [];
       const generation: Sample[] = [];
+      const unchained: Sample[] = [];
       for (const v of [...state.vips.values()].sort((a, b) => a.id - b.id)) {
         const l = vipSeries(vipName(decodeVipKey(v.key)), vipsKnown.get(v.id));
         vipsNow.set(v.id, l);
@@ -112,7 +114,9 @@ export function lbCollector(): Collector {
         const slots = state.slots.get(v.id);
         if (slots) {
           chained.push({ labels: { vip: l.vip }, value: chainedEntries(slots).entries });
-          generation.push({ labels: { vip: l.vip }, value: state.chains.get(v.id)?.gen ?? 0 });
+          const record = state.chains.get(v.id);
+          generation.push({ labels: { vip: l.vip }, value: record?.gen ?? 0 });
+          unchained.push({ labels: { vip: l.vip, reason: 'lost' }, value: record?.lost ?? 0 }, { labels: { vip: l.vip, reason: 'evicted' }, value: record?.evicted ?? 0 });
         }
       }
       for (const [id, b] of state.backends) {
@@ -144,6 +148,7 @@ export function lbCollector(): Collector {
         family(F.attached, Object.keys(lbInterfaces()).map((i) => ({ labels: { interface: i }, value: 1 }))),
         family(F.chained, chained),
         family(F.generation, generation),
+        family(F.unchained, unchained),
       ];
     },
   };

@@ -258,7 +258,7 @@ export function planApply(have: LbState, want: LbConfig, opts: PlanOptions): LbP
         build.slots = c.slots;
         const at = [...record.at];
         at[c.gen % at.length] = now;
-        encodeChain({ gen: c.gen, at }, fwdEarly, id * F);
+        encodeChain({ gen: c.gen, lost: c.lost, evicted: c.evicted, at }, fwdEarly, id * F);
         if (c.lost || c.evicted) chaining.push({ vip: vipName(v), lost: c.lost, evicted: c.evicted });
       }
       tables.push(build);

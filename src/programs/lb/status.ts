@@ -23,12 +23,17 @@ export interface BackendStatus {
   counters: LbCounters;
 }
 
-/** A stateless VIP's chaining: its change counter, its window, and how
- *  many of its table's entries name a previous backend now. */
+/** A stateless VIP's chaining: its change counter, its window, how many
+ *  of its table's entries name a previous backend now, and how many
+ *  entries its last change left without a previous backend still inside
+ *  its window (one previous backend per entry: `lost`, changed again;
+ *  `evicted`, its change more than CHAIN_GENS changes back). */
 export interface ChainStatus {
   generation: number;
   chain_window_s: number;
   chained: number;
+  lost: number;
+  evicted: number;
 }
 
 export interface VipStatus extends Omit<VipForwarding, 'forwarding' | 'stateless' | 'chain_window_s'> {
@@ -95,6 +100,8 @@ export function vipStatus(maps: LbMaps, state = readState(maps)): VipStatus[] {
           generation: state.chains.get(v.id)?.gen ?? 0,
           chain_window_s: state.forwardingRaw.readUInt32LE(v.id * LAYOUT.lb_vip_fwd.size + LAYOUT.lb_vip_fwd.chain_window_s),
           chained: chainedEntries(state.slots.get(v.id)!).entries,
+          lost: state.chains.get(v.id)?.lost ?? 0,
+          evicted: state.chains.get(v.id)?.evicted ?? 0,
         },
       } : {}),
       counters: vipRows.row(v.id),
