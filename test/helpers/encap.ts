@@ -141,8 +141,8 @@ export function pinToCpu(cpu: number): () => void {
   return () => execFileSync('taskset', ['-a', '-p', was, String(process.pid)], { stdio: 'ignore' });
 }
 
-/** A GUE variant-0 header naming a previous backend (docs/gue.md): Hlen 2
- *  (an IPv4 address) or 5 (IPv6), the inner packet's protocol (4 or 41),
+/** A GUE variant-0 header naming a previous backend (docs/ARCHITECTURE.md,
+ *  "Stateless balancing"): Hlen 2 (an IPv4 address) or 5 (IPv6), the inner packet's protocol (4 or 41),
  *  no flags; the address, then the generation, big-endian. */
 export function gueVariant0(innerFamily: 4 | 6, prev: string, gen: number): Buffer {
   const v4 = familyOf(prev) === 4;

@@ -15,8 +15,8 @@
  *
  * Chaining (stateless balancing): a GUE variant-0 header whose private data
  * is 8 or 20 bytes names a previous backend (its IPv4 or IPv6 address) and
- * a generation (docs/gue.md). A TCP segment in such a packet that is not a
- * SYN and for which this backend has no socket (bpf_skc_lookup_tcp() in the
+ * a generation (docs/ARCHITECTURE.md, "Stateless balancing"). A TCP
+ * segment in such a packet that is not a SYN and for which this backend has no socket (bpf_skc_lookup_tcp() in the
  * interface's network namespace: established, a request, TIME_WAIT, or a
  * listener whose SYN cookie it completes) is not ours: it goes on to the
  * previous backend, as GUE variant 1 (no private data: a chained packet is

@@ -11,7 +11,8 @@
  *   inner packet (GUE variant 1: the inner IP version is the header); for
  *   a stateless VIP whose entry names a previous backend, a GUE variant-0
  *   header first whose private data is that backend's address and the
- *   change's generation (docs/gue.md has the layout).
+ *   change's generation (the layout: docs/ARCHITECTURE.md, "Stateless
+ *   balancing").
  *
  * The outer header is planned (struct lb_encap) from the inner one before
  * anything moves: its route and MTU decide whether the packet is sent, or
