@@ -525,6 +525,15 @@ describe('stateless', () => {
     }
     expect(lb.fds.lb_conns.keys()).toHaveLength(0);
     expect(counters()).toMatchObject({ packets: 160n, new_conns: 40n, encapsulated: 160n, conn_misses: 0n });
+    // Each backend counts the SYNs and packets its entries took.
+    const per = new Map<string, { packets: bigint; new_conns: bigint }>();
+    for (const f of fs) {
+      const to = addressOf(t.slots[statelessEntry(flowOf(f), t.slots.length)].cur);
+      const c = per.get(to) ?? { packets: 0n, new_conns: 0n };
+      per.set(to, { packets: c.packets + 4n, new_conns: c.new_conns + 1n });
+    }
+    const got = vipStatus(lb.fds)[0].backends.map((b) => [b.address, { packets: b.counters.packets, new_conns: b.counters.new_conns }]);
+    expect(Object.fromEntries(got)).toEqual(Object.fromEntries(list(3).map((b) => [b.address, per.get(b.address) ?? { packets: 0n, new_conns: 0n }])));
   });
 
   it('an entry whose backend changed names the one before it and the change, in a GUE variant-0 header, byte for byte', () => {

@@ -354,12 +354,17 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct lb_pkt *p, cons
 }
 
 /* A DSR packet (counted on its VIP's row `vc`) to backend `be`, naming
- * backend `prev` (for a stateless VIP's entry that has one, else NULL). */
+ * backend `prev` (for a stateless VIP's entry that has one, else NULL);
+ * `syn` 1 for a stateless VIP's new connection, counted on the backend's
+ * row with the packet (one lookup of the row). */
 static __always_inline int lb_dsr_send(struct xdp_md *ctx, struct lb_pkt *p, const struct lb_config *cfg,
 				       const struct lb_vip_fwd *fwd, struct lb_counters *vc, const struct lb_backend *be,
-				       __u32 backend, const struct lb_backend *prev, __u32 gen, __u64 now)
+				       __u32 backend, const struct lb_backend *prev, __u32 gen, __u32 syn, __u64 now)
 {
-	lb_count(lb_stats(&lb_be_stats, backend), 0, p->bytes);
+	struct lb_counters *bc = lb_count(lb_stats(&lb_be_stats, backend), 0, p->bytes);
+
+	if (bc)
+		bc->new_conns += syn;
 	if (p->frag)
 		lb_frag_note(&p->flow, p->frag_id, &p->flow.src, &p->flow.dst, backend, be->vip_id, 0, p->hash, cfg,
 			     now);
@@ -817,7 +822,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	struct lb_pkt p = {};
 	struct lb_config *cfg;
 	struct lb_cached *e;
-	__u32 zero = 0, backend, vip_id = 0, gen = 0;
+	__u32 zero = 0, backend, vip_id = 0, gen = 0, syn = 0;
 	struct lb_slot *sp = NULL;
 	__be16 nport;
 	__u64 now;
@@ -935,13 +940,8 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 			return lb_count_drop(vc, &vc->no_backend);
 		if (prev_id != LB_SLOT_NONE)
 			prev = lb_slot_backend(prev_id, vip_id, 1);
-		if (p.th && p.th->syn && !p.th->ack) {
-			struct lb_counters *bc = lb_stats(&lb_be_stats, backend);
-
-			vc->new_conns++;
-			if (bc)
-				bc->new_conns++;
-		}
+		syn = p.th && p.th->syn && !p.th->ack;
+		vc->new_conns += syn;
 	} else {
 		/* A tracked flow, the way it started: a flow with a NAT port
 		 * stays NAT after its VIP turned to DSR (its backend knows it
@@ -961,7 +961,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	}
 	if (lb_ip_bad(p.ip, (void *)(long)ctx->data_end))
 		return lb_count_drop(vc, &vc->bad_checksum);
-	return lb_dsr_send(ctx, &p, cfg, fwd, vc, be, backend, prev, gen, now);
+	return lb_dsr_send(ctx, &p, cfg, fwd, vc, be, backend, prev, gen, syn, now);
 }
 
 SEC("xdp")
