@@ -17,6 +17,7 @@ import { PREFIX6_COUNT, measureFilter } from './filter.js';
 import { measureSampler } from './sampler.js';
 import { GOALS as LB_GOALS, measureLb } from './lb.js';
 import { measureDsr } from './dsr.js';
+import { STATELESS_GOALS, measureStateless } from './stateless.js';
 import { measureScrape } from './metrics.js';
 import { envCount } from './stats.js';
 import { udp4 } from '../test/helpers/packets.js';
@@ -32,9 +33,9 @@ async function main(): Promise<void> {
   const repeat = envCount('BENCH_REPEAT', 200_000);
   const cliRuns = envCount('BENCH_CLI_RUNS', 21);
   // BENCH_ONLY=lb,dsr runs only those parts (dispatch, filter, sampler, lb,
-  // dsr, metrics, cli): the whole run takes the machine for minutes.
+  // dsr, stateless, metrics, cli): the whole run takes the machine for minutes.
   const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
-  const parts = ['dispatch', 'filter', 'sampler', 'lb', 'dsr', 'metrics', 'cli'];
+  const parts = ['dispatch', 'filter', 'sampler', 'lb', 'dsr', 'stateless', 'metrics', 'cli'];
   for (const p of only) if (!parts.includes(p)) throw new Error(`BENCH_ONLY='${process.env.BENCH_ONLY}': expected parts among ${parts.join(', ')}`);
   const want = (part: string) => !only.length || only.includes(part);
   const meta = {
@@ -109,6 +110,16 @@ async function main(): Promise<void> {
     ));
   }
 
+  const stateless = want('stateless') ? await measureStateless(rounds, repeat, envCount('BENCH_SINGLE_RUNS', 2001)) : undefined;
+  if (stateless) {
+    console.log(`\nStateless VIPs (xdp_lb slot 7) and chaining in the decapsulator (xdp_decap slot 6) through the root, TCP over IPv4, ${rounds} rounds x ${repeat} repeats unless said (ns/packet):`);
+    console.log(table(
+      ['CASE', 'WHAT', 'REPEAT', 'MEDIAN', 'MIN', 'MAX', 'MEDIAN - FLOOR', 'ESTIMATE'],
+      stateless.cases.map((c) => [c.name, c.what, c.repeat, ns(c.ns.median), ns(c.ns.min), ns(c.ns.max), ns(c.aboveFloor), c.estimate === undefined ? '' : ns(c.estimate)]),
+    ));
+    console.log('ESTIMATE: a loop\'s balancer share (loop - decapsulator variant 1 + root); for "established, previous backend": the decapsulator with the lookup (variant 1 + that loop - the SYN\'s).');
+  }
+
   const metrics = want('metrics') ? await measureScrape(envCount('BENCH_SCRAPES', 30)) : undefined;
   if (metrics) {
     console.log(`\nPrometheus scrape over HTTP, every collector, the balancer holding 100 VIPs x 100 backends (${metrics.series} series, ${metrics.bytes} bytes), ${metrics.runs} scrapes:`);
@@ -153,6 +164,13 @@ async function main(): Promise<void> {
         const v = c.estimate ?? c.aboveFloor;
         return [`${c.name}${c.estimate === undefined ? '' : ' (balancer\'s share)'}, above floor`, ns(v), `<= ${c.goal} ns`, verdict(v <= c.goal!)];
       }) : []),
+      ...(stateless ? [
+        ...stateless.cases.filter((c) => c.goal !== undefined).map((c) => {
+          const v = c.estimate ?? c.aboveFloor;
+          return [`${c.name}${c.estimate === undefined ? '' : ' (estimate)'}, above floor`, ns(v), `<= ${c.goal} ns`, verdict(v <= c.goal!)];
+        }),
+        ['stateless SYN / established (balancer\'s shares)', `${stateless.synRatio.toFixed(2)}x`, `<= ${STATELESS_GOALS.synRatio}x`, verdict(stateless.synRatio <= STATELESS_GOALS.synRatio)],
+      ] : []),
       ...(lb ? [
         ['lb apply 100 x 100', ms(lb.applyLargeMs.median), `<= ${LB_GOALS.applyLargeMs} ms`, verdict(lb.applyLargeMs.median <= LB_GOALS.applyLargeMs)],
         ['lb apply one-backend change', ms(lb.applyOneMs.median), `<= ${LB_GOALS.applyOneMs} ms`, verdict(lb.applyOneMs.median <= LB_GOALS.applyOneMs)],
@@ -163,7 +181,7 @@ async function main(): Promise<void> {
   const dir = join(ROOT_DIR, 'bench/results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'latest.json');
-  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, dsr, metrics, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, dispatch, filter, sampler, lb, dsr, stateless, metrics, cli }, (_k, v) => (typeof v === 'bigint' ? Number(v) : v), 2)}\n`);
   console.log(`\nWrote ${file}`);
 }
 
