@@ -37,8 +37,18 @@ export interface ServiceHandler<S> {
   check(ifaces: Iface[], slot: number, settings: S): string[];
   /** The program's part of the STATUS= line. */
   status(ifaces: Iface[]): string;
-  /** Work of its own that must end with the service (timers, sockets). */
-  stop?(): void | Promise<void>;
+  /** After the start, each reload and each reconciliation: whether the
+   *  program is whole on every interface the service plans to run on
+   *  (each there with its root array, the program in its slot, the kernel
+   *  holding the settings). */
+  settled?(whole: boolean): void;
+  /** What is wrong outside the kernel (a daemon it drives, ...): shown as
+   *  degraded, never repaired by apply(), never withholding the watchdog. */
+  problems?(): string[];
+  /** Work of its own that must end with the service (timers, sockets), and
+   *  what must happen before the program leaves its slots; `leave`: a
+   *  restart follows and the data plane stays. */
+  stop?(leave: boolean): void | Promise<void>;
 }
 
 export type Labels = Record<string, string>;

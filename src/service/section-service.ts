@@ -67,12 +67,13 @@ export function runSectionService(sub: Subprogram, command: string, file: string
       const ifaces = p.ifnames.map(resolveIface);
       for (const line of await handler.apply(ifaces, p.slot, p.settings, log)) log(line, 'notice');
       current = p;
+      handler.settled?.(true);
       log(`${sub.name} in slot ${p.slot} on ${p.ifnames.join(', ')}`, 'notice');
     },
     async reload() {
       const next = plan(sub, file);
       const before = current!;
-      const { ifaces } = present(next.ifnames);
+      const { ifaces, missing } = present(next.ifnames);
       // Moving to another slot takes it out first: a slot holds one program.
       const gone = next.slot === before.slot ? before.ifnames.filter((i) => !next.ifnames.includes(i)) : before.ifnames;
       const lines: string[] = [];
@@ -82,10 +83,11 @@ export function runSectionService(sub: Subprogram, command: string, file: string
       }
       lines.push(...await handler.apply(ifaces, next.slot, next.settings, log));
       current = next;
+      handler.settled?.(!missing.length);
       return lines;
     },
     async stop(leave) {
-      await handler?.stop?.();
+      await handler?.stop?.(leave);
       if (!current || leave) return;
       await detach(present(current.ifnames).ifaces);
     },
@@ -104,15 +106,19 @@ export function runSectionService(sub: Subprogram, command: string, file: string
         problems.push(`${i.name}: no root array (xdplb-root attaches it)`);
         return false;
       });
+      const settle = (health: Health): Health => {
+        handler.settled?.(!health.problems.length);
+        return { ...health, problems: [...health.problems, ...handler.problems?.() ?? []] };
+      };
       const wrong = handler.check(rooted, p.slot, p.settings);
-      if (!wrong.length) return { problems, failed: false };
+      if (!wrong.length) return settle({ problems, failed: false });
       log(`repairing: ${wrong.join('; ')}`, 'warning');
       try {
         for (const line of await handler.apply(rooted, p.slot, p.settings, log)) log(line, 'notice');
       } catch (err) {
-        return { problems: [...problems, ...wrong, `repair failed: ${(err as Error).message}`], failed: true };
+        return settle({ problems: [...problems, ...wrong, `repair failed: ${(err as Error).message}`], failed: true });
       }
-      return { problems: [...problems, ...handler.check(rooted, p.slot, p.settings)], failed: false };
+      return settle({ problems: [...problems, ...handler.check(rooted, p.slot, p.settings)], failed: false });
     },
   }, log);
 }

@@ -8,19 +8,22 @@ import {
 
 describe('bgp config', () => {
   it("defaults to Debian's bird2 paths and names no peers", () => {
-    expect(parseBgpConfig({})).toEqual({ socket: '/run/bird/bird.ctl', includeFile: '/run/bird/xdplb-vips.conf', protocol: 'xdplb_vips', peers: [] });
+    expect(parseBgpConfig({})).toEqual({ socket: '/run/bird/bird.ctl', includeFile: '/run/bird/xdplb-vips.conf', protocol: 'xdplb_vips', peers: [], withdrawWaitMs: 2000 });
     expect(BGP_DEFAULTS).toEqual(parseBgpConfig({}));
   });
 
   it('takes every key', () => {
-    expect(parseBgpConfig({ bird_socket: '/var/run/b.ctl', include_file: '/etc/bird/vips.conf', static_protocol: 'lb_vips', peers: ['router1', 'Router_2'] }))
-      .toEqual({ socket: '/var/run/b.ctl', includeFile: '/etc/bird/vips.conf', protocol: 'lb_vips', peers: ['router1', 'Router_2'] });
+    expect(parseBgpConfig({ bird_socket: '/var/run/b.ctl', include_file: '/etc/bird/vips.conf', static_protocol: 'lb_vips', peers: ['router1', 'Router_2'], withdraw_wait_ms: 0 }))
+      .toEqual({ socket: '/var/run/b.ctl', includeFile: '/etc/bird/vips.conf', protocol: 'lb_vips', peers: ['router1', 'Router_2'], withdrawWaitMs: 0 });
   });
 
   const bad: Array<[unknown, string]> = [
     [[], "bgp: expected an object, got []"],
     [null, 'bgp: expected an object, got null'],
-    [{ socket: '/run/bird/bird.ctl' }, 'bgp.socket: unknown key: expected one of bird_socket, include_file, static_protocol, peers'],
+    [{ socket: '/run/bird/bird.ctl' }, 'bgp.socket: unknown key: expected one of bird_socket, include_file, static_protocol, peers, withdraw_wait_ms'],
+    [{ withdraw_wait_ms: 1.5 }, 'bgp.withdraw_wait_ms: expected a whole number of ms from 0 to 60000, got 1.5'],
+    [{ withdraw_wait_ms: 60001 }, 'bgp.withdraw_wait_ms: expected a whole number of ms from 0 to 60000, got 60001'],
+    [{ withdraw_wait_ms: '2000' }, "bgp.withdraw_wait_ms: expected a whole number of ms from 0 to 60000, got '2000'"],
     [{ bird_socket: 'bird.ctl' }, "bgp.bird_socket: expected an absolute file path, got 'bird.ctl'"],
     [{ include_file: '/etc/bird/' }, "bgp.include_file: expected an absolute file path, got '/etc/bird/'"],
     [{ include_file: 7 }, 'bgp.include_file: expected an absolute file path, got 7'],

@@ -63,7 +63,19 @@ describe('service config', () => {
     expect((parseConfig(`{"lb": {"enabled": true, ${nat}, "vips": [${vip}]}}`, F).sections.lb.settings as { vips: unknown[] }).vips).toHaveLength(1);
     expect(fails(`{\n "lb": {\n  ${nat},\n  "vips": [\n   ${vip},\n   {"address": "10.0.0.11", "port": 70000, "protocol": "tcp", "backends": []}\n  ]\n }\n}`))
       .toBe(`${F}:6:37: lb.vips[1].port: expected a whole number from 1 to 65535, got 70000`);
-    expect(fails('{"lb": {"vipz": []}}')).toBe(`${F}:1:9: lb.vipz: unknown key: expected one of enabled, slot, nat, timeouts, vips, forwarding, encap_source_ipv4, encap_source_ipv6, gue_port, stateless, chain_window_s`);
+    expect(fails('{"lb": {"vipz": []}}')).toBe(`${F}:1:9: lb.vipz: unknown key: expected one of enabled, slot, nat, timeouts, vips, forwarding, encap_source_ipv4, encap_source_ipv6, gue_port, stateless, chain_window_s, bgp`);
+  });
+
+  it('reads the balancer\'s bgp part apart from its VIPs, and places its errors', () => {
+    const section = (bgp: string) => `{"lb": {"enabled": true, "vips": [],\n "bgp": ${bgp}}}`;
+    const lb = parseConfig(section('{"peers": ["router1"], "withdraw_wait_ms": 500}'), F).sections.lb.settings;
+    expect(lb).toEqual({
+      nat: { port_min: 1024, port_max: 32767 }, timeouts: { tcp_idle_s: 300, udp_idle_s: 60, time_wait_s: 60 }, vips: [],
+      bgp: { socket: '/run/bird/bird.ctl', includeFile: '/run/bird/xdplb-vips.conf', protocol: 'xdplb_vips', peers: ['router1'], withdrawWaitMs: 500 },
+    });
+    expect(parseConfig('{"lb": {"enabled": true, "vips": []}}', F).sections.lb.settings).not.toHaveProperty('bgp');
+    expect(fails(section('{"peers": ["router1", "1x"]}'))).toBe(`${F}:2:31: lb.bgp.peers[1]: expected a BIRD protocol name (a letter or _, then letters, digits or _, at most 62), got '1x'`);
+    expect(fails(section('{"withdraw_wait_ms": -1}'))).toBe(`${F}:2:30: lb.bgp.withdraw_wait_ms: expected a whole number of ms from 0 to 60000, got -1`);
   });
 
   it('explains a JSON syntax error in words, at its line and column', () => {

@@ -49,7 +49,7 @@ describe('xdp-lb --status text', () => {
   const status: LbStatus = {
     loaded: true, interfaces: { eth0: { slot: 7, id: 9 } }, orphan: false,
     nat: { port_min: 1024, port_max: 32767 }, timeouts: { tcp_idle_s: 300, udp_idle_s: 60, time_wait_s: 60 },
-    connections: 0, connections_max: 262144, nat_ports: 0, nat_ports_max: 262144,
+    connections: 0, connections_max: 262144, nat_ports: 0, nat_ports_max: 262144, service: null, bgp: null,
     vips: [
       { id: 0, address: '10.0.0.20', port: 80, protocol: 'tcp', forwarding: 'dsr-l2', table_size: 7, counters: { ...zero, packets: 5n }, backends: [] },
       {

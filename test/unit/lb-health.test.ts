@@ -280,6 +280,24 @@ describe('HealthChecker', () => {
     expect(w.events.filter((e) => e.key === 'b').at(-1)?.line).toBe(`127.0.0.6:${port} down: connect ECONNREFUSED (5 of 5)`);
   });
 
+  it('starts a new target as update() is told: down stays down until rise successes, with its reason kept', async () => {
+    const server = net.createServer(sink);
+    const port = await listen(server, '127.0.0.8');
+    const since = new Date('2026-01-02T03:04:05Z');
+    const w = watched([]);
+    w.checker.update([target('a', '127.0.0.8', { ...TCP, port }), target('b', '127.0.0.8', { ...TCP, port })],
+      new Map([['a', { health: 'down', since, last_error: 'connect ECONNREFUSED' }]]));
+    expect(w.checker.states().get('a')).toEqual({ health: 'down', since, last_error: 'connect ECONNREFUSED', successes: 0, failures: 0 });
+    expect(w.checker.states().get('b')).toMatchObject({ health: 'unchecked', last_error: null });
+    await until('a up', () => w.checker.states().get('a')?.health === 'up');
+    expect(w.events.find((e) => e.key === 'a')).toMatchObject({ from: 'down', to: 'up', line: `127.0.0.8:${port} up (2 of 2)` });
+    expect(w.checker.states().get('a')?.last_error).toBe('connect ECONNREFUSED');
+    // Only new targets take it: one already checked keeps its state.
+    const b = w.checker.states().get('b');
+    w.checker.update([target('b', '127.0.0.8', { ...TCP, port })], new Map([['b', { health: 'down', since, last_error: 'x' }]]));
+    expect(w.checker.states().get('b')).toEqual(b);
+  });
+
   it('stop() aborts checks in flight, and no timer keeps the process alive, even without stop()', async () => {
     const silent = net.createServer(sink);
     const port = await listen(silent, '127.0.0.7');

@@ -23,6 +23,9 @@ export interface BirdConfig {
   protocol: string;
   /** BGP protocols (in BIRD's config) whose sessions status() reports. */
   peers: string[];
+  /** After a withdrawal on stop, how long the balancer keeps serving
+   *  before it leaves its slots: the routers' time to move the flows. */
+  withdrawWaitMs: number;
 }
 
 /** Debian's bird2 runs BIRD with this socket. The include file lives in
@@ -34,15 +37,16 @@ export const BGP_DEFAULTS: BirdConfig = {
   includeFile: '/run/bird/xdplb-vips.conf',
   protocol: 'xdplb_vips',
   peers: [],
+  withdrawWaitMs: 2000,
 };
 
-const BGP_KEYS = ['bird_socket', 'include_file', 'static_protocol', 'peers'];
+const BGP_KEYS = ['bird_socket', 'include_file', 'static_protocol', 'peers', 'withdraw_wait_ms'];
 // A BIRD symbol; 62 characters leave room for the family suffix (BIRD's limit is 64).
 const SYMBOL = /^[A-Za-z_][A-Za-z0-9_]{0,61}$/;
 const shown = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
 
 /** The `bgp` config section: `{ "bird_socket", "include_file",
- *  "static_protocol", "peers" }`, every key optional. Errors start with the
+ *  "static_protocol", "peers", "withdraw_wait_ms" }`, every key optional. Errors start with the
  *  key path (`bgp.peers[1]: expected ...`). */
 export function parseBgpConfig(value: unknown, path = 'bgp'): BirdConfig {
   const fail = (key: string, what: string): never => {
@@ -71,11 +75,16 @@ export function parseBgpConfig(value: unknown, path = 'bgp'): BirdConfig {
       if (p === `${protocol}4` || p === `${protocol}6`) fail(`${path}.peers[${i}]`, `'${p}' is one of xdplb's static protocols, not a BGP session`);
     });
   }
+  const wait = o.withdraw_wait_ms;
+  if (wait !== undefined && (typeof wait !== 'number' || !Number.isInteger(wait) || wait < 0 || wait > 60_000)) {
+    fail(`${path}.withdraw_wait_ms`, `expected a whole number of ms from 0 to 60000, got ${shown(wait)}`);
+  }
   return {
     socket: file('bird_socket', BGP_DEFAULTS.socket),
     includeFile: file('include_file', BGP_DEFAULTS.includeFile),
     protocol,
     peers,
+    withdrawWaitMs: (wait as number | undefined) ?? BGP_DEFAULTS.withdrawWaitMs,
   };
 }
 

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { optional, required, type ActionContext, type ActionSpec, type Args, type OptionSpec } from '../../command.js';
 import { UsageError } from '../../errors.js';
-import { table, toJson } from '../../format.js';
+import { formatTime, table, toJson } from '../../format.js';
 import type { AttachHook } from '../contract.js';
 import { parseConfig, vipName, address, type LbConfig } from './config.js';
 import { editConfig, parseBackendRefs, parseVipRef, parseWeight, type Edit } from './edit.js';
@@ -17,6 +17,7 @@ import { applyConfig, expireChaining } from './apply.js';
 import type { ApplyResult } from './plan.js';
 import { readState } from './state.js';
 import type { LbStatus } from './status.js';
+import { healthText } from './health.js';
 import { rateAt, withRate, type RateTree } from '../../rates.js';
 
 export const OPTIONS: OptionSpec[] = [
@@ -85,14 +86,22 @@ export function formatStatus(s: LbStatus, rates?: RateTree): string {
     const rateKey = k.endsWith('bytes') ? k.replace(/bytes$/, 'bits') : k;
     return withRate(c[k], rateAt(rates, ...path, 'counters', rateKey), unit);
   };
+  // Health and announcements only when a service published them.
+  const health = s.service ? [''] : [];
+  const now = new Date();
   s.vips.forEach((v, i) => {
-    const s = v.stateless;
-    const dropped = s && s.lost + s.evicted ? `, its last change unchained ${s.lost + s.evicted} entries inside their window` : '';
-    const table = `${v.forwarding}, table ${v.table_size}${s ? `, stateless: ${s.chained} chained, generation ${s.generation}${dropped}` : ''}`;
-    rows.push([vipName(v), table, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
+    const st = v.stateless;
+    const dropped = st && st.lost + st.evicted ? `, its last change unchained ${st.lost + st.evicted} entries inside their window` : '';
+    const table = `${v.forwarding}, table ${v.table_size}${st ? `, stateless: ${st.chained} chained, generation ${st.generation}${dropped}` : ''}`;
+    if (health.length) {
+      const announced = v.announced === null || v.announced === undefined ? '' : v.announced ? ', announced' : ', not announced';
+      health[0] = v.healthy === null || v.healthy === undefined ? '' : `${v.healthy}/${v.backends.filter((b) => !b.removed).length} healthy${announced}`;
+    }
+    rows.push([vipName(v), table, ...health, ...COUNTERS.map(([, k]) => cell(v.counters, ['vips', i], k))]);
     v.backends.forEach((b, j) => {
       const name = `  ${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}${b.mac ? ` (${b.mac})` : ''}`;
-      rows.push([name, b.removed ? 'removed' : `weight ${b.weight}`, ...COUNTERS.map(([, k]) => (PER_BACKEND.has(k) ? cell(b.counters, ['vips', i, 'backends', j], k) : ''))]);
+      if (health.length) health[0] = b.health ? healthText({ health: b.health, since: b.since ? new Date(b.since) : null, last_error: b.last_error ?? null }, now) : '';
+      rows.push([name, b.removed ? 'removed' : `weight ${b.weight}`, ...health, ...COUNTERS.map(([, k]) => (PER_BACKEND.has(k) ? cell(b.counters, ['vips', i, 'backends', j], k) : ''))]);
     });
   });
   return [
@@ -100,12 +109,37 @@ export function formatStatus(s: LbStatus, rates?: RateTree): string {
       ? 'Load balancer state pinned but attached to no interface (kept for the next attach; xdp-lb --purge removes it)'
       : `Load balancer on ${where.join(', ')}`,
     `NAT source ${nat}, ports ${s.nat.port_min}-${s.nat.port_max}; connections ${s.connections}/${s.connections_max}, NAT ports in use ${s.nat_ports}/${s.nat_ports_max}`,
-    s.vips.length ? table(['VIP / BACKEND', '', ...COUNTERS.map(([h]) => h)], rows) : 'No VIPs configured.',
+    s.vips.length ? table(['VIP / BACKEND', '', ...(health.length ? ['HEALTH'] : []), ...COUNTERS.map(([h]) => h)], rows) : 'No VIPs configured.',
     ...s.vips.filter((v) => v.forwarding === 'ipip' || v.forwarding === 'gue').map((v) => {
       const from = [v.encap_source_ipv4, v.encap_source_ipv6].filter(Boolean).join(', ');
       return `${vipName(v)}: ${v.forwarding}${v.gue_port ? ` to port ${v.gue_port}` : ''}, outer source ${from}`;
     }),
+    ...serviceLines(s),
   ].join('\n');
+}
+
+/** Who published the health column, and what BIRD announces. */
+function serviceLines(s: LbStatus & { loaded: true }): string[] {
+  const svc = s.service;
+  if (!svc) return [];
+  const lines = [svc.running
+    ? `Health and announcements from xdp-lb run (pid ${svc.pid}), updated ${formatTime(new Date(svc.updated))}${svc.attached === false ? '; the balancer is not in its slot on every interface' : ''}`
+    : `STALE: xdp-lb run (pid ${svc.pid}) is not running; health and announcements as it last published them, ${formatTime(new Date(svc.updated))}`];
+  const bgp = s.bgp;
+  if (!bgp) {
+    lines.push('BGP: not announcing (no "bgp" in the config)');
+    return lines;
+  }
+  const accepted = bgp.accepted === null ? 'unknown' : bgp.accepted.length ? bgp.accepted.join(', ') : 'nothing';
+  lines.push(bgp.error
+    ? `BGP: ${bgp.error} (wanted: ${bgp.wanted.join(', ') || 'nothing'})`
+    : `BGP: BIRD${bgp.version ? ` ${bgp.version}` : ''} at ${bgp.socket} announces ${accepted} (${bgp.include_file})`);
+  for (const p of bgp.sessions) {
+    const since = p.since ? ` since ${p.since}` : '';
+    const err = p.lastError ? `, last error: ${p.lastError}` : '';
+    lines.push(`  session ${p.name}: ${p.state}${p.info ? `, ${p.info}` : ''}${since}${p.neighbor ? `, neighbor ${p.neighbor}` : ''}${err}`);
+  }
+  return lines;
 }
 
 function applyAndReport(change: (current: LbConfig | null) => LbConfig, ctx: ActionContext): void {

@@ -37,6 +37,9 @@ export interface HealthState {
   failures: number;
 }
 
+/** Where a new target starts. */
+export type InitialHealth = Pick<HealthState, 'health' | 'since' | 'last_error'>;
+
 export interface HealthEvent {
   key: string;
   backend: string;
@@ -199,9 +202,11 @@ export class HealthChecker {
    * Check these targets from now on. A target whose key was there already
    * keeps its state and counts (a reload never flaps a backend), even when
    * its check changed: the next results are judged by the new rise and fall.
-   * A target no longer listed stops, its check in flight aborted.
+   * A target no longer listed stops, its check in flight aborted. A new
+   * target starts as `initial` has it (a restarted service carries a
+   * drained backend over as down), otherwise unchecked.
    */
-  update(targets: HealthTarget[]): void {
+  update(targets: HealthTarget[], initial?: ReadonlyMap<string, InitialHealth>): void {
     if (this.stopped) throw new Error('health checker stopped');
     const next = new Map(targets.map((t) => [t.key, t]));
     for (const [key, e] of this.entries) {
@@ -213,9 +218,12 @@ export class HealthChecker {
     for (const t of next.values()) {
       const e = this.entries.get(t.key);
       if (!e) {
+        const seed = initial?.get(t.key);
         const entry: Entry = {
           target: t, due: 0, queued: false,
-          state: { health: 'unchecked', since: new Date(), last_error: null, successes: 0, failures: 0 },
+          state: seed
+            ? { health: seed.health, since: new Date(seed.since), last_error: seed.last_error, successes: 0, failures: 0 }
+            : { health: 'unchecked', since: new Date(), last_error: null, successes: 0, failures: 0 },
         };
         this.entries.set(t.key, entry);
         this.schedule(entry, now + firstCheckDelay(t.key, t.spec.interval_ms));

@@ -7,9 +7,9 @@ import { LAYOUT } from './layout.js';
 import { LB_SETTINGS } from './settings.js';
 import { LB_SPEC } from './spec.js';
 import { lbStatus } from './status.js';
-import type { LbConfig } from './config.js';
+import type { LbSection } from './settings.js';
 
-export const lb: Subprogram<LbConfig> = {
+export const lb: Subprogram<LbSection> = {
   ...LB_SPEC,
   summary: 'xdplb L4 load balancer: VIPs to backends with Maglev and NAT',
   description: [
@@ -25,5 +25,5 @@ export const lb: Subprogram<LbConfig> = {
   actions: ACTIONS,
   metrics: () => lbCollector(),
   metricFamilies: Object.values(LB_FAMILIES),
-  service: async () => (await import('./service.js')).LB_SERVICE,
+  service: async () => (await import('./service.js')).lbService(),
 };

@@ -2,11 +2,15 @@
 // status reads: per VIP and per backend traffic both ways, new connections,
 // and on the VIP the drops and lookups that did not go well; the tables'
 // fill and the backends' weights. The balancer's state is the network
-// namespace's, whatever interface it runs on.
+// namespace's, whatever interface it runs on. From what `xdp-lb run`
+// publishes (runtime.ts): each backend's health, each VIP's healthy
+// backends and announcement, and whether BIRD answers; only while that
+// service runs (xdplb_lb_service_running says whether it does).
 import { family, series, type Collector, type FamilySpec, type MetricFamily, type Sample, type Series } from '../contract.js';
 import { vipName } from './config.js';
 import { decodeVipKey, type LbCounters } from './layout.js';
 import { closeLbMaps, lbInterfaces, openLbMaps } from './pins.js';
+import { readRuntime } from './runtime.js';
 import { readState, type LbState } from './state.js';
 import { CounterRows, tableFill } from './status.js';
 import { chainedEntries } from './chain.js';
@@ -39,8 +43,16 @@ export const LB_FAMILIES = {
   chained: gauge('xdplb_lb_vip_chained_entries', ['vip'], 'Entries of a stateless VIP\'s table that name a previous backend (changed within its chaining window).'),
   generation: gauge('xdplb_lb_vip_generation', ['vip'], 'A stateless VIP\'s change counter: how many times its table changed.'),
   unchained: gauge('xdplb_lb_vip_unchained_entries', ['vip', 'reason'], 'Entries of a stateless VIP\'s table whose previous backend, still inside its window, its last change dropped: changed again (lost; an entry names one previous backend), or its change more than 32 changes back (evicted).'),
+  serviceRunning: gauge('xdplb_lb_service_running', [], 'Whether an xdp-lb run service publishes health and announcements here (0: none, or the one that did is gone).'),
+  backendUp: gauge('xdplb_lb_backend_up', ['vip', 'backend'], 'A backend\'s health for new flows: 0 when its checks say down, 1 otherwise (up, or not checked yet).'),
+  backendHealth: gauge('xdplb_lb_backend_health', ['vip', 'backend', 'state'], 'A backend\'s health check state: 1 for the state it is in (up, down, unchecked), 0 for the others.'),
+  vipHealthy: gauge('xdplb_lb_vip_healthy_backends', ['vip'], 'Backends of a VIP taking new flows: weight above 0 and not down.'),
+  vipAnnounced: gauge('xdplb_lb_vip_announced', ['vip'], 'Whether BIRD announces the VIP\'s address as far as the service knows (1) or not (0).'),
+  birdUp: gauge('xdplb_lb_bird_up', [], 'Whether BIRD answers on its control socket and took the last change (1) or not (0).'),
+  bgpSession: gauge('xdplb_lb_bgp_session_up', ['peer'], 'Whether a BGP session named in bgp.peers is established (1) or not (0).'),
 } as const;
 const F = LB_FAMILIES;
+const HEALTH = ['up', 'down', 'unchecked'] as const;
 
 /** A VIP's series and a backend's, made once and kept from one scrape to
  *  the next while their names stay: the writer copies their text. */
@@ -97,6 +109,13 @@ export function lbCollector(): Collector {
       const beBytes: Sample[] = [];
       const beConns: Sample[] = [];
       const weight: Sample[] = [];
+      // Health and announcements: a few series per backend, made afresh.
+      const rt = readRuntime();
+      const live = !!rt?.running;
+      const up: Sample[] = [];
+      const health: Sample[] = [];
+      const healthy: Sample[] = [];
+      const announced: Sample[] = [];
       const vipsNow = new Map<number, VipSeries>();
       const backendsNow = new Map<number, BackendSeries>();
       // Stateless VIPs only, a few series each: labels, not kept series.
@@ -118,6 +137,9 @@ export function lbCollector(): Collector {
           generation.push({ labels: { vip: l.vip }, value: record?.gen ?? 0 });
           unchained.push({ labels: { vip: l.vip, reason: 'lost' }, value: record?.lost ?? 0 }, { labels: { vip: l.vip, reason: 'evicted' }, value: record?.evicted ?? 0 });
         }
+        const r = live ? rt!.vips[l.vip] : undefined;
+        if (r) healthy.push({ labels: { vip: l.vip }, value: r.healthy });
+        if (typeof r?.announced === 'boolean') announced.push({ labels: { vip: l.vip }, value: r.announced ? 1 : 0 });
       }
       for (const [id, b] of state.backends) {
         const vip = vipsNow.get(b.vipId)?.vip;
@@ -128,7 +150,13 @@ export function lbCollector(): Collector {
         beBytes.push({ series: l.in, value: rows.get(id, 'bytes') }, { series: l.reply, value: rows.get(id, 'reply_bytes') });
         beConns.push({ series: l.conns, value: rows.get(id, 'new_conns') });
         weight.push({ series: b.removed ? l.removed : l.active, value: b.removed ? 0 : b.weight });
+        const h = live && !b.removed ? rt!.vips[vip]?.backends[l.backend] : undefined;
+        if (h) {
+          up.push({ labels: { vip, backend: l.backend }, value: h.health === 'down' ? 0 : 1 });
+          for (const state of HEALTH) health.push({ labels: { vip, backend: l.backend, state }, value: h.health === state ? 1 : 0 });
+        }
       }
+      const bgp = live ? rt!.bgp : null;
       // Only what this scrape saw is kept: removed VIPs and backends go.
       vipsKnown = vipsNow;
       backendsKnown = backendsNow;
@@ -149,6 +177,13 @@ export function lbCollector(): Collector {
         family(F.chained, chained),
         family(F.generation, generation),
         family(F.unchained, unchained),
+        family(F.serviceRunning, [{ value: live ? 1 : 0 }]),
+        family(F.backendUp, up),
+        family(F.backendHealth, health),
+        family(F.vipHealthy, healthy),
+        family(F.vipAnnounced, announced),
+        family(F.birdUp, bgp ? [{ value: bgp.reachable && !bgp.error ? 1 : 0 }] : []),
+        family(F.bgpSession, bgp ? bgp.sessions.map((p) => ({ labels: { peer: p.name }, value: p.established ? 1 : 0 })) : []),
       ];
     },
   };

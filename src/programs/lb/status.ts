@@ -1,6 +1,8 @@
 // What the balancer is doing, read back from the kernel: where it runs, its
 // NAT settings, how full its tables are, and every VIP and backend with
-// their counters (per-CPU values summed).
+// their counters (per-CPU values summed); and what `xdp-lb run` published of
+// what the kernel does not know (health, announcements; runtime.ts), marked
+// stale when its writer is gone.
 import type { BpfMap } from '../../libbpf/index.js';
 import { XdplbError } from '../../errors.js';
 import { resolveIface } from '../../root/pins.js';
@@ -11,6 +13,9 @@ import {
   type NatConfig, type Timeouts, type VipForwarding,
 } from './layout.js';
 import { chainedEntries } from './chain.js';
+import { vipName } from './config.js';
+import { backendName, type Health } from './health.js';
+import { readRuntime, type BgpRuntime, type LbRuntime } from './runtime.js';
 
 export interface BackendStatus {
   id: number;
@@ -21,6 +26,10 @@ export interface BackendStatus {
   /** Out of the table, still serving its established flows. */
   removed: boolean;
   counters: LbCounters;
+  /** As the service last published (null without one, or for a backend it does not run). */
+  health?: Health | null;
+  since?: string | null;
+  last_error?: string | null;
 }
 
 /** A stateless VIP's chaining: its change counter, its window, how many
@@ -49,6 +58,21 @@ export interface VipStatus extends Omit<VipForwarding, 'forwarding' | 'stateless
   stateless?: ChainStatus;
   counters: LbCounters;
   backends: BackendStatus[];
+  /** As the service last published (null without one): backends taking new
+   *  flows, whether its address is announced (null: no `bgp`), and why. */
+  healthy?: number | null;
+  announced?: boolean | null;
+  announcement?: string | null;
+}
+
+/** The service that publishes health and announcements: null when none
+ *  has (or it stopped); `running` false when it is gone and this is stale. */
+export interface ServiceStatus {
+  pid: number;
+  running: boolean;
+  started: string;
+  updated: string;
+  attached: boolean | null;
 }
 
 /** Every row of a counters map (lb_vip_stats, lb_be_stats) summed over
@@ -134,7 +158,26 @@ export type LbStatus =
       nat_ports: number;
       nat_ports_max: number;
       vips: VipStatus[];
+      service: ServiceStatus | null;
+      bgp: BgpRuntime | null;
     };
+
+/** The VIPs with what the service published of them. */
+function withRuntime(vips: VipStatus[], rt: LbRuntime | null): VipStatus[] {
+  return vips.map((v) => {
+    const r = rt?.vips[vipName(v)];
+    return {
+      ...v,
+      healthy: r?.healthy ?? null,
+      announced: r?.announced ?? null,
+      announcement: r?.announcement ?? null,
+      backends: v.backends.map((b) => {
+        const h = b.removed ? undefined : r?.backends[backendName(b)];
+        return { ...b, health: h?.health ?? null, since: h?.since ?? null, last_error: h?.last_error ?? null };
+      }),
+    };
+  });
+}
 
 /** The namespace's balancer; with `ifnames`, each must exist here and run
  *  the balancer. */
@@ -148,6 +191,7 @@ export function lbStatus(ifnames?: string[]): LbStatus {
   if (!maps) return { loaded: false, interfaces: {} };
   try {
     const state = readState(maps);
+    const rt = readRuntime();
     return {
       loaded: true,
       interfaces: ifnames ? Object.fromEntries(ifnames.map((n) => [n, all[n]])) : all,
@@ -155,7 +199,9 @@ export function lbStatus(ifnames?: string[]): LbStatus {
       nat: state.config.nat,
       timeouts: state.config.timeouts,
       ...tableFill(maps),
-      vips: vipStatus(maps, state),
+      vips: withRuntime(vipStatus(maps, state), rt),
+      service: rt && { pid: rt.pid, running: rt.running, started: rt.started, updated: rt.updated, attached: rt.attached },
+      bgp: rt?.bgp ?? null,
     };
   } finally {
     closeLbMaps(maps);
