@@ -23,7 +23,11 @@ for (const t of TOOLS) writeFileSync(`build/man/${t.name}.8`, manPage(t, date, c
 mkdirSync('build/systemd', { recursive: true });
 const template = readFileSync('systemd/xdplb-subprogram.service.in', 'utf8');
 for (const p of PROGRAMS) {
-  const unit = template.replace(/^# The template.*\n(#.*\n)*/m, '').replaceAll('@NAME@', p.name).replaceAll('@SUMMARY@', p.summary);
+  // @UNIT@ and @SERVICE@ stand on lines of their own: the program's extra
+  // lines there, or nothing.
+  const extra = (lines) => (lines?.length ? `${lines.join('\n')}\n` : '');
+  const unit = template.replace(/^# The template.*\n(#.*\n)*/m, '').replaceAll('@NAME@', p.name).replaceAll('@SUMMARY@', p.summary)
+    .replace('@UNIT@\n', extra(p.unit?.unit)).replace('@SERVICE@\n', extra(p.unit?.service));
   writeFileSync(`build/systemd/xdplb-${p.name}.service`, unit);
 }
 

@@ -9,5 +9,5 @@ import { manPage } from './man.js';
 import { withMetricsTable } from '../service/metrics-doc.js';
 
 export const TOOLS = [ROOT_TOOL, ...SUBPROGRAMS.map(subprogramTool)];
-export const PROGRAMS = SUBPROGRAMS.map((s) => ({ name: s.name, summary: s.summary, defaultSlot: s.defaultSlot }));
+export const PROGRAMS = SUBPROGRAMS.map((s) => ({ name: s.name, summary: s.summary, defaultSlot: s.defaultSlot, unit: s.unit }));
 export { manPage, withMetricsTable };

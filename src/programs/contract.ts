@@ -42,6 +42,9 @@ export interface ServiceHandler<S> {
    *  (each there with its root array, the program in its slot, the kernel
    *  holding the settings). */
   settled?(whole: boolean): void;
+  /** Given once the service runs: call `report` when the program's part of
+   *  the STATUS= line changed on its own (health, a daemon it drives). */
+  watch?(report: () => void): void;
   /** What is wrong outside the kernel (a daemon it drives, ...): shown as
    *  degraded, never repaired by apply(), never withholding the watchdog. */
   problems?(): string[];
@@ -154,6 +157,9 @@ export interface Subprogram<S = any> extends ProgramSpec {
   options: readonly OptionSpec[];
   actions: ReadonlyArray<ActionSpec<any>>;
   service(): Promise<ServiceHandler<S>>;
+  /** Lines its unit (xdplb-<name>.service) has besides the template's, in
+   *  [Unit] and [Service]: what it orders itself after, what more it may write. */
+  unit?: { unit?: readonly string[]; service?: readonly string[] };
   /** Its metrics on the interfaces `ifnames()` names at each scrape. */
   metrics(ifnames: () => string[], opts: MetricsOptions): Collector;
   /** Every metric its collector may return. */

@@ -35,6 +35,9 @@ export interface Service {
   status(): string;
   /** Check the kernel against the config, repair what can be repaired. */
   reconcile(): Health | Promise<Health>;
+  /** Given, once started, what to call when the status line changed on
+   *  its own (not by a reload or a reconciliation): it is sent again. */
+  watch?(report: () => void): void;
 }
 
 const PREFIX: Record<Priority, string> = { err: '<3>', warning: '<4>', notice: '<5>', info: '<6>' };
@@ -86,6 +89,7 @@ export function serve(svc: Service, log: Log, opts: { reconcileMs?: number } = {
     }
     notify('READY=1');
     report();
+    svc.watch?.(report);
 
     let busy = false;
     let stopping = false;

@@ -96,6 +96,9 @@ export function runSectionService(sub: Subprogram, command: string, file: string
       if (!p) return 'starting';
       return handler.status(present(p.ifnames).ifaces.filter(rootAttached));
     },
+    watch(report) {
+      handler.watch?.(report);
+    },
     async reconcile(): Promise<Health> {
       const p = current!;
       const { ifaces, missing } = present(p.ifnames);

@@ -103,7 +103,7 @@ export class FleetServices {
     const dir = join(this.f.dir, s.name);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'who'), s.name);
-    this.servers.set(s.name, spawn('nsenter', [`--net=/run/netns/${s.ns}`, 'python3', '-m', 'http.server', '8000', '--bind', '::', '--directory', dir], { stdio: 'ignore' }));
+    this.servers.set(s.name, spawn('nsenter', [`--net=/run/netns/${s.ns}`, 'python3', '-m', 'http.server', '8000', '--bind', '::', '--protocol', 'HTTP/1.1', '--directory', dir], { stdio: 'ignore' }));
   }
 
   async serving(s: FleetBackend): Promise<void> {

@@ -104,11 +104,16 @@ it('announces a VIP while its balancer serves it and a backend is healthy, withd
   await prom.waitForScrapes(2);
   const q = async (promql: string) => Object.fromEntries((await prom.query(promql)).map((x) => [JSON.stringify(x.metric), x.value]));
 
+  await lb1.n.waitFor(new RegExp(`^STATUS=${b1.frontIf}: 2 VIPs, 4 backends, \\d+/\\d+ connections, 0 of 4 checked backends down, 2 of 2 VIPs announced$`));
+
   // Every backend dies: each VIP is withdrawn by both balancers.
   let mark = lb1.d.stderr.length;
+  const notes1 = lb1.n.lines.length;
   for (const x of f.backends) await s.killServer(x);
   await both([]);
   await logged(lb1, `xdp-lb: lb: BGP: withdrawing ${f.vip4}/32 (tcp:${f.vip4}:8000 has no healthy backend)`, mark);
+  // The STATUS line follows on its own, between reloads and repairs.
+  await lb1.n.waitFor(/, 4 of 4 checked backends down, 0 of 2 VIPs announced$/, notes1);
   expect(s.status(b2).vips.map((v: any) => [v.announced, v.healthy, v.announcement])).toEqual([
     [false, 0, 'not announced: no backend takes new flows'], [false, 0, 'not announced: no backend takes new flows']]);
   await prom.waitForScrapes(2);

@@ -272,12 +272,39 @@ describe('the xdplb package on Debian 13 with systemd', () => {
     }
   });
 
+  it('the balancer unit drives the packaged BIRD with the shipped example: its VIP in BIRD\'s routes while it serves it', async () => {
+    // bird2 came as a Recommends; its unit runs BIRD as bird:bird.
+    expect(inBox('dpkg-query', '-W', '-f=${Status}', 'bird2').out).toBe('install ok installed');
+    expect(systemctl('show', '-P', 'After', 'xdplb-lb').out).toMatch(/\bbird\.service\b/);
+    expect(systemctl('show', '-P', 'Wants', 'xdplb-lb').out).toMatch(/\bbird\.service\b/);
+    expect(systemctl('show', '-P', 'Requires', 'xdplb-lb').out).not.toMatch(/bird/);
+    expect(inBox('cp', '/usr/share/doc/xdplb/examples/xdplb-balancer.conf', '/etc/bird/bird.conf').code).toBe(0);
+    expect(systemctl('restart', 'bird').code).toBe(0);
+    await until('BIRD\'s socket', () => inBox('test', '-S', '/run/bird/bird.ctl').code === 0);
+    const config = JSON.parse(inBox('cat', '/etc/xdplb/xdplb.json').out);
+    config.lb.bgp = { peers: ['router1'] };
+    box.exec(['sh', '-c', 'cat > /etc/xdplb/xdplb.json'], { input: JSON.stringify(config) });
+    expect(systemctl('reload', 'xdplb-lb').code).toBe(0);
+    await until('the VIP in BIRD', () => /10\.203\.0\.100\/32 +blackhole/.test(inBox('birdc', 'show', 'route', 'protocol', 'xdplb_vips4').out));
+    expect(inBox('stat', '-c', '%a %U', '/run/bird/xdplb-vips.conf').out.trim()).toBe('644 root');
+    const s = JSON.parse(inBox('xdp-lb', '--status', '--json').out);
+    expect(s.vips[0]).toMatchObject({ announced: true, healthy: 1 });
+    expect(s.bgp).toMatchObject({ reachable: true, error: null, accepted: ['10.203.0.100/32'] });
+    // No router answers in here: the session is BIRD's to keep trying.
+    expect(s.bgp.sessions).toEqual([expect.objectContaining({ name: 'router1', established: false })]);
+    await until('the STATUS line', () => /, 1 of 1 VIPs announced$/.test(systemctl('show', '-P', 'StatusText', 'xdplb-lb').out.trim()));
+    expect(inBox('ls', '/run/xdplb').out.trim()).toMatch(/^netns-\d+$/);
+  });
+
   it('systemctl stop detaches everything, stops the subprogram units and leaves no pins', () => {
     expect(systemctl('is-active', 'xdplb-filter').out.trim()).toBe('active');
     expect(systemctl('stop', 'xdplb-root').code).toBe(0);
     expect(systemctl('is-active', 'xdplb-filter', 'xdplb-sampler', 'xdplb-lb').out.trim().split('\n')).toEqual(['inactive', 'inactive', 'inactive']);
     expect(attachedProg()).toBeNull();
     expect(pinned()).toBe(false);
+    // The balancer withdrew its VIP before it left.
+    expect(inBox('birdc', 'show', 'route', 'protocol', 'xdplb_vips4').out).not.toMatch(/10\.203\.0\.100/);
+    expect(inBox('journalctl', '-u', 'xdplb-lb', '--no-pager', '-o', 'cat').out).toContain('lb: BGP: withdrew every VIP (/run/bird/xdplb-vips.conf is empty)');
   });
 
   it('a bad config, a missing one, invalid JSON or a foreign XDP program fails the unit with one readable line and attaches nothing', async () => {

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { ROOT_DIR } from '../helpers/cli.js';
 import { ConfigError, parseConfig } from '../../src/service/config.js';
 
 const F = '/etc/xdplb/xdplb.json';
@@ -88,5 +90,19 @@ describe('service config', () => {
   it('reads past a UTF-8 byte-order mark without shifting lines or columns', () => {
     expect(parseConfig('\ufeff{"mode": "skb"}', F).mode).toBe('skb');
     expect(fails('\ufeff{\n  "mode": "fast"\n}')).toBe(`${F}:2:11: mode: expected "native", "skb" or "auto", got "fast"`);
+  });
+});
+
+describe('the shipped fleet balancer example', () => {
+  it('is a config the service accepts, announcing through the example BIRD config\'s names', () => {
+    const text = readFileSync(`${ROOT_DIR}/etc/xdplb-balancer.json`, 'utf8');
+    const lb = parseConfig(text, 'xdplb-balancer.json').sections.lb;
+    expect(lb.enabled).toBe(true);
+    const settings = lb.settings as { bgp: { protocol: string; peers: string[]; includeFile: string }; vips: Array<{ backends: Array<{ health?: object }> }> };
+    const bird = readFileSync(`${ROOT_DIR}/etc/bird/xdplb-balancer.conf`, 'utf8');
+    for (const p of settings.bgp.peers) expect(bird).toMatch(new RegExp(`^protocol bgp ${p} \\{`, 'm'));
+    expect(bird).toContain(`if proto = "${settings.bgp.protocol}4" || proto = "${settings.bgp.protocol}6" then accept;`);
+    expect(bird).toContain(`include "${settings.bgp.includeFile.replace(/[^/]*$/, '')}xdplb-*.conf";`);
+    expect(settings.vips[0].backends.every((b) => b.health)).toBe(true);
   });
 });

@@ -26,4 +26,22 @@ export const lb: Subprogram<LbSection> = {
   metrics: () => lbCollector(),
   metricFamilies: Object.values(LB_FAMILIES),
   service: async () => (await import('./service.js')).lbService(),
+  unit: {
+    unit: [
+      '# BIRD announces the VIPs (see docs/BGP.md): started first when both are, not required.',
+      'Wants=bird.service',
+      'After=bird.service',
+    ],
+    service: [
+      '# Health and announcements for xdp-lb --status and the metrics; kept after a',
+      '# crash so that its status shows the last state as stale.',
+      'RuntimeDirectory=xdplb',
+      'RuntimeDirectoryPreserve=yes',
+      '# The file of VIPs and the control socket in BIRD\'s directory, owned by its',
+      '# user (Debian\'s bird2 runs BIRD as bird:bird, the socket mode 0660).',
+      'ReadWritePaths=-/run/bird',
+      'CapabilityBoundingSet=CAP_DAC_OVERRIDE',
+      'AmbientCapabilities=CAP_DAC_OVERRIDE',
+    ],
+  },
 };

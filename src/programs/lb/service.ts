@@ -77,6 +77,9 @@ class LbService implements ServiceHandler<LbSection> {
   private announcer: Announcer | null = null;
   private wanted = new Map<string, string>();
   private stopped = false;
+  private report: (() => void) | null = null;
+  /** What the STATUS= line last said of health and announcements. */
+  private summary = '';
   private readonly started = new Date();
   private readonly startTicks = processStartTicks(process.pid);
   private readonly expiry = new ChainExpiry();
@@ -145,6 +148,10 @@ class LbService implements ServiceHandler<LbSection> {
     if (was !== whole) this.publish();
   }
 
+  watch(report: () => void): void {
+    this.report = report;
+  }
+
   problems(): string[] {
     const p = this.announcer?.problem();
     return p ? [p] : [];
@@ -156,14 +163,19 @@ class LbService implements ServiceHandler<LbSection> {
     const backends = s.vips.reduce((n, v) => n + v.backends.length, 0);
     let line = `${Object.keys(s.interfaces).join(', ')}: ${s.vips.length} VIPs, ${backends} backends, ` +
       `${s.connections}/${s.connections_max} connections`;
-    if (this.section && this.checker) {
-      const states = [...this.checker.states().values()];
-      const down = states.filter((h) => h.health === 'down').length;
-      if (states.length) line += `, ${down} of ${states.length} checked backends down`;
-      if (this.section.bgp) {
-        const vips = Object.values(this.vipRuntime(this.section));
-        line += `, ${vips.filter((v) => v.announced).length} of ${vips.length} VIPs announced`;
-      }
+    return line + this.healthSummary();
+  }
+
+  /** The STATUS= line's part on health and announcements. */
+  private healthSummary(): string {
+    if (!this.section || !this.checker) return '';
+    let line = '';
+    const states = [...this.checker.states().values()];
+    const down = states.filter((h) => h.health === 'down').length;
+    if (states.length) line += `, ${down} of ${states.length} checked backends down`;
+    if (this.section.bgp) {
+      const vips = Object.values(this.vipRuntime(this.section));
+      line += `, ${vips.filter((v) => v.announced).length} of ${vips.length} VIPs announced`;
     }
     return line;
   }
@@ -305,7 +317,7 @@ class LbService implements ServiceHandler<LbSection> {
 
   /** Publish health and announcements for `--status` and the metrics. */
   private publish(): void {
-    if (!this.section) return;
+    if (!this.section || this.stopped) return;
     const view = this.announcer?.view();
     const bgp = this.section.bgp;
     const state: LbRuntime = {
@@ -325,6 +337,11 @@ class LbService implements ServiceHandler<LbSection> {
       writeRuntime(state);
     } catch (err) {
       this.log(`lb: cannot publish health and announcements: ${(err as Error).message}`, 'warning');
+    }
+    const summary = this.healthSummary();
+    if (summary !== this.summary) {
+      this.summary = summary;
+      this.report?.();
     }
   }
 }
