@@ -339,6 +339,29 @@ describe('DSR flows', () => {
     expect(counters().new_conns).toBe(40n);
   });
 
+  it('a SYN that reuses a 5-tuple starts a new flow on every CPU, not only its own', () => {
+    // The old connections' entries live on CPU 1 (their end was the backends'); the
+    // table changes, the client reuses the ports on CPU 0, and their later packets
+    // arrive on CPU 1: they follow the new connections.
+    apply(dsr('ipip', [{ address: '10.0.0.2' }, { address: '10.0.0.3' }]));
+    const back = pinToCpu(1);
+    try {
+      for (let p = 41300; p < 41340; p++) run(frame(syn(p)));
+    } finally {
+      back();
+    }
+    apply(dsr('ipip', [{ address: '10.0.0.4' }, { address: '10.0.0.5' }]));
+    const now = new Map<number, number>();
+    for (let p = 41300; p < 41340; p++) now.set(p, run(frame(syn(p))).data[33]);
+    expect(new Set(now.values())).toEqual(new Set([4, 5]));
+    const again = pinToCpu(1);
+    try {
+      for (const [p, to] of now) expect([p, run(frame(syn(p, { flags: TCP.ACK }))).data[33]]).toEqual([p, to]);
+    } finally {
+      again();
+    }
+  });
+
   it('an RST ends the flow: its entry goes', () => {
     apply(dsr('gue', [{ address: '10.0.0.2' }]));
     run(frame(syn(41200)));

@@ -596,6 +596,14 @@ __noinline int lb_slow(struct xdp_md *ctx, const struct lb_flow *flow, __u32 how
 		h->slot = s ? *s : (struct lb_slot){ .cur = LB_SLOT_NONE, .prev = LB_SLOT_NONE };
 		return LB_GO_STATELESS;
 	}
+	/* A DSR SYN starts the 5-tuple over. An earlier connection's entry
+	 * may live on in another CPU's value (a DSR flow ends at the backend,
+	 * unseen here), and that CPU would send the new flow's later packets
+	 * after the old backend: the element goes, and lb_new_flow() makes it
+	 * anew with this CPU's value only. (NAT reads its entry: a SYN sent
+	 * again keeps its port; the backend's RST or FIN ends a NAT flow.) */
+	if ((how & LB_SLOW_SYN) && fwd->mode != LB_FWD_NAT)
+		bpf_map_delete_elem(&lb_conns, flow);
 	now = lb_now(cfg);
 	if ((how & LB_SLOW_ADOPT) || ((how & LB_SLOW_SYN) && fwd->mode == LB_FWD_NAT)) {
 		c = bpf_map_lookup_elem(&lb_conns, flow);
