@@ -296,7 +296,8 @@ function build(f: Fleet): void {
     sysctl(b.ns, 'net.ipv4.conf.all.forwarding=1', 'net.ipv6.conf.all.forwarding=1');
   }
   for (const s of f.backends) {
-    plug(s.ns, s.ifname, ns.back, [s.addr4], [s.addr6], false);
+    // The decapsulator sends a stateless VIP's chained packets on with XDP_TX.
+    plug(s.ns, s.ifname, ns.back, [s.addr4], [s.addr6], true);
     ip('-n', s.ns, 'route', 'add', 'default', 'via', r.back4);
     ip('-n', s.ns, '-6', 'route', 'add', 'default', 'via', r.back6);
   }

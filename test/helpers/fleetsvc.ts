@@ -5,11 +5,10 @@
 // on `lo` and the decapsulator in their root arrays (DSR: they answer the
 // clients through the router). Every process is killed by its own pid and
 // every pin removed by close(), also after a failure.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, ok, run } from './cli.js';
-import { placeDecap } from './decap.js';
+import { BIN, ok, run, xdpRoot } from './cli.js';
 import type { Fleet, FleetBackend, FleetBalancer } from './fleet.js';
 import { inNs, waitFor } from './lblab.js';
 import { nsPinDir } from './netns.js';
@@ -92,8 +91,12 @@ export class FleetServices {
   async startBackends(vips: string[]): Promise<void> {
     for (const s of this.f.backends) {
       for (const v of vips) run('ip', ['-n', s.ns, 'address', 'add', v.includes(':') ? `${v}/128` : `${v}/32`, 'dev', 'lo']);
-      inNs(s.ns, 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${s.ifname}.rp_filter=0`]);
-      placeDecap(s.ns, s.ifname, { address_ipv4: s.addr4, address_ipv6: s.addr6, gue_port: GUE_PORT });
+      // Forwarding for the decapsulator's FIB lookups when it chains a
+      // stateless VIP's packet on to another backend.
+      inNs(s.ns, 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${s.ifname}.rp_filter=0`,
+        'net.ipv4.conf.all.forwarding=1', 'net.ipv4.conf.all.send_redirects=0', `net.ipv4.conf.${s.ifname}.send_redirects=0`]);
+      ok(xdpRoot(['--attach', '--interface', s.ifname, '--mode', 'native'], { netns: s.ns }));
+      ok(run(BIN('xdp-decap'), ['--attach', '--interface', s.ifname, '--tunnel-ipv4', s.addr4, '--tunnel-ipv6', s.addr6, '--gue-port', String(GUE_PORT)], { netns: s.ns }));
       this.startServer(s);
     }
     for (const s of this.f.backends) await this.serving(s);
@@ -151,4 +154,16 @@ export class FleetServices {
  *  resolves has the encapsulation source, which is not theirs. */
 export function balancerSysctls(b: FleetBalancer): void {
   inNs(b.ns, 'sysctl', ['-q', '-w', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${b.frontIf}.rp_filter=0`, `net.ipv4.conf.${b.backIf}.rp_filter=0`]);
+}
+
+/**
+ * No unknown-unicast flooding on the front switch. A NIC drops frames for
+ * other MAC addresses before XDP sees them; a veth does not. Once a cut
+ * balancer's port has lost its carrier, the switch floods frames for its MAC
+ * to every port, and the other balancers' XDP programs would balance them,
+ * hiding the cut. Without flooding, they are lost, as on a real segment.
+ */
+export function noUnicastFlood(f: Fleet): void {
+  const ports = JSON.parse(execFileSync('ip', ['-n', f.ns.front, '-j', 'link', 'show', 'master', 'br0'], { encoding: 'utf8' })) as Array<{ ifname: string }>;
+  for (const p of ports) execFileSync('bridge', ['-n', f.ns.front, 'link', 'set', 'dev', p.ifname, 'flood', 'off']);
 }

@@ -170,6 +170,8 @@ function one() {
       let body = '';
       res.on('data', (d) => (body += d));
       res.on('end', () => { rec.who = res.statusCode === 200 ? body : null; if (!rec.who) rec.error = 'status ' + res.statusCode; resolve(); });
+      // A connection reset after the headers (a backend that died) ends the response, not the request.
+      res.on('error', (e) => { rec.error = e.message; resolve(); });
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', (e) => { rec.error = e.message; resolve(); });
