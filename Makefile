@@ -11,7 +11,7 @@ TS_SRCS    := $(shell find src -name '*.ts')
 
 vpath %.bpf.c bpf/xdp_root $(wildcard bpf/subprogs/*) bpf/fixtures
 
-.PHONY: all build bpf js deps test test-unit test-kernel test-net bench demo clean typecheck docs
+.PHONY: all build bpf js deps test test-unit test-kernel test-net bench demo demo-fleet clean typecheck docs
 
 all: build
 
@@ -67,6 +67,10 @@ docs: js
 
 demo: deps build
 	bash scripts/demo.sh
+
+# Three balancers announcing VIPs over BGP (BIRD) to a router's ECMP route.
+demo-fleet: deps build
+	bash scripts/demo-fleet.sh
 
 clean:
 	rm -rf build dist
