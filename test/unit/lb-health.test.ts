@@ -390,6 +390,14 @@ describe('health in the kernel config and the status', () => {
     expect(kernelConfig(config, new Map())).toEqual(config);
   });
 
+  it('keeps an operator\'s weight 0 whatever the health: up, unchecked or down', () => {
+    for (const health of ['up', 'unchecked', 'down'] as const) {
+      const k = kernelConfig(config, new Map([[targetKey(v4, v4.backends[1]), state(health)]]));
+      expect([health, k.vips[0].backends.map((b) => b.weight)]).toEqual([health, [1, 0, 3, 1, 2]]);
+    }
+    expect(healthStatus(config, new Map([[targetKey(v4, v4.backends[1]), state('up')]]))['tcp:10.0.0.10:80'].healthy).toBe(4);
+  });
+
   it('reports per backend health, since and last error, and per VIP the backends taking new flows', () => {
     const s = healthStatus(config, states);
     expect(s).toEqual({
