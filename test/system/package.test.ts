@@ -8,6 +8,7 @@ import { nsPinDir, uniqueTag } from '../helpers/netns.js';
 import { boot, debootstrap, installDeb, removeRootfs, type Container } from '../helpers/container.js';
 import { promtoolCheckMetrics } from '../helpers/prometheus.js';
 import { ABI_VERSION, VERSION } from '../../src/version.js';
+import { SUBPROGRAMS } from '../../src/programs/index.js';
 
 const tag = uniqueTag();
 const rootfs = `/var/tmp/xdplb-system-${tag}`;
@@ -152,7 +153,8 @@ describe('the xdplb package on Debian 13 with systemd', () => {
   it('systemd-analyze verify prints nothing for the units', () => {
     const units = ['root', ...readdirSync(`${ROOT_DIR}/build/systemd`).map((f) => f.replace(/^xdplb-|\.service$/g, ''))]
       .map((u) => `/usr/lib/systemd/system/xdplb-${u}.service`);
-    expect(units).toHaveLength(4);
+    // The root's and one per subprogram of the registry.
+    expect(units.sort()).toEqual(['root', ...SUBPROGRAMS.map((p) => p.name)].map((u) => `/usr/lib/systemd/system/xdplb-${u}.service`).sort());
     expect(inBox('systemd-analyze', 'verify', ...units)).toEqual({ code: 0, out: '' });
   });
 
