@@ -51,6 +51,8 @@ describe('the example alerts', () => {
           s('xdplb_lb_nat_ports{}', '0+1000x26 27000x34'),
           s('xdplb_lb_nat_ports_max{}', '32768x60'),
           s('xdplb_sampler_lost_total{interface="eth0"}', '0x40'),
+          s('xdplb_lb_vip_healthy_backends{vip="tcp:10.0.0.10:80"}', '2x40'),
+          s('xdplb_lb_vip_healthy_backends{vip="tcp:10.0.0.11:80"}', '2 1 0x38'),
         ],
         alert_rule_test: [
           { eval_time: '30s', alertname: 'XdplbSlotAborting', exp_alerts: [] },
@@ -63,6 +65,9 @@ describe('the example alerts', () => {
           { eval_time: '11m', alertname: 'XdplbNatPortsNearlyFull', exp_alerts: [] },
           { eval_time: '12m', alertname: 'XdplbNatPortsNearlyFull', exp_alerts: [alert({ severity: 'warning' }, 'NAT table 82.4% full on lb1:9624', 'Widen nat.port_min..port_max, add NAT source addresses, or move VIPs to direct server return.')] },
           { eval_time: '10m', alertname: 'XdplbSamplesLost', exp_alerts: [] },
+          // No healthy backend from 30s on: firing 30 seconds later.
+          { eval_time: '45s', alertname: 'XdplbVipNoHealthyBackend', exp_alerts: [] },
+          { eval_time: '1m', alertname: 'XdplbVipNoHealthyBackend', exp_alerts: [alert({ vip: 'tcp:10.0.0.11:80', severity: 'critical' }, 'VIP tcp:10.0.0.11:80 has no healthy backend on lb1:9624', '`xdp-lb --status` shows each backend\'s last check error; the service logs each one going down.')] },
         ],
       }],
     };
