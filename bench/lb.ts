@@ -2,18 +2,16 @@
 // kernel with BPF_PROG_TEST_RUN inside a network namespace of its own (so
 // bpf_fib_lookup sees a real device, route and neighbour), and the control
 // plane's apply time for a large config and for a one-backend change.
-import { BpfObject, closeFd, possibleCpus, testRun } from '../src/libbpf/index.js';
+import { BpfObject, possibleCpus, testRun } from '../src/libbpf/index.js';
 import { ifNameToIndex } from '../src/sys/netdev.js';
 import { monotonicNs } from '../src/sys/clock.js';
-import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
-import { loadSlotProgram } from '../src/root/slot.js';
 import { validateConfig, vipName } from '../src/programs/lb/config.js';
 import { applyConfig } from '../src/programs/lb/apply.js';
 import { readState, type LbMaps } from '../src/programs/lb/state.js';
 import { LAYOUT, PROTO, addrBytes, familyOf } from '../src/programs/lb/layout.js';
 import { BPF } from '../test/helpers/cli.js';
 import { uniqueTag } from '../test/helpers/netns.js';
-import { TCP, closeLb, enterLabNamespace, frame, lbMapsOf, sysctlIn } from '../test/helpers/lb.js';
+import { enterLabNamespace, frame, type LbInstance, loadLb, sysctlIn, TCP } from '../test/helpers/lb.js';
 import { summarize, type Summary } from './stats.js';
 
 const XDP = { PASS: 2, TX: 3 };
@@ -116,14 +114,15 @@ export function largeConfig(weightOfFirst: number) {
   };
 }
 
-export function lbInstance(config: unknown): { root: RootArray; fds: LbMaps; close: () => void } {
-  const root = RootArray.load(BPF(ROOT_OBJECT));
-  const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
-  root.fill(SLOT, fd);
-  const fds = lbMapsOf(fd);
-  closeFd(fd);
-  applyConfig(fds, validateConfig(config));
-  return { root, fds, close: () => { closeLb(fds); root.close(); } };
+export function lbInstance(config: unknown): LbInstance {
+  const lb = loadLb(SLOT);
+  try {
+    applyConfig(lb.fds, validateConfig(config));
+  } catch (err) {
+    lb.close();
+    throw err;
+  }
+  return lb;
 }
 
 export function measureLb(rounds: number, repeat: number): LbBenchResult {

@@ -33,7 +33,7 @@ import { MAPS as DECAP_MAPS, OBJECT as DECAP_OBJECT, PROGRAM as DECAP_PROGRAM, e
 import { u32 } from '../src/programs/lb/layout.js';
 import { BPF } from '../test/helpers/cli.js';
 import { uniqueTag } from '../test/helpers/netns.js';
-import { TCP, closeLb, enterLabNamespace, frame, lbMapsOf, sysctlIn, type L4Frame } from '../test/helpers/lb.js';
+import { closeLb, enterLabNamespace, fillLb, frame, type L4Frame, sysctlIn, TCP } from '../test/helpers/lb.js';
 import { encapsulate, gueSport, gueVariant0 } from '../test/helpers/encap.js';
 import { summarize, type Summary } from './stats.js';
 
@@ -90,10 +90,7 @@ function instance(withDecap: boolean, withLb = true): Instance {
   const close = () => closers.reverse().forEach((c) => c());
   try {
     if (withLb) {
-      const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: 7 });
-      root.fill(7, fd);
-      const fds = lbMapsOf(fd);
-      closeFd(fd);
+      const fds = fillLb(root, 7);
       closers.push(() => closeLb(fds));
       // Two changes: VIP_PREV's entries all move from PREV4 to BE4.
       applyConfig(fds, validateConfig(config(PREV4)));

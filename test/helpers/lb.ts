@@ -2,7 +2,10 @@
 // checksum computed here from scratch, a network namespace to run programs
 // (and their FIB lookups) in, and the balancer's maps of a loaded program.
 import { execFileSync } from 'node:child_process';
-import { BpfMap, closeMaps, progInfo } from '../../src/libbpf/index.js';
+import { BpfMap, closeFd, closeMaps, progInfo } from '../../src/libbpf/index.js';
+import { RootArray } from '../../src/root/array.js';
+import { loadSlotProgram } from '../../src/root/slot.js';
+import { BPF } from './cli.js';
 import { LB_MAPS, type LbMapName } from '../../src/programs/lb/spec.js';
 import type { LbMaps } from '../../src/programs/lb/state.js';
 import { addrBytes, familyOf } from '../../src/programs/lb/layout.js';
@@ -205,6 +208,36 @@ export function lbMapsOf(progFd: number): LbMaps {
 
 export function closeLb(maps: LbMaps): void {
   closeMaps(maps);
+}
+
+/** The balancer loaded into `slot` of `root` (not pinned): its maps. */
+export function fillLb(root: RootArray, slot: number): LbMaps {
+  const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot });
+  try {
+    root.fill(slot, fd);
+    return lbMapsOf(fd);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+export interface LbInstance {
+  root: RootArray;
+  fds: LbMaps;
+  close(): void;
+}
+
+/** A root array of its own with the balancer in `slot`, as kernel tests and
+ *  benchmarks run it. */
+export function loadLb(slot: number): LbInstance {
+  const root = RootArray.load();
+  try {
+    const fds = fillLb(root, slot);
+    return { root, fds, close: () => { closeLb(fds); root.close(); } };
+  } catch (err) {
+    root.close();
+    throw err;
+  }
 }
 
 /** Make a namespace with `setup` (ip commands run inside it) and switch this

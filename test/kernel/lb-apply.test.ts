@@ -4,19 +4,17 @@
 // next apply of the same config; removed backends' ids are taken again once
 // no flow uses them, and not before.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BpfMap, MAP_F, MAP_TYPE, closeFd, testRun } from '../../src/libbpf/index.js';
+import { BpfMap, MAP_F, MAP_TYPE, testRun } from '../../src/libbpf/index.js';
 import { ifNameToIndex } from '../../src/sys/netdev.js';
 import { RootArray } from '../../src/root/array.js';
-import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
 import { kernelHz } from '../../src/programs/lb/clock.js';
 import { u32 } from '../../src/programs/lb/layout.js';
 import { applyConfig, executePlan } from '../../src/programs/lb/apply.js';
 import { planApply } from '../../src/programs/lb/plan.js';
 import { readState, type LbMaps } from '../../src/programs/lb/state.js';
-import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
-import { TCP, closeLb, enterLabNamespace, frame, lbMapsOf, parseFrame, sysctlIn } from '../helpers/lb.js';
+import { TCP, enterLabNamespace, frame, parseFrame, sysctlIn, loadLb, type LbInstance } from '../helpers/lb.js';
 import { configView, kernelView } from '../helpers/lbstate.js';
 
 const SLOT = 7;
@@ -38,22 +36,14 @@ beforeAll(() => {
 });
 afterAll(() => leave?.());
 
+let lb: LbInstance | undefined;
 let root: RootArray;
 let fds: LbMaps;
 beforeEach(() => {
-  root = RootArray.load();
-  const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
-  try {
-    root.fill(SLOT, fd);
-    fds = lbMapsOf(fd);
-  } finally {
-    closeFd(fd);
-  }
+  lb = loadLb(SLOT);
+  ({ root, fds } = lb);
 });
-afterEach(() => {
-  if (fds) closeLb(fds);
-  root?.close();
-});
+afterEach(() => lb?.close());
 
 const NAT = { source_ipv4: '10.0.0.10', source_ipv6: 'fd00::10' };
 const A = { address: '10.0.0.10', port: 80, protocol: 'tcp' };

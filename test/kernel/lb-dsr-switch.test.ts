@@ -9,17 +9,15 @@
 // starts over as a NAT flow, which the backend resets. Fragments follow
 // their first one's way. One CPU, as RSS runs a flow.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeFd, testRun } from '../../src/libbpf/index.js';
+import { testRun } from '../../src/libbpf/index.js';
 import { ifNameToIndex } from '../../src/sys/netdev.js';
 import { RootArray } from '../../src/root/array.js';
-import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig } from '../../src/programs/lb/config.js';
 import { applyConfig } from '../../src/programs/lb/apply.js';
 import type { LbMaps } from '../../src/programs/lb/state.js';
 import { vipStatus } from '../../src/programs/lb/status.js';
-import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
-import { TCP, closeLb, enterLabNamespace, fragments, frame, icmpError, lbMapsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
+import { TCP, enterLabNamespace, fragments, frame, icmpError, parseFrame, sysctlIn, type L4Frame, loadLb, type LbInstance } from '../helpers/lb.js';
 import { encapsulate, gueSport, pinToCpu } from '../helpers/encap.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
@@ -53,22 +51,14 @@ afterAll(() => {
   leave?.();
 });
 
+let lb: LbInstance | undefined;
 let root: RootArray;
 let fds: LbMaps;
 beforeEach(() => {
-  root = RootArray.load();
-  const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
-  try {
-    root.fill(SLOT, fd);
-    fds = lbMapsOf(fd);
-  } finally {
-    closeFd(fd);
-  }
+  lb = loadLb(SLOT);
+  ({ root, fds } = lb);
 });
-afterEach(() => {
-  if (fds) closeLb(fds);
-  root?.close();
-});
+afterEach(() => lb?.close());
 
 /** One VIP with one backend, forwarded `mode`'s way; the NAT source and
  *  the encapsulation source stay in the config whatever the mode. */

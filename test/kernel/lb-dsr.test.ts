@@ -5,21 +5,18 @@
 // computed here, the inner packet the client's, unchanged). The process runs
 // on one CPU, as a NIC's RSS runs a flow: the connection table is per CPU.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BpfMap, closeFd, testRun } from '../../src/libbpf/index.js';
+import { BpfMap, testRun } from '../../src/libbpf/index.js';
 import { bootTimeNs } from '../../src/sys/clock.js';
 import { ifNameToIndex } from '../../src/sys/netdev.js';
-import { RootArray } from '../../src/root/array.js';
-import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig } from '../../src/programs/lb/config.js';
-import { LAYOUT, u32 } from '../../src/programs/lb/layout.js';
+import { u32 } from '../../src/programs/lb/layout.js';
 import { applyConfig, expireChaining } from '../../src/programs/lb/apply.js';
-import { readState, type LbMaps } from '../../src/programs/lb/state.js';
+import { readState } from '../../src/programs/lb/state.js';
 import { vipStatus } from '../../src/programs/lb/status.js';
-import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
 import { inetChecksum } from '../helpers/packets.js';
 import { icmp6Checksum } from '../helpers/frames.js';
-import { TCP, closeLb, enterLabNamespace, frame, fragments, icmpError, lbMapsOf, sysctlIn, type L4Frame } from '../helpers/lb.js';
+import { TCP, enterLabNamespace, frame, fragments, icmpError, sysctlIn, type L4Frame, loadLb, type LbInstance } from '../helpers/lb.js';
 import { encapHash, encapsulate, gueSport, gueVariant0, pinToCpu, statelessEntry, variedSource, type Flow } from '../helpers/encap.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
@@ -67,32 +64,9 @@ afterAll(() => {
   leave?.();
 });
 
-interface Lb {
-  root: RootArray;
-  fds: LbMaps;
-  close(): void;
-}
-
-function loadLb(): Lb {
-  const root = RootArray.load();
-  try {
-    const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
-    try {
-      root.fill(SLOT, fd);
-      const fds = lbMapsOf(fd);
-      return { root, fds, close: () => { closeLb(fds); root.close(); } };
-    } finally {
-      closeFd(fd);
-    }
-  } catch (err) {
-    root.close();
-    throw err;
-  }
-}
-
-let lb: Lb;
+let lb: LbInstance;
 beforeEach(() => {
-  lb = loadLb();
+  lb = loadLb(SLOT);
 });
 afterEach(() => lb?.close());
 
@@ -260,7 +234,7 @@ describe('too big once encapsulated', () => {
     for (const cached of [true, false]) {
       if (!cached) {
         lb.close();
-        lb = loadLb();
+        lb = loadLb(SLOT);
         apply(dsr('ipip', [{ address: '10.1.0.2' }]));
       }
       const big = syn(40051, { flags: TCP.ACK, payload: Buffer.alloc(1381 - 40, 1) });
@@ -373,7 +347,7 @@ describe('DSR flows', () => {
   it('two balancers with the same config (no state shared) send the same bytes for the same packets', () => {
     const config = dsr('gue', Array.from({ length: 7 }, (_, i) => ({ address: `10.0.0.${20 + i}`, mac: `02:00:00:00:00:${(20 + i).toString(16)}` })), { encap_source_ipv4: '10.9.0.0/20' });
     apply(config);
-    const other = loadLb();
+    const other = loadLb(SLOT);
     try {
       apply(config, other);
       for (let p = 43000; p < 43100; p++) {
@@ -445,7 +419,7 @@ describe('IPv4 header checksums', () => {
       expect(run(bad).retval).toBe(XDP.DROP);
       expect(counters().bad_checksum).toBe(2n);
       lb.close();
-      lb = loadLb();
+      lb = loadLb(SLOT);
     }
   });
 });
@@ -468,7 +442,7 @@ describe('NAT ports', () => {
       expect(n / range).toBeGreaterThan(0.9);
       expect(counters().nat_exhausted).toBe(n < range ? 1n : 0n);
       lb.close();
-      lb = loadLb();
+      lb = loadLb(SLOT);
     }
   });
 });
@@ -516,7 +490,7 @@ describe('stateless', () => {
     }
   }
   // Backend ids' addresses, read once per apply (readState reads every table).
-  const known = new Map<Lb, Map<number, string>>();
+  const known = new Map<LbInstance, Map<number, string>>();
   const addressOf = (id: number, on = lb) => {
     const got = known.get(on)?.get(id);
     if (got) return got;
@@ -643,7 +617,7 @@ describe('stateless', () => {
   it('is a function of the packet and the table only: two balancers with no shared maps, the same applies, the same bytes', () => {
     const sequence = [stateless(list(5), { encap_source_ipv4: '10.9.0.0/20' }), stateless(list(6), { encap_source_ipv4: '10.9.0.0/20' }),
       stateless(list(6).slice(1), { encap_source_ipv4: '10.9.0.0/20' })];
-    const other = loadLb();
+    const other = loadLb(SLOT);
     try {
       for (const c of sequence) {
         apply(c);

@@ -4,11 +4,10 @@
 // checksums computed independently, and compared byte for byte.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
-import { BpfMap, MAP_TYPE, closeFd, testRun } from '../../src/libbpf/index.js';
+import { BpfMap, MAP_TYPE, testRun } from '../../src/libbpf/index.js';
 import { ifNameToIndex } from '../../src/sys/netdev.js';
 import { maglevTable } from '../../src/programs/lb/maglev.js';
 import { RootArray } from '../../src/root/array.js';
-import { loadSlotProgram } from '../../src/root/slot.js';
 import { validateConfig, type LbConfig } from '../../src/programs/lb/config.js';
 import { LAYOUT, LB_MAX_BACKENDS, PROTO, addrBytes, addrText, encodeVipKey, familyOf, u32 } from '../../src/programs/lb/layout.js';
 import { VIP_BITS_WORDS, vipBits } from '../../src/programs/lb/vipbits.js';
@@ -16,9 +15,8 @@ import { kernelHz } from '../../src/programs/lb/clock.js';
 import { applyConfig } from '../../src/programs/lb/apply.js';
 import { readState, type LbMaps } from '../../src/programs/lb/state.js';
 import { tableFill, vipStatus } from '../../src/programs/lb/status.js';
-import { BPF } from '../helpers/cli.js';
 import { uniqueTag } from '../helpers/netns.js';
-import { TCP, closeLb, enterLabNamespace, fragments, frame, icmpError, lbMapsOf, parseFrame, sysctlIn, type L4Frame } from '../helpers/lb.js';
+import { TCP, enterLabNamespace, fragments, frame, icmpError, parseFrame, sysctlIn, type L4Frame, loadLb, type LbInstance } from '../helpers/lb.js';
 
 const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 };
 const SLOT = 7;
@@ -51,23 +49,14 @@ beforeAll(() => {
 });
 afterAll(() => leave?.());
 
+let lb: LbInstance | undefined;
 let root: RootArray;
 let fds: LbMaps;
-
 beforeEach(() => {
-  root = RootArray.load();
-  const fd = loadSlotProgram(root, { object: BPF('xdp_lb.o'), program: 'xdp_lb', slot: SLOT });
-  try {
-    root.fill(SLOT, fd);
-    fds = lbMapsOf(fd);
-  } finally {
-    closeFd(fd);
-  }
+  lb = loadLb(SLOT);
+  ({ root, fds } = lb);
 });
-afterEach(() => {
-  if (fds) closeLb(fds);
-  root?.close();
-});
+afterEach(() => lb?.close());
 
 const BASE = {
   nat: { source_ipv4: '10.0.0.10', source_ipv6: 'fd00::10' },
