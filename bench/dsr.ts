@@ -28,7 +28,8 @@ import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
 import { loadSlotProgram } from '../src/root/slot.js';
 import { validateConfig } from '../src/programs/lb/config.js';
 import { applyConfig } from '../src/programs/lb/apply.js';
-import { MAPS as DECAP_MAPS, OBJECT as DECAP_OBJECT, PROGRAM as DECAP_PROGRAM, encodeConfig } from '../src/programs/decap/layout.js';
+import type { LbMaps } from '../src/programs/lb/state.js';
+import { MAPS as DECAP_MAPS, OBJECT as DECAP_OBJECT, PROGRAM as DECAP_PROGRAM, encodeConfig, type DecapConfig } from '../src/programs/decap/layout.js';
 import { u32 } from '../src/programs/lb/layout.js';
 import { BPF } from '../test/helpers/cli.js';
 import { uniqueTag } from '../test/helpers/netns.js';
@@ -76,29 +77,29 @@ const VIPS = [
 ];
 const CONFIG = { nat: { source_ipv4: SRC4, port_min: 1024, port_max: 65535 }, encap_source_ipv4: SRC4, encap_source_ipv6: SRC6, vips: VIPS };
 
-interface Instance {
+export interface Instance {
   root: RootArray;
   close(): void;
 }
 
-/** A root with the balancer in slot 7 and, if asked, the decapsulator
- *  (tunnel addresses: the backends') in slot 6. */
-function instance(withDecap: boolean, withLb = true): Instance {
+/** A root with, if asked, the balancer in slot 7 (`lb` fills its tables)
+ *  and the decapsulator in slot 6 with `decap` as its config. */
+export function benchRoot(lb?: (fds: LbMaps) => void, decap?: DecapConfig): Instance {
   const root = RootArray.load(BPF(ROOT_OBJECT));
   const closers: Array<() => void> = [() => root.close()];
   const close = () => closers.reverse().forEach((c) => c());
   try {
-    if (withLb) {
+    if (lb) {
       const fds = fillLb(root, 7);
       closers.push(() => closeLb(fds));
-      applyConfig(fds, validateConfig(CONFIG));
+      lb(fds);
     }
-    if (withDecap) {
+    if (decap) {
       const fd = loadSlotProgram(root, { object: BPF(DECAP_OBJECT), program: DECAP_PROGRAM, slot: 6 });
       root.fill(6, fd);
       for (const id of progInfo(fd).mapIds) {
         const m = BpfMap.byId(id)!;
-        if (m.name === DECAP_MAPS.config) m.update(u32(0), encodeConfig({ address_ipv4: BE4, address_ipv6: BE6, gue_port: 6080 }));
+        if (m.name === DECAP_MAPS.config) m.update(u32(0), encodeConfig(decap));
         m.close();
       }
       closeFd(fd);
@@ -108,6 +109,15 @@ function instance(withDecap: boolean, withLb = true): Instance {
     close();
     throw err;
   }
+}
+
+/** The balancer with CONFIG and, if asked, the decapsulator (tunnel
+ *  addresses: the backends'). */
+function instance(withDecap: boolean, withLb = true): Instance {
+  return benchRoot(
+    withLb ? (fds) => applyConfig(fds, validateConfig(CONFIG)) : undefined,
+    withDecap ? { address_ipv4: BE4, address_ipv6: BE6, gue_port: 6080 } : undefined,
+  );
 }
 
 const tcp = (src: string, dst: string, sport: number, flags: number = TCP.ACK): L4Frame => ({

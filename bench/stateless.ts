@@ -22,19 +22,16 @@
 //   floor; so are a new flow's SYNs to a stateless VIP and to a gue VIP
 //   with a connection table, each from a new client.
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { BpfMap, BpfObject, closeFd, progInfo, testRun } from '../src/libbpf/index.js';
+import { BpfObject, testRun } from '../src/libbpf/index.js';
 import { ifNameToIndex } from '../src/sys/netdev.js';
-import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
-import { loadSlotProgram } from '../src/root/slot.js';
 import { validateConfig } from '../src/programs/lb/config.js';
 import { applyConfig } from '../src/programs/lb/apply.js';
 import { readState } from '../src/programs/lb/state.js';
-import { MAPS as DECAP_MAPS, OBJECT as DECAP_OBJECT, PROGRAM as DECAP_PROGRAM, encodeConfig } from '../src/programs/decap/layout.js';
-import { u32 } from '../src/programs/lb/layout.js';
 import { BPF } from '../test/helpers/cli.js';
 import { uniqueTag } from '../test/helpers/netns.js';
-import { closeLb, enterLabNamespace, fillLb, frame, type L4Frame, sysctlIn, TCP } from '../test/helpers/lb.js';
+import { enterLabNamespace, frame, type L4Frame, sysctlIn, TCP } from '../test/helpers/lb.js';
 import { encapsulate, gueSport, gueVariant0 } from '../test/helpers/encap.js';
+import { benchRoot, type Instance } from './dsr.js';
 import { summarize, type Summary } from './stats.js';
 
 const XDP = { PASS: 2, TX: 3 };
@@ -79,40 +76,19 @@ const config = (prevVipBackend: string) => ({
   vips: [vip(VIP_PLAIN, [BE4]), vip(VIP_PREV, [prevVipBackend]), vip(VIP_TRACKED, [BE4], false)],
 });
 
-interface Instance {
-  root: RootArray;
-  close(): void;
-}
-
 function instance(withDecap: boolean, withLb = true): Instance {
-  const root = RootArray.load(BPF(ROOT_OBJECT));
-  const closers: Array<() => void> = [() => root.close()];
-  const close = () => closers.reverse().forEach((c) => c());
-  try {
-    if (withLb) {
-      const fds = fillLb(root, 7);
-      closers.push(() => closeLb(fds));
-      // Two changes: VIP_PREV's entries all move from PREV4 to BE4.
-      applyConfig(fds, validateConfig(config(PREV4)));
-      applyConfig(fds, validateConfig(config(BE4)));
-      const state = readState(fds);
-      if (state.slots.get(state.vips.get(`tcp:${VIP_PREV}:${PORT}`)!.id)!.readUInt16LE(2) === 0xffff) throw new Error('the stateless VIP\'s entries name no previous backend');
-    }
-    if (withDecap) {
-      const fd = loadSlotProgram(root, { object: BPF(DECAP_OBJECT), program: DECAP_PROGRAM, slot: 6 });
-      root.fill(6, fd);
-      for (const id of progInfo(fd).mapIds) {
-        const m = BpfMap.byId(id)!;
-        if (m.name === DECAP_MAPS.config) m.update(u32(0), encodeConfig({ address_ipv4: BE4, gue_port: 6080 }));
-        m.close();
-      }
-      closeFd(fd);
-    }
-    return { root, close };
-  } catch (err) {
-    close();
-    throw err;
-  }
+  return benchRoot(
+    withLb
+      ? (fds) => {
+          // Two changes: VIP_PREV's entries all move from PREV4 to BE4.
+          applyConfig(fds, validateConfig(config(PREV4)));
+          applyConfig(fds, validateConfig(config(BE4)));
+          const state = readState(fds);
+          if (state.slots.get(state.vips.get(`tcp:${VIP_PREV}:${PORT}`)!.id)!.readUInt16LE(2) === 0xffff) throw new Error('the stateless VIP\'s entries name no previous backend');
+        }
+      : undefined,
+    withDecap ? { address_ipv4: BE4, gue_port: 6080 } : undefined,
+  );
 }
 
 const tcp = (src: string, dst: string, sport: number, flags: number = TCP.ACK): L4Frame => ({
