@@ -87,8 +87,9 @@ export function serve(svc: Service, log: Log, opts: { reconcileMs?: number } = {
       if (err instanceof XdplbError) throw new XdplbError(err.message, 2);
       throw err;
     }
-    notify('READY=1');
-    report();
+    // One message: `systemctl start` returns on READY, and its STATUS
+    // must be there already for whoever looks next.
+    notify(`READY=1\nSTATUS=${statusLine()}`);
     svc.watch?.(report);
 
     let busy = false;
@@ -144,8 +145,7 @@ export function serve(svc: Service, log: Log, opts: { reconcileMs?: number } = {
           } finally {
             busy = false;
           }
-          notify('READY=1');
-          report();
+          notify(`READY=1\nSTATUS=${statusLine()}`);
           void reconcile();
         })();
       });
