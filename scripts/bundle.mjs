@@ -31,6 +31,85 @@ const lazyStringWidth = {
   },
 };
 
+// Node's built-in modules outside its start-up snapshot (http, net, zlib,
+// crypto...) cost milliseconds each to compile, and most commands never
+// call them: a status call needs none. Each is bundled as a stand-in that
+// requires the real module when one of its names is first read. The names
+// are the module's own, listed here at build time; __esModule is asked by
+// the bundle's interop when the stand-in is loaded, and is not one.
+const LAZY_BUILTINS = ['crypto', 'fs/promises', 'http', 'net', 'os', 'zlib'];
+const lazyBuiltins = {
+  name: 'lazy-builtins',
+  setup(b) {
+    const filter = new RegExp(`^(node:)?(${LAZY_BUILTINS.join('|').replace('/', '\\/')})$`);
+    b.onResolve({ filter }, (args) =>
+      args.namespace === 'lazy-builtin'
+        ? { path: args.path, external: true } // the stand-in's own require
+        : { path: args.path.replace(/^node:/, ''), namespace: 'lazy-builtin' },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
+      const id = `node:${args.path}`;
+      const names = Object.keys(createRequire(import.meta.url)(id));
+      return {
+        contents: `const names = ${JSON.stringify(names)};
+let real;
+const get = () => (real ??= require(${JSON.stringify(id)}));
+module.exports = new Proxy({}, {
+  get: (_, k) => (k === '__esModule' ? undefined : get()[k]),
+  has: (_, k) => names.includes(k),
+  ownKeys: () => [...names],
+  getOwnPropertyDescriptor: (_, k) => (names.includes(k) ? { configurable: true, enumerable: true, get: () => get()[k] } : undefined),
+});`,
+        loader: 'js',
+      };
+    });
+  },
+};
+
+// yargs checks its own invariants with assert's strictEqual and
+// notStrictEqual on every call; node:assert takes ~8 ms to load (its error
+// class sets up stderr's colours). The checks are done here and only a
+// failure loads it, to throw its own AssertionError.
+const yargsAssert = {
+  name: 'yargs-assert',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?assert$/ }, (args) =>
+      args.importer.includes('/node_modules/yargs/') ? { path: 'assert', namespace: 'yargs-assert' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'yargs-assert' }, () => ({
+      contents:
+        "const fail = (name, a) => require('node:assert')[name](...a);\n" +
+        "exports.strictEqual = (...a) => { if (!Object.is(a[0], a[1])) fail('strictEqual', a); };\n" +
+        "exports.notStrictEqual = (...a) => { if (Object.is(a[0], a[1])) fail('notStrictEqual', a); };",
+      loader: 'js',
+    }));
+  },
+};
+
+// jsonc-parser's modules do nothing when loaded but build tables; said so,
+// the formatter's (~5 ms of whitespace strings at start-up), which nothing
+// here uses, is left out of the bundle.
+const jsoncPure = {
+  name: 'jsonc-pure',
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, async (args) => {
+      if (args.pluginData === 'jsonc' || !(args.path === 'jsonc-parser' || args.importer.includes('/node_modules/jsonc-parser/'))) return undefined;
+      const real = await b.resolve(args.path, { resolveDir: args.resolveDir, kind: args.kind, pluginData: 'jsonc' });
+      return { ...real, sideEffects: false };
+    });
+  },
+};
+
+// koffi by its file: resolving the package name goes through its "exports",
+// which makes Node load its ES module resolver (~10 ms). dist/ and
+// node_modules/ are siblings here and in the package.
+const koffiByPath = {
+  name: 'koffi-by-path',
+  setup(b) {
+    b.onResolve({ filter: /^koffi$/ }, () => ({ path: '../node_modules/koffi/index.cjs', external: true }));
+  },
+};
+
 // A subprogram's entry is one line calling the shared one with its name.
 const subprogramEntries = {
   name: 'subprogram-entries',
@@ -57,7 +136,7 @@ export const OPTIONS = {
   // yargs is ESM and asks for import.meta.url; give it the bundle's own.
   define: { 'import.meta.url': '__xdplb_url' },
   banner: { js: "var __xdplb_url=require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [lazyStringWidth, subprogramEntries],
+  plugins: [lazyStringWidth, lazyBuiltins, yargsAssert, jsoncPure, koffiByPath, subprogramEntries],
   logLevel: 'warning',
 };
 

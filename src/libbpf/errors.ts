@@ -1,9 +1,9 @@
 import { constants } from 'node:os';
 import { c } from './ffi.js';
 
-const ERRNO_NAMES = new Map<number, string>(
-  Object.entries(constants.errno).map(([name, num]) => [num, name]),
-);
+// Built on the first error: reading os.constants loads node:os, which a
+// command that never fails need not pay for.
+let errnoNames: Map<number, string> | undefined;
 
 // libbpf's own error codes (LIBBPF_ERRNO__*), starting at 4000.
 const LIBBPF_ERRNOS = [
@@ -13,7 +13,8 @@ const LIBBPF_ERRNOS = [
 
 export function errnoName(err: number): string {
   const libbpf = LIBBPF_ERRNOS[err - 4000];
-  return ERRNO_NAMES.get(err) ?? (libbpf ? `LIBBPF_ERRNO__${libbpf}` : `errno ${err}`);
+  errnoNames ??= new Map(Object.entries(constants.errno).map(([name, num]) => [num, name]));
+  return errnoNames.get(err) ?? (libbpf ? `LIBBPF_ERRNO__${libbpf}` : `errno ${err}`);
 }
 
 function describeErrno(err: number): string {
