@@ -12,7 +12,6 @@ import { resolveIface } from '../root/pins.js';
 import { parseSlot } from '../root/slot.js';
 import { clearCounters, status, type InterfaceStatus } from '../root/status.js';
 import { ACTIONS as COUNTED } from '../root/stats.js';
-import { SUBPROGRAMS } from '../programs/index.js';
 import { DEFAULT_CONFIG } from '../service/defaults.js';
 import { statusAction, WATCH_OPTIONS } from './status.js';
 
@@ -40,8 +39,10 @@ function single(args: Args, action: string): string {
 }
 
 /** A program xdplb ships has pinned maps that only its own tool reuses:
- *  loaded by --load it would start with fresh, empty ones. */
-function refuseBuiltIn(object: string, program: string, ifname: string): void {
+ *  loaded by --load it would start with fresh, empty ones. The registry is
+ *  imported here only: the other actions of xdp-root start without it. */
+async function refuseBuiltIn(object: string, program: string, ifname: string): Promise<void> {
+  const { SUBPROGRAMS } = await import('../programs/index.js');
   const sub = SUBPROGRAMS.find((s) => s.program === program && basename(object) === s.object);
   if (sub) {
     throw new XdplbError(
@@ -131,11 +132,10 @@ const ACTIONS: Array<ActionSpec<any>> = [
     requires: ['interface', 'slot', 'object', 'program'],
     accepts: ['replace', 'force'],
     parse(a) {
-      const req = { ifname: single(a, 'load'), slot: parseSlot(required(a, 'slot')), object: required(a, 'object'), program: required(a, 'program'), replace: flag(a, 'replace'), force: flag(a, 'force') };
-      refuseBuiltIn(req.object, req.program, req.ifname);
-      return req;
+      return { ifname: single(a, 'load'), slot: parseSlot(required(a, 'slot')), object: required(a, 'object'), program: required(a, 'program'), replace: flag(a, 'replace'), force: flag(a, 'force') };
     },
-    run(req: { ifname: string; slot: number; object: string; program: string; replace: boolean; force: boolean }, ctx) {
+    async run(req: { ifname: string; slot: number; object: string; program: string; replace: boolean; force: boolean }, ctx) {
+      await refuseBuiltIn(req.object, req.program, req.ifname);
       const r = loadIntoSlot(resolveIface(req.ifname), req);
       if (ctx.json) ctx.print(toJson({ [r.ifname]: { slot: r.slot, id: r.id, name: r.name, replaced_id: r.replaced || null } }));
       else ctx.print(`Loaded ${r.name} (id ${r.id}) into slot ${r.slot} of ${r.ifname}${r.replaced ? `, replacing id ${r.replaced}` : ''}.`);

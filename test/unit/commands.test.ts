@@ -81,8 +81,11 @@ describe('xdp-root', () => {
     for (const [args, message] of cases) await expect(call(ROOT_TOOL, ...args)).rejects.toThrow(new UsageError(message));
   });
 
-  it('refuses to --load a program xdplb ships, pointing at its own tool', async () => {
-    await expect(call(ROOT_TOOL, '--load', '--replace', '-i', 'eth0', '-s', '2', '-o', '/usr/lib/xdplb/bpf/xdp_filter.o', '-p', 'xdp_filter')).rejects.toThrow(
+  it('refuses to --load a program xdplb ships, pointing at its own tool, before anything is done', async () => {
+    const argv = await parser(ROOT_TOOL, ['--load', '--replace', '-i', 'eth0', '-s', '2', '-o', '/usr/lib/xdplb/bpf/xdp_filter.o', '-p', 'xdp_filter']).parse();
+    const { action, args } = select(ROOT_TOOL, argv as never);
+    const ctx = { json: false, command: 'xdp-root', print: () => {}, warn: () => {} };
+    await expect(Promise.resolve().then(() => action.run(action.parse(args), ctx))).rejects.toThrow(
       "xdp_filter is xdplb's filter: place it with xdp-filter --attach --interface eth0 [--slot N], which keeps its pinned maps (xdp-root --load would give it fresh, empty ones)",
     );
   });
