@@ -7,10 +7,11 @@
 // with verdict samples off, at 1 in 1000 and at every verdict.
 // Drain: the ring filled by test runs at rate 1 (no loss), then read back,
 // decoded and encoded as pcapng records; samples per second of that.
+import { rmSync } from 'node:fs';
 import { BpfMap, BpfObject, closeFd, testRun } from '../src/libbpf/index.js';
-import { RootArray, ROOT_OBJECT, removePins } from '../src/root/array.js';
+import { RootArray, ROOT_OBJECT } from '../src/root/array.js';
 import { loadSlotProgram } from '../src/root/slot.js';
-import { namespaceDir } from '../src/root/pins.js';
+import { namespaceDir, pinRoot } from '../src/root/pins.js';
 import { CONFIG_MAP, SAMPLER, readSampleCounters, writeRate, writeSampling } from '../src/programs/sampler/config.js';
 import { RING_BYTES, SAMPLE_HEADER } from '../src/programs/sampler/layout.js';
 import { SampleReader } from '../src/programs/sampler/reader.js';
@@ -80,8 +81,14 @@ function rootWith(program: 'sampler' | 'xdp_pass_test' | 'xdp_drop_test', pinDir
 
 export function measureSampler(rounds: number, repeat: number): SamplerResult {
   const packet = udp4();
-  const pinDir = `${namespaceDir()}/bench-sampler-${process.pid}`;
-  const cleanup: Array<() => void> = [() => ['a', 'b', 'c'].forEach((x) => removePins(`${pinDir}-${x}`))];
+  // A pin tree of its own, removed whole: pins under the machine's tree
+  // would leave this namespace's directory behind.
+  process.env.XDPLB_PIN_ROOT = `/sys/fs/bpf/xdplb-bench-${process.pid}`;
+  const pinDir = `${namespaceDir()}/bench-sampler`;
+  const cleanup: Array<() => void> = [() => {
+    rmSync(pinRoot(), { recursive: true, force: true });
+    delete process.env.XDPLB_PIN_ROOT;
+  }];
   try {
     const plain = BpfObject.open(BPF('xdp_plain.o'));
     cleanup.push(() => plain.close());
