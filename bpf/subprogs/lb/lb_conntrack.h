@@ -176,12 +176,13 @@ static __always_inline int lb_cache_hit(const struct lb_cached *e, const struct 
 }
 
 static __always_inline void lb_cache_fill(struct lb_cached *e, const struct lb_flow *f, const struct lb_conn *c,
-					  __u64 now)
+					  __u32 vip_id, __u64 now)
 {
 	e->flow = *f;
 	e->tick = now;
 	e->backend = c->backend;
 	e->nat_port = c->nat_port;
+	e->vip_id = vip_id;
 }
 
 /* An RST ends the flow: both entries go, the port is free at once. */

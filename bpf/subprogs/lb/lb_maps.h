@@ -355,7 +355,9 @@ struct lb_cached {
 	__u64 tick; /* lb_now() when lb_conns was read */
 	__u32 backend;
 	__be16 nat_port;
-	__u8 pad[2];
+	/* The backend's VIP: its rows are looked up alongside the backend's
+	 * (and the backend's checked against it), not after it. */
+	__u16 vip_id;
 };
 
 struct {

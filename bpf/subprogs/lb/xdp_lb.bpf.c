@@ -249,6 +249,21 @@ static __always_inline struct lb_backend *lb_backend_of(__u32 id, const struct l
 	return be;
 }
 
+/* lb_backend_of() for a backend whose VIP is known to be `vip_id` (the
+ * flow cache says so): both looked up at once, the backend's VIP compared. */
+static __always_inline struct lb_backend *lb_backend_at(__u32 id, __u32 vip_id, const struct lb_flow *f)
+{
+	struct lb_backend *be = bpf_map_lookup_elem(&lb_backends, &id);
+	struct lb_vip_key *key = bpf_map_lookup_elem(&lb_vip_ids, &vip_id);
+
+	if (!be || !key || !(be->flags & LB_BACKEND_IN_USE) || be->vip_id != vip_id)
+		return NULL;
+	if (!lb_addr_eq(&key->addr, &f->dst) || key->port != f->dport || key->proto != f->proto ||
+	    key->family != f->family)
+		return NULL;
+	return be;
+}
+
 /* ...and expired, or a new TCP connection on a closed one's 4-tuple. */
 static __always_inline struct lb_backend *lb_tracked(struct lb_conn *c, const struct lb_flow *flow, __u8 tcp_flags,
 						     const struct lb_config *cfg, __u64 now)
@@ -823,14 +838,14 @@ __noinline int lb_icmp(struct xdp_md *ctx)
 static __always_inline int lb_process(struct xdp_md *ctx)
 {
 	struct lb_backend *be = NULL, *prev = NULL;
-	struct lb_vip_fwd *fwd;
+	struct lb_vip_fwd *fwd = NULL, *tf = NULL; /* tf: the tracked flow's VIP's */
 	struct lb_counters *vc;
 	struct lb_conn *c = NULL;
 	struct lb_handoff *h;
 	struct lb_pkt p = {};
 	struct lb_config *cfg;
 	struct lb_cached *e;
-	__u32 zero = 0, backend, vip_id = 0, gen = 0, syn = 0;
+	__u32 zero = 0, backend, vip_id = 0, gen = 0, syn = 0, tvip = 0; /* tvip: tf's VIP */
 	struct lb_slot *sp = NULL;
 	__be16 nport;
 	__u64 now;
@@ -870,7 +885,13 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		if (lb_cache_hit(e, &p.flow, p.th, now)) {
 			backend = e->backend;
 			nport = e->nat_port;
-			be = lb_backend_of(backend, &p.flow);
+			tvip = e->vip_id;
+			be = lb_backend_at(backend, tvip, &p.flow);
+			if (be) {
+				tf = lb_fwd(tvip);
+				if (!tf)
+					return XDP_ABORTED;
+			}
 		}
 		if (!be) {
 			e->tick = 0; /* whatever the table says next, not this */
@@ -882,8 +903,14 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 					be = lb_tracked(c, &p.flow, lb_tcp_flags(p.th), cfg, now);
 					backend = c->backend;
 					nport = c->nat_port;
-					if (be && lb_cache_usable(p.th))
-						lb_cache_fill(e, &p.flow, c, now);
+					if (be) {
+						tvip = be->vip_id;
+						tf = lb_fwd(tvip);
+						if (!tf)
+							return XDP_ABORTED;
+						if (lb_cache_usable(p.th))
+							lb_cache_fill(e, &p.flow, c, tvip, now);
+					}
 				}
 			}
 		}
@@ -891,15 +918,9 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		 * backend knows it by the client's address, which NAT would
 		 * hide, so it starts over as a NAT flow, which the backend
 		 * resets (and the client hears at once). */
-		if (be && !nport) {
-			struct lb_vip_fwd *f = lb_fwd(be->vip_id);
-
-			if (!f)
-				return XDP_ABORTED;
-			if (f->mode == LB_FWD_NAT) {
-				be = NULL;
-				e->tick = 0;
-			}
+		if (be && !nport && tf && tf->mode == LB_FWD_NAT) {
+			be = NULL;
+			e->tick = 0;
 		}
 		if (!be) {
 			rc = lb_slow(ctx, &p.flow,
@@ -924,6 +945,8 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 				be = bpf_map_lookup_elem(&lb_backends, &backend);
 				if (!be)
 					return XDP_ABORTED;
+				tvip = be->vip_id;
+				tf = lb_fwd(tvip);
 				c = NULL; /* touched there */
 			}
 		}
@@ -954,12 +977,12 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		/* A tracked flow, the way it started: a flow with a NAT port
 		 * stays NAT after its VIP turned to DSR (its backend knows it
 		 * by the NAT source, and replies still come back here). */
-		fwd = lb_fwd(be->vip_id);
-		if (!fwd)
+		fwd = tf;
+		if (!fwd || !be)
 			return XDP_ABORTED;
 		if (fwd->mode == LB_FWD_NAT || nport)
 			return lb_forward(ctx, &p, cfg, c, be, backend, nport, now);
-		vc = lb_vip_count(be->vip_id, &p);
+		vc = lb_vip_count(tvip, &p);
 		if (!vc)
 			return XDP_ABORTED;
 		if (c)
