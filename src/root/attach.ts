@@ -13,7 +13,7 @@ import { UsageError, XdplbError } from '../errors.js';
 import { withDirLock } from '../sys/lock.js';
 import { linkState, vethPeer } from '../sys/netdev.js';
 import { Undo } from '../undo.js';
-import { PIN, ensureIfaceDir, findPinned, ifaceDir, namespaceDir, resolveIface, type Iface, type PinnedIface } from './pins.js';
+import { PIN, ensureIfaceDir, findPinned, ifaceDir, namespaceDir, pruneNamespaceDir, resolveIface, type Iface, type PinnedIface } from './pins.js';
 import { RootArray, removePins } from './array.js';
 
 export const MODES = ['native', 'skb', 'auto'] as const;
@@ -235,12 +235,14 @@ export function detach(ifnames: string[]): DetachResult[] {
   }
   if (!found.some((f) => f.live || f.gone.length)) return found.map((f) => ({ ifname: f.name, changed: false, stale: 0 }));
   // Serialized with attaches (and a service's repairs) in this namespace.
-  return withDirLock(namespaceDir(), () => found.map((f) => {
+  const results = withDirLock(namespaceDir(), () => found.map((f) => {
     for (const g of f.gone) removePins(g.dir);
     if (!f.live) return { ifname: f.name, changed: false, stale: f.gone.length };
     detachDir(f.live);
     return { ifname: f.name, changed: true, stale: f.gone.length };
   }));
+  pruneNamespaceDir();
+  return results;
 }
 
 function detachDir(p: PinnedIface): void {

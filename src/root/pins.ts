@@ -12,13 +12,14 @@
 // (SO_NETNS_COOKIE), which is never reused while the system runs, so pins of
 // a namespace that is gone are never taken over by a new one. A new device
 // gets a new ifindex, so it never inherits a deleted device's chain.
-import { existsSync, mkdirSync, chmodSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, chmodSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfMap, MAP_F, MAP_TYPE, closeFd, linkInfo, openPinned } from '../libbpf/index.js';
 import { XdplbError } from '../errors.js';
 import { isBpffsMounted, mountBpffs } from '../sys/mount.js';
 import { netnsCookie, netnsInode } from '../sys/netns.js';
+import { withDirLock } from '../sys/lock.js';
 import { ifIndexToName, ifNameToIndex } from '../sys/netdev.js';
 import { validateInterfaceName } from '../net/interface.js';
 import { ABI_VERSION } from '../version.js';
@@ -171,31 +172,51 @@ function makeDir(dir: string, kind: Kind, iface?: Iface): void {
   writeMarker(dir, kind, iface);
 }
 
-function ensureBase(): void {
+function ensureRoot(): void {
   checkLastingBpffs();
   if (!process.env.XDPLB_PIN_ROOT && !isBpffsMounted(BPFFS)) mountBpffs(BPFFS);
   const root = pinRoot();
   if (!existsSync(dirname(root))) mkdirSync(dirname(root), { recursive: true, mode: 0o700 });
   makeDir(root, 'root');
-  makeDir(namespaceDir(), 'namespace');
+}
+
+/** `dir` in the namespace's directory, both made when missing. A namespace
+ *  directory is made and removed (pruneNamespaceDir) under the pin root's
+ *  lock, with what it is made for, so it is never removed in between. */
+function ensureInNamespace(dir: string, kind: Kind, iface?: Iface): string {
+  ensureRoot();
+  return withDirLock(pinRoot(), () => {
+    makeDir(namespaceDir(), 'namespace');
+    makeDir(dir, kind, iface);
+    return dir;
+  });
 }
 
 /** The interface's directory, made (0700, with its marker) when missing. */
 export function ensureIfaceDir(iface: Iface): string {
-  ensureBase();
-  const dir = ifaceDir(iface);
-  makeDir(dir, 'interface', iface);
-  return dir;
+  return ensureInNamespace(ifaceDir(iface), 'interface', iface);
 }
 
 /** A subprogram's directory under `parent` (an interface's directory, or
  *  the namespace's for shared state), made when missing. */
 export function ensureProgramDir(dir: string): string {
   const parent = dirname(dir);
-  if (parent === namespaceDir()) ensureBase();
-  else if (!existsSync(parent)) throw new XdplbError(`cannot pin under ${parent}: it does not exist`);
-  makeDir(dir, parent === namespaceDir() ? 'shared' : 'program');
+  if (parent === namespaceDir()) return ensureInNamespace(dir, 'shared');
+  if (!existsSync(parent)) throw new XdplbError(`cannot pin under ${parent}: it does not exist`);
+  makeDir(dir, 'program');
   return dir;
+}
+
+/** Remove the namespace's directory once it holds nothing but its marker:
+ *  its last interface detached and its shared state purged, nothing of
+ *  ours is left pinned for it. */
+export function pruneNamespaceDir(): void {
+  const dir = namespaceDir();
+  if (!existsSync(dir)) return;
+  withDirLock(pinRoot(), () => {
+    const names = existsSync(dir) ? readdirSync(dir) : [];
+    if (names.length === 1 && names[0] === PIN.abi) rmSync(dir, { recursive: true, force: true });
+  });
 }
 
 // ---- what is pinned ----

@@ -179,6 +179,10 @@ describe('xdp-lb in two network namespaces', () => {
       lb(labs[1], ['--detach', '--interface', labs[1].serverIf]);
       lb(labs[1], ['--purge']);
       expect(existsSync(`${nsPinDir(labs[1].server)}/lb`)).toBe(false);
+      ok(xdpRoot(['--detach', '--interface', labs[1].serverIf], { netns: labs[1].server }));
+      // Nothing of ours is left pinned for that namespace: its directory goes.
+      expect(existsSync(nsPinDir(labs[1].server))).toBe(false);
+      expect(existsSync(nsPinDir(labs[0].server))).toBe(true);
       expect(vips(labs[0])).toEqual([8000]);
       expect(pinnedView(labs[0].server).problems).toEqual([]);
     } finally {

@@ -140,6 +140,9 @@ describe('subprogram services', () => {
     expect(await again.d.exited).toBe(0);
     expect(ok(run(BIN('xdp-lb'), ['--purge'], { netns: lab.server }))).toBe('Removed the load balancer state of this network namespace.\n');
     expect(existsSync(`${nsPinDir(lab.server)}/lb`)).toBe(false);
+    // The root's service still holds the interface: the namespace's
+    // directory stays with it.
+    expect(existsSync(ifPinDir(lab.server, lab.serverIf))).toBe(true);
   });
 
   it('refuses a reload whose drop list would not fit, before changing anything: the running list keeps dropping', async () => {

@@ -9,7 +9,7 @@ import { XdplbError } from '../../errors.js';
 import { withDirLock } from '../../sys/lock.js';
 import { openPinnedMaps, programIfaces, sharedRecovery } from '../../root/place.js';
 import { removePins } from '../../root/array.js';
-import { sharedDir } from '../../root/pins.js';
+import { pruneNamespaceDir, sharedDir } from '../../root/pins.js';
 import { LB_MAPS, LB_SPEC, type LbMapName } from './spec.js';
 import type { LbMaps } from './state.js';
 
@@ -70,5 +70,6 @@ export function purgeLbState(): boolean {
   const dir = lbDir();
   if (!existsSync(dir)) return false;
   withDirLock(dir, () => removePins(dir));
+  pruneNamespaceDir();
   return true;
 }
