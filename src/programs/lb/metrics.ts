@@ -119,6 +119,15 @@ function backendSeries(v: VipSeries, entries: Buffer, at: number, known: Backend
   };
 }
 
+function backendColumns(list: BackendSeries[]): Record<'packets' | 'bytes' | 'conns' | 'weight', Sample[]> {
+  return {
+    packets: list.flatMap((l) => l.packets),
+    bytes: list.flatMap((l) => l.bytes),
+    conns: list.map((l) => l.conns),
+    weight: list.map((l) => l.weight),
+  };
+}
+
 /** What a scrape reads of the balancer's maps, one batch read (or one copy
  *  out of its memory) per map: not readState(), which also opens every
  *  VIP's table; here only a stateless VIP's, for its chaining. */
@@ -153,6 +162,11 @@ export function lbCollector(): Collector {
   // By id: arrays, not maps (10,000 backends).
   let vipsKnown: Array<VipSeries | undefined> = [];
   let backendsKnown: Array<BackendSeries | undefined> = [];
+  // The backends in id order as the last scrape listed them, and their
+  // families' samples: given again while the same backends are listed
+  // (values are set in the samples), not 60,000 references pushed anew.
+  let listed: BackendSeries[] = [];
+  let columns = backendColumns(listed);
   return {
     name: 'lb',
     families(): MetricFamily[] {
@@ -169,10 +183,6 @@ export function lbCollector(): Collector {
       const bytes: Sample[] = [];
       const conns: Sample[] = [];
       const events: Sample[] = [];
-      const bePackets: Sample[] = [];
-      const beBytes: Sample[] = [];
-      const beConns: Sample[] = [];
-      const weight: Sample[] = [];
       // Health and announcements, from what the service publishes.
       const rt = readRuntime();
       const live = !!rt?.running;
@@ -211,6 +221,8 @@ export function lbCollector(): Collector {
       }
       const B = LAYOUT.lb_backend;
       const entries = read.backends;
+      let fresh: BackendSeries[] | undefined;
+      let n = 0;
       for (let id = 0; id < read.backendsUpTo; id++) {
         const at = id * B.size;
         const flags = entries[at + B.flags];
@@ -227,12 +239,8 @@ export function lbCollector(): Collector {
         const removed = (flags & BACKEND_FLAGS.removed) !== 0;
         l.weight.series = removed ? l.removed : l.active;
         l.weight.value = removed ? 0 : entries.readUInt32LE(at + B.weight);
-        bePackets.push(l.packets[0]);
-        bePackets.push(l.packets[1]);
-        beBytes.push(l.bytes[0]);
-        beBytes.push(l.bytes[1]);
-        beConns.push(l.conns);
-        weight.push(l.weight);
+        if (!fresh && listed[n] === l) n++;
+        else (fresh ??= listed.slice(0, n)).push(l);
         const h = live && !removed ? rt!.vips[v.vip]?.backends[l.backend] : undefined;
         if (h) {
           l.up ??= series(F.backendUp.labels, { vip: v.vip, backend: l.backend });
@@ -240,6 +248,10 @@ export function lbCollector(): Collector {
           up.push({ series: l.up, value: h.health === 'down' ? 0 : 1 });
           HEALTH.forEach((state, i) => health.push({ series: l.health![i], value: h.health === state ? 1 : 0 }));
         }
+      }
+      if (fresh || n !== listed.length) {
+        listed = fresh ?? listed.slice(0, n);
+        columns = backendColumns(listed);
       }
       const bgp = live ? rt!.bgp : null;
       // Only what this scrape saw is kept: removed VIPs and backends go.
@@ -250,10 +262,10 @@ export function lbCollector(): Collector {
         family(F.vipBytes, bytes),
         family(F.vipConns, conns),
         family(F.vipEvents, events),
-        family(F.bePackets, bePackets),
-        family(F.beBytes, beBytes),
-        family(F.beConns, beConns),
-        family(F.weight, weight),
+        family(F.bePackets, columns.packets),
+        family(F.beBytes, columns.bytes),
+        family(F.beConns, columns.conns),
+        family(F.weight, columns.weight),
         family(F.conns, [{ value: fill.connections }]),
         family(F.connsMax, [{ value: fill.connections_max }]),
         family(F.natPorts, [{ value: fill.nat_ports }]),
