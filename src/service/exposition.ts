@@ -105,22 +105,40 @@ export class Exposition {
     this.at = at;
   }
 
-  /** A safe integer's decimal digits (room made). */
+  /** A safe integer's decimal digits (room made): below 10^9 in one part,
+   *  above in two. Float64 arithmetic here would be exact but slow (a
+   *  remainder of doubles is a call into C): 25 ms for 60,000 counters. */
   private integer(v: number): void {
-    const buf = this.buf;
     if (v < 0) {
-      buf[this.at++] = 0x2d;
+      this.buf[this.at++] = 0x2d;
       v = -v;
     }
-    let end = this.at + 1;
-    for (let t = v; t >= 10; t = (t - (t % 10)) / 10) end++;
-    this.at = end;
-    // (t - t % 10) / 10 is exact where Math.floor(t / 10) may round up.
-    do {
-      const d = v % 10;
-      buf[--end] = 0x30 + d;
-      v = (v - d) / 10;
-    } while (v > 0);
+    if (v < 1e9) return this.digits(v, 1);
+    let high = Math.floor(v / 1e9);
+    let low = v - high * 1e9;
+    // The quotient may be rounded: the remainder says which way.
+    if (low < 0) {
+      high--;
+      low += 1e9;
+    } else if (low >= 1e9) {
+      high++;
+      low -= 1e9;
+    }
+    this.digits(high, 1);
+    this.digits(low, 9);
+  }
+
+  /** `n` (below 10^9) in at least `width` digits, zeros in front. */
+  private digits(n: number, width: number): void {
+    let count = 1;
+    for (let t = n; t >= 10; t = (t / 10) | 0) count++;
+    if (count < width) count = width;
+    let at = (this.at += count);
+    for (let i = 0; i < count; i++) {
+      const q = (n / 10) | 0;
+      this.buf[--at] = 0x30 + n - q * 10;
+      n = q;
+    }
   }
 }
 

@@ -164,6 +164,19 @@ describe('the exposition', () => {
     ]);
   });
 
+  it('writes numbers as JavaScript prints them, digit by digit where they are safe integers', async () => {
+    const values = [0, 7, 10, 999_999_999, 1e9, 1_000_000_007, 2 ** 32 + 5, 123_456_789_012_345, 2 ** 53 - 1, -(2 ** 53 - 1), -42, 2 ** 53, 1e21, 0.25, -1.5, NaN, Infinity, -Infinity];
+    const s = await serve([{
+      name: 'numbers',
+      families: () => [{ name: 'xdplb_numbers', help: 'h', type: 'gauge', labels: ['i'], samples: values.map((value, i) => ({ labels: { i: String(i) }, value })) }],
+    }]);
+    const shown = String(await s.scrape()).split('\n').filter((l) => l.startsWith('xdplb_numbers{')).map((l) => l.split(' ')[1]);
+    expect(shown).toEqual([
+      '0', '7', '10', '999999999', '1000000000', '1000000007', '4294967301', '123456789012345', '9007199254740991', '-9007199254740991', '-42',
+      '9007199254740992', '1e+21', '0.25', '-1.5', 'NaN', '+Inf', '-Inf',
+    ]);
+  });
+
   it('leaves out a failing collector and says so, keeping the others', async () => {
     const logged: string[] = [];
     let calls = 0;
