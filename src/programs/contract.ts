@@ -106,6 +106,9 @@ export interface FamilySpec {
 
 /** A declared metric with its samples as read at this scrape. */
 export interface MetricFamily extends FamilySpec {
+  /** The same array given again at a later scrape must hold the same
+   *  samples in the same order, each with the same labels or series; only
+   *  their values may change (the writer keeps the rest of their text). */
   samples: readonly Sample[];
 }
 

@@ -22,7 +22,7 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const escapeHelp = (s: string) => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 
 /** A value other than a safe integer (those are written digit by digit). */
-function value(v: Sample['value']): string {
+function valueText(v: Sample['value']): string {
   if (typeof v === 'bigint') return String(v);
   if (Number.isNaN(v)) return 'NaN';
   if (v === Infinity) return '+Inf';
@@ -58,8 +58,7 @@ export class Exposition {
 
   /** One sample's line: the family's name and the series' labels (UTF-8), the value. */
   line(name: Buffer, labels: Buffer, v: number | bigint): void {
-    // A value takes at most 24 bytes.
-    this.room(name.length + labels.length + 32);
+    this.room(name.length + labels.length + 1 + VALUE_BYTES);
     const buf = this.buf;
     // One copy each (Uint8Array.set): bytes copied one by one, or strings
     // encoded per line, cost several times as much.
@@ -67,10 +66,34 @@ export class Exposition {
     buf.set(labels, this.at + name.length);
     this.at += name.length + labels.length;
     buf[this.at++] = 0x20;
+    this.value(v);
+  }
+
+  /** The lines of `samples` whose text up to each value is in `kept`. */
+  keptLines(kept: KeptText, samples: readonly Sample[]): void {
+    this.room(kept.bytes.length + samples.length * VALUE_BYTES);
+    const { bytes, ends } = kept;
+    let from = 0;
+    for (let i = 0; i < samples.length; i++) {
+      const to = ends[i];
+      this.buf.set(bytes.subarray(from, to), this.at);
+      this.at += to - from;
+      from = to;
+      this.value(samples[i].value);
+    }
+  }
+
+  /** A value and the line's end (room made). */
+  private value(v: number | bigint): void {
     if (typeof v === 'number' && Number.isInteger(v) && v <= Number.MAX_SAFE_INTEGER && v >= -Number.MAX_SAFE_INTEGER) this.integer(v);
     else if (typeof v === 'bigint' && v <= MAX_SAFE && v >= -MAX_SAFE) this.integer(Number(v));
-    else this.text(value(v));
-    buf[this.at++] = 0x0a;
+    else {
+      // A bigint may have any number of digits.
+      const text = valueText(v);
+      this.room(text.length + 1);
+      this.text(text);
+    }
+    this.buf[this.at++] = 0x0a;
   }
 
   /** What was written: the start of `buffer`. */
@@ -144,6 +167,51 @@ export class Exposition {
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const NO_LABELS = Buffer.alloc(0);
+/** Room for a value and the line's end, made before each line: a number
+ *  takes at most 24 bytes ("-1.2345678901234567e+308"); a longer bigint
+ *  makes its own. */
+const VALUE_BYTES = 32;
+
+/** Each line's text up to its value (name, labels, space), of a samples
+ *  array given again from one scrape to the next: copied from one buffer,
+ *  not gathered from each sample's objects, scattered in memory. */
+interface KeptText {
+  name: string;
+  labels: readonly string[];
+  bytes: Buffer;
+  /** Where each sample's text ends in `bytes`. */
+  ends: Uint32Array;
+}
+
+/** Samples arrays seen once, and those seen again with their text. */
+const seen = new WeakSet<readonly Sample[]>();
+const kept = new WeakMap<readonly Sample[], KeptText>();
+
+function keptText(f: MetricFamily): KeptText | undefined {
+  const k = kept.get(f.samples);
+  return k?.name === f.name && k.labels === f.labels && k.ends.length === f.samples.length ? k : undefined;
+}
+
+/** Keep the text of `f`'s samples (checked already). */
+function keepText(f: MetricFamily): KeptText {
+  const name = Buffer.from(f.name);
+  const labels = f.samples.map((s) => labelBytes(f, s));
+  const bytes = Buffer.allocUnsafe(labels.reduce((n, l) => n + name.length + l.length + 1, 0));
+  const ends = new Uint32Array(labels.length);
+  let at = 0;
+  labels.forEach((l, i) => {
+    name.copy(bytes, at);
+    l.copy(bytes, at + name.length);
+    at += name.length + l.length;
+    bytes[at++] = 0x20;
+    ends[i] = at;
+  });
+  const k = { name: f.name, labels: f.labels, bytes, ends };
+  kept.set(f.samples, k);
+  return k;
+}
+
+const labelBytes = (f: MetricFamily, s: Sample) => s.series?.bytes ?? (s.labels ? series(f.labels, s.labels).bytes : NO_LABELS);
 
 /**
  * Families as exposition text, written to `out`. Names are checked (metric and label names,
@@ -162,16 +230,23 @@ export function writeFamilies(families: MetricFamily[], taken: Set<string>, out:
       labelNames.add(k);
     }
     // Samples carry only the labels declared (the documented ones).
+    if (keptText(f)) continue;
     const declared = new Set(f.labels);
     for (const s of f.samples) {
       if (s.series && s.series.labels !== f.labels) throw new Error(`metric ${f.name}: a series made for labels (${s.series.labels.join(', ')})`);
-      for (const k in s.labels) if (!declared.has(k)) throw new Error(`metric ${f.name}: label ${JSON.stringify(k)} is not declared`);
+      if (s.labels) for (const k in s.labels) if (!declared.has(k)) throw new Error(`metric ${f.name}: label ${JSON.stringify(k)} is not declared`);
     }
   }
   for (const f of families) {
     taken.add(f.name);
     out.write(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
+    const k = keptText(f) ?? (seen.has(f.samples) ? keepText(f) : undefined);
+    if (k) {
+      out.keptLines(k, f.samples);
+      continue;
+    }
+    seen.add(f.samples);
     const name = Buffer.from(f.name);
-    for (const s of f.samples) out.line(name, s.series?.bytes ?? (s.labels ? series(f.labels, s.labels).bytes : NO_LABELS), s.value);
+    for (const s of f.samples) out.line(name, labelBytes(f, s), s.value);
   }
 }

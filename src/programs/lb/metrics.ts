@@ -77,9 +77,11 @@ interface BackendSeries {
   packets: Sample[];
   bytes: Sample[];
   conns: Sample;
-  weight: Sample;
-  active: Series;
-  removed: Series;
+  /** Its weight, under state="active" or "removed": one sample each, so
+   *  that a sample's series never changes (see MetricFamily). */
+  active: Sample;
+  removed: Sample;
+  isRemoved: boolean;
   /** Made on first use: only while a service publishes health. */
   up?: Series;
   health?: Series[];
@@ -111,11 +113,12 @@ function backendSeries(v: VipSeries, entries: Buffer, at: number, known: Backend
   const backend = backendName(decodeBackend(entries, at)!);
   const vip = v.vip;
   const inOut = () => [{ series: series(BACKEND, { vip, backend, direction: 'in' }), value: 0 }, { series: series(BACKEND, { vip, backend, direction: 'reply' }), value: 0 }];
-  const active = series(F.weight.labels, { vip, backend, state: 'active' });
   return {
     v, raw: Buffer.from(entries.subarray(at, at + BACKEND_NAMED)), backend,
     packets: inOut(), bytes: inOut(), conns: { series: series(F.beConns.labels, { vip, backend }), value: 0 },
-    weight: { series: active, value: 0 }, active, removed: series(F.weight.labels, { vip, backend, state: 'removed' }),
+    active: { series: series(F.weight.labels, { vip, backend, state: 'active' }), value: 0 },
+    removed: { series: series(F.weight.labels, { vip, backend, state: 'removed' }), value: 0 },
+    isRemoved: false,
   };
 }
 
@@ -124,7 +127,7 @@ function backendColumns(list: BackendSeries[]): Record<'packets' | 'bytes' | 'co
     packets: list.flatMap((l) => l.packets),
     bytes: list.flatMap((l) => l.bytes),
     conns: list.map((l) => l.conns),
-    weight: list.map((l) => l.weight),
+    weight: list.map((l) => (l.isRemoved ? l.removed : l.active)),
   };
 }
 
@@ -164,7 +167,8 @@ export function lbCollector(): Collector {
   let backendsKnown: Array<BackendSeries | undefined> = [];
   // The backends in id order as the last scrape listed them, and their
   // families' samples: given again while the same backends are listed
-  // (values are set in the samples), not 60,000 references pushed anew.
+  // (values are set in the samples), not 60,000 references pushed anew;
+  // the writer then keeps their text too.
   let listed: BackendSeries[] = [];
   let columns = backendColumns(listed);
   return {
@@ -237,10 +241,10 @@ export function lbCollector(): Collector {
         l.bytes[1].value = rows.value(id, 'reply_bytes');
         l.conns.value = rows.value(id, 'new_conns');
         const removed = (flags & BACKEND_FLAGS.removed) !== 0;
-        l.weight.series = removed ? l.removed : l.active;
-        l.weight.value = removed ? 0 : entries.readUInt32LE(at + B.weight);
-        if (!fresh && listed[n] === l) n++;
+        if (!removed) l.active.value = entries.readUInt32LE(at + B.weight);
+        if (!fresh && listed[n] === l && l.isRemoved === removed) n++;
         else (fresh ??= listed.slice(0, n)).push(l);
+        l.isRemoved = removed;
         const h = live && !removed ? rt!.vips[v.vip]?.backends[l.backend] : undefined;
         if (h) {
           l.up ??= series(F.backendUp.labels, { vip: v.vip, backend: l.backend });
