@@ -178,7 +178,7 @@ const VALUE_BYTES = 32;
 interface KeptText {
   name: string;
   labels: readonly string[];
-  bytes: Buffer;
+  bytes: Uint8Array;
   /** Where each sample's text ends in `bytes`. */
   ends: Uint32Array;
 }
@@ -196,12 +196,13 @@ function keptText(f: MetricFamily): KeptText | undefined {
 function keepText(f: MetricFamily): KeptText {
   const name = Buffer.from(f.name);
   const labels = f.samples.map((s) => labelBytes(f, s));
-  const bytes = Buffer.allocUnsafe(labels.reduce((n, l) => n + name.length + l.length + 1, 0));
+  // A Uint8Array, not a Buffer: its subarray() is V8's own, cheaper than Buffer's.
+  const bytes = new Uint8Array(labels.reduce((n, l) => n + name.length + l.length + 1, 0));
   const ends = new Uint32Array(labels.length);
   let at = 0;
   labels.forEach((l, i) => {
-    name.copy(bytes, at);
-    l.copy(bytes, at + name.length);
+    bytes.set(name, at);
+    bytes.set(l, at + name.length);
     at += name.length + l.length;
     bytes[at++] = 0x20;
     ends[i] = at;
