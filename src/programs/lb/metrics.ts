@@ -71,8 +71,12 @@ interface VipSeries {
  *  the same VIP (`v`, this scrape's VipSeries of its VIP). */
 interface BackendSeries {
   v: VipSeries;
-  /** Its address, port and family as lb_backends holds them. */
-  raw: Buffer;
+  /** Its address, port and family as lb_backends holds them (NAMED). */
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
+  w4: number;
   backend: string;
   packets: Sample[];
   bytes: Sample[];
@@ -87,8 +91,15 @@ interface BackendSeries {
   health?: Series[];
 }
 
-/** The bytes of a backend entry that name it (address, port, family). */
-const BACKEND_NAMED = LAYOUT.lb_backend.family + 1;
+/** struct lb_backend in 32-bit words: the first five name the backend
+ *  (its address; its port and family, and its flags in the top byte of
+ *  the fifth, which NAMED leaves out). Compared as words kept in its
+ *  BackendSeries: a Buffer per backend, compared byte by byte, cost more
+ *  than the rest of its work. */
+const WORDS = LAYOUT.lb_backend.size / 4;
+const NAMED = 0x00ffffff;
+const VIP_ID = LAYOUT.lb_backend.vip_id / 4;
+const WEIGHT = LAYOUT.lb_backend.weight / 4;
 
 function vipSeries(vip: string, known: VipSeries | undefined): VipSeries {
   if (known?.vip === vip) return known;
@@ -102,19 +113,14 @@ function vipSeries(vip: string, known: VipSeries | undefined): VipSeries {
   };
 }
 
-// A loop, not Buffer.compare: a call into C++ per backend cost more than the rest of its work.
-function sameBytes(named: Buffer, entries: Buffer, at: number): boolean {
-  for (let i = 0; i < BACKEND_NAMED; i++) if (named[i] !== entries[at + i]) return false;
-  return true;
-}
-
-function backendSeries(v: VipSeries, entries: Buffer, at: number, known: BackendSeries | undefined): BackendSeries {
-  if (known?.v === v && sameBytes(known.raw, entries, at)) return known;
-  const backend = backendName(decodeBackend(entries, at)!);
+function backendSeries(v: VipSeries, entries: Buffer, words: Int32Array, id: number, known: BackendSeries | undefined): BackendSeries {
+  const w = id * WORDS;
+  if (known?.v === v && known.w0 === words[w] && known.w1 === words[w + 1] && known.w2 === words[w + 2] && known.w3 === words[w + 3] && known.w4 === (words[w + 4] & NAMED)) return known;
+  const backend = backendName(decodeBackend(entries, id * LAYOUT.lb_backend.size)!);
   const vip = v.vip;
   const inOut = () => [{ series: series(BACKEND, { vip, backend, direction: 'in' }), value: 0 }, { series: series(BACKEND, { vip, backend, direction: 'reply' }), value: 0 }];
   return {
-    v, raw: Buffer.from(entries.subarray(at, at + BACKEND_NAMED)), backend,
+    v, w0: words[w], w1: words[w + 1], w2: words[w + 2], w3: words[w + 3], w4: words[w + 4] & NAMED, backend,
     packets: inOut(), bytes: inOut(), conns: { series: series(F.beConns.labels, { vip, backend }), value: 0 },
     active: { series: series(F.weight.labels, { vip, backend, state: 'active' }), value: 0 },
     removed: { series: series(F.weight.labels, { vip, backend, state: 'removed' }), value: 0 },
@@ -225,15 +231,16 @@ export function lbCollector(): Collector {
       }
       const B = LAYOUT.lb_backend;
       const entries = read.backends;
+      // readMapped's buffer is its own, word aligned.
+      const words = new Int32Array(entries.buffer, entries.byteOffset, entries.length / 4);
       let fresh: BackendSeries[] | undefined;
       let n = 0;
       for (let id = 0; id < read.backendsUpTo; id++) {
-        const at = id * B.size;
-        const flags = entries[at + B.flags];
+        const flags = entries[id * B.size + B.flags];
         if (!(flags & BACKEND_FLAGS.inUse)) continue;
-        const v = vipsNow[entries.readUInt32LE(at + B.vip_id)];
+        const v = vipsNow[words[id * WORDS + VIP_ID] >>> 0];
         if (!v) continue; // an entry of no VIP, left by a killed apply
-        const l = backendSeries(v, entries, at, backendsKnown[id]);
+        const l = backendSeries(v, entries, words, id, backendsKnown[id]);
         backendsNow[id] = l;
         l.packets[0].value = rows.value(id, 'packets');
         l.packets[1].value = rows.value(id, 'reply_packets');
@@ -241,7 +248,7 @@ export function lbCollector(): Collector {
         l.bytes[1].value = rows.value(id, 'reply_bytes');
         l.conns.value = rows.value(id, 'new_conns');
         const removed = (flags & BACKEND_FLAGS.removed) !== 0;
-        if (!removed) l.active.value = entries.readUInt32LE(at + B.weight);
+        if (!removed) l.active.value = words[id * WORDS + WEIGHT] >>> 0;
         if (!fresh && listed[n] === l && l.isRemoved === removed) n++;
         else (fresh ??= listed.slice(0, n)).push(l);
         l.isRemoved = removed;
