@@ -157,25 +157,6 @@ export class BpfMap {
     return sum;
   }
 
-  /** Rows 0..count-1 of a per-CPU array of u64 counters, summed over CPUs,
-   *  from one batch read: row i's word w is at [i * words + w], words being
-   *  the 64-bit words of one value. */
-  sumPerCpuRows(count = this.maxEntries): { words: number; sums: BigUint64Array } {
-    const words = Math.floor(this.valueSize / 8);
-    const stride = Math.ceil(this.valueSize / 8);
-    const cpus = this.perCpu ? possibleCpus() : 1;
-    const all = this.values(count);
-    const raw = new BigUint64Array(all.buffer, all.byteOffset, all.length / 8);
-    const sums = new BigUint64Array(count * words);
-    for (let i = 0; i < count; i++) {
-      for (let cpu = 0; cpu < cpus; cpu++) {
-        const at = (i * cpus + cpu) * stride;
-        for (let w = 0; w < words; w++) sums[i * words + w] += raw[at + w];
-      }
-    }
-    return { words, sums };
-  }
-
   /** Write a value (for a per-CPU map: one value for every CPU, packed as
    *  lookup returns them). */
   update(key: Buffer | number, value: Buffer, flags = UPDATE_ANY): void {

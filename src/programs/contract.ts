@@ -66,6 +66,8 @@ export type Labels = Record<string, string>;
 export interface Series {
   readonly labels: readonly string[];
   readonly text: string;
+  /** `text` in UTF-8, which the writer copies. */
+  readonly bytes: Buffer;
 }
 
 const LABEL_ESCAPES = /[\\"\n]/g;
@@ -79,7 +81,8 @@ export function series(labels: readonly string[], values: Labels): Series {
     if (!labels.includes(k)) throw new Error(`label ${JSON.stringify(k)} is not declared (${labels.join(', ') || 'none'})`);
     text += `${text ? ',' : '{'}${k}="${escapeLabel(values[k])}"`;
   }
-  return { labels, text: text && `${text}}` };
+  text &&= `${text}}`;
+  return { labels, text, bytes: Buffer.from(text) };
 }
 
 /** One value of a family: its labels as an object, or as a Series made
@@ -103,6 +106,9 @@ export interface FamilySpec {
 
 /** A declared metric with its samples as read at this scrape. */
 export interface MetricFamily extends FamilySpec {
+  /** The same array given again at a later scrape must hold the same
+   *  samples in the same order, each with the same labels or series; only
+   *  their values may change (the writer keeps the rest of their text). */
   samples: readonly Sample[];
 }
 

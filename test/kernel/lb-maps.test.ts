@@ -1,7 +1,9 @@
 // The batch map walks the load balancer reads its state with, against real
 // maps: every entry exactly once, however the kernel splits the walk.
 import { afterEach, describe, expect, it } from 'vitest';
-import { BpfMap, MAP_F, MAP_TYPE } from '../../src/libbpf/index.js';
+import { BpfMap, MAP_F, MAP_TYPE, possibleCpus } from '../../src/libbpf/index.js';
+import { LAYOUT } from '../../src/programs/lb/layout.js';
+import { CounterRows } from '../../src/programs/lb/status.js';
 
 const fds: BpfMap[] = [];
 afterEach(() => fds.splice(0).forEach((m) => m.close()));
@@ -77,5 +79,41 @@ describe('mapped array reads and writes', () => {
     expect(fd.values(1000).equals(values)).toBe(true); // the kernel's view, element by element
     expect(fd.readMapped(1000).equals(values)).toBe(true);
     expect(fd.readMapped(10).equals(values.subarray(0, 360))).toBe(true);
+  });
+});
+
+describe('counter rows', () => {
+  it('sums each counter over CPUs exactly, as a number up to 2^53 and a bigint past it, wrapping at 2^64', () => {
+    const cpus = possibleCpus();
+    const fd = BpfMap.create(MAP_TYPE.PERCPU_ARRAY, 'xdplb_test', 4, LAYOUT.lb_counters.size, 8);
+    fds.push(fd);
+    // Row id: what each CPU counts in `packets` and `bytes`, and the sums.
+    const perCpu = (first: bigint, rest: bigint) => Array.from({ length: cpus }, (_, cpu) => (cpu ? rest : first));
+    const rows: Array<{ packets: bigint[]; bytes: bigint[] }> = [
+      { packets: perCpu(0n, 0n), bytes: perCpu(3n, 0n) },
+      { packets: perCpu(2n ** 53n - 1n - BigInt(cpus - 1) * 5n, 5n), bytes: perCpu(2n ** 32n - 1n, 2n ** 32n - 1n) },
+      { packets: perCpu(2n ** 53n, 0n), bytes: perCpu(2n ** 53n - 1n, 1n) },
+      { packets: perCpu(2n ** 64n - 1n, 0n), bytes: perCpu(12345678901234567890n, 7n) },
+      { packets: perCpu(2n ** 64n - 1n, 1n), bytes: perCpu(2n ** 63n, 2n ** 62n) },
+    ];
+    const stride = Math.ceil(LAYOUT.lb_counters.size / 8) * 8;
+    rows.forEach((r, id) => {
+      const value = Buffer.alloc(stride * cpus);
+      for (let cpu = 0; cpu < cpus; cpu++) {
+        value.writeBigUInt64LE(r.packets[cpu], cpu * stride + LAYOUT.lb_counters.packets);
+        value.writeBigUInt64LE(r.bytes[cpu], cpu * stride + LAYOUT.lb_counters.bytes);
+      }
+      fd.update(id, value);
+    });
+    const counters = CounterRows.read(fd, rows.length);
+    const sum = (words: bigint[]) => BigInt.asUintN(64, words.reduce((a, b) => a + b, 0n));
+    const shown = (n: bigint) => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n);
+    rows.forEach((r, id) => {
+      expect([counters.value(id, 'packets'), counters.value(id, 'bytes')]).toEqual([shown(sum(r.packets)), shown(sum(r.bytes))]);
+      expect(counters.row(id)).toMatchObject({ packets: sum(r.packets), bytes: sum(r.bytes), new_conns: 0n });
+    });
+    // A counter 2^53 - 1 is a number; one past it a bigint, exact.
+    expect(counters.value(2, 'packets')).toBe(2n ** 53n);
+    expect(typeof counters.value(1, 'packets')).toBe('number');
   });
 });

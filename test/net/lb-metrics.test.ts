@@ -89,4 +89,62 @@ describe('the balancer\'s metrics', () => {
     expect(v.backends.map((b: { counters: { new_conns: number } }) => b.counters.new_conns).every((n: number) => n > 0)).toBe(true);
     expect(promtoolCheckMetrics(body)).toEqual({ code: 0, findings: [] });
   });
+
+  it('follow the balancer from one scrape to the next: weights, backends added and removed, a VIP added', async () => {
+    lab = makeLbLab();
+    await startHttpBackends(lab);
+    const l = lab;
+    const lb = (args: string[]) => ok(run(BIN('xdp-lb'), args, { netns: l.ns.lb }));
+    ok(xdpRoot(['--attach', '--interface', l.lbIf, '--mode', 'native'], { netns: l.ns.lb }));
+    lb(['--attach', '--interface', l.lbIf]);
+    const vip = 'tcp:10.0.0.10:8000';
+    lb(['--vip-add', vip, '--backend', '10.0.0.2,10.0.0.3', '--nat-source', '10.0.0.10']);
+    for (let i = 0; i < 10; i++) expect(inNs(l.ns.client, 'curl', ['-s', '--max-time', '2', 'http://10.0.0.10:8000/who'])).toMatch(/^b[12]$/);
+    enter(l.ns.lb);
+    server = await MetricsServer.start({ listen: { host: '127.0.0.1', port: 0 }, collectors: [subprogram('lb').metrics(() => [l.lbIf], { top: 20 })] });
+    const s = server;
+
+    /** Every per-backend series of a scrape, and what the status says they are. */
+    const backendSeries = (body: string) => new Map([...series(body)].filter(([k]) => /^xdplb_lb_backend_(packets_total|bytes_total|connections_total|weight)\{/.test(k)));
+    const fromStatus = () => {
+      const want = new Map<string, string>();
+      for (const v of JSON.parse(lb(['--status', '--json'])).vips) {
+        const name = `${v.protocol}:${v.address}:${v.port}`;
+        for (const b of v.backends) {
+          const at = `vip="${name}",backend="${b.address}:${b.port}"`;
+          want.set(`xdplb_lb_backend_packets_total{${at},direction="in"}`, String(b.counters.packets));
+          want.set(`xdplb_lb_backend_packets_total{${at},direction="reply"}`, String(b.counters.reply_packets));
+          want.set(`xdplb_lb_backend_bytes_total{${at},direction="in"}`, String(b.counters.bytes));
+          want.set(`xdplb_lb_backend_bytes_total{${at},direction="reply"}`, String(b.counters.reply_bytes));
+          want.set(`xdplb_lb_backend_connections_total{${at}}`, String(b.counters.new_conns));
+          want.set(`xdplb_lb_backend_weight{${at},state="${b.removed ? 'removed' : 'active'}"}`, b.removed ? '0' : String(b.weight));
+        }
+      }
+      return want;
+    };
+    // Three scrapes of the same backends: the last writes the text it kept.
+    const scrapes = async () => {
+      const bodies = [String(await s.scrape()), String(await s.scrape()), String(await s.scrape())];
+      const want = fromStatus();
+      for (const body of bodies) expect(Object.fromEntries(backendSeries(body))).toEqual(Object.fromEntries(want));
+      return want;
+    };
+
+    const first = await scrapes();
+    expect(first.get(`xdplb_lb_backend_weight{vip="${vip}",backend="10.0.0.3:8000",state="active"}`)).toBe('1');
+    lb(['--weight', '5', '--vip', vip, '--backend', '10.0.0.2']);
+    expect((await scrapes()).get(`xdplb_lb_backend_weight{vip="${vip}",backend="10.0.0.2:8000",state="active"}`)).toBe('5');
+    // Its connections are still in the table: removed, not gone.
+    lb(['--backend-del', vip, '--backend', '10.0.0.3']);
+    const removed = await scrapes();
+    expect(removed.get(`xdplb_lb_backend_weight{vip="${vip}",backend="10.0.0.3:8000",state="removed"}`)).toBe('0');
+    expect(removed.has(`xdplb_lb_backend_weight{vip="${vip}",backend="10.0.0.3:8000",state="active"}`)).toBe(false);
+    expect(removed.get(`xdplb_lb_backend_connections_total{vip="${vip}",backend="10.0.0.3:8000"}`)).toBe(first.get(`xdplb_lb_backend_connections_total{vip="${vip}",backend="10.0.0.3:8000"}`));
+    lb(['--backend-add', vip, '--backend', '10.0.0.4', '--weight', '2']);
+    lb(['--vip-add', 'tcp:10.0.0.11:8000', '--backend', '10.0.0.2', '--nat-source', '10.0.0.10']);
+    const added = await scrapes();
+    expect(added.get(`xdplb_lb_backend_weight{vip="${vip}",backend="10.0.0.4:8000",state="active"}`)).toBe('2');
+    expect(added.get('xdplb_lb_backend_weight{vip="tcp:10.0.0.11:8000",backend="10.0.0.2:8000",state="active"}')).toBe('1');
+    expect(added.size).toBe(4 * 6);
+  });
 });

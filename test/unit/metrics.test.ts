@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/service/config.js';
 import {
-  MetricsServer, VERSION, buildInfoCollector, formatListen, parseListen, rootFamilies, type Collector,
+  MetricsServer, VERSION, buildInfoCollector, formatListen, parseListen, rootFamilies, type Collector, type Sample,
 } from '../../src/service/metrics.js';
 import type { InterfaceStatus } from '../../src/root/status.js';
 import type { ActionCounts } from '../../src/root/stats.js';
@@ -162,6 +162,34 @@ describe('the exposition', () => {
       'xdplb_big_total{n="b"} 9007199254740991',
       'xdplb_big_total{n="c"} 9007199254740993',
     ]);
+  });
+
+  it('writes numbers as JavaScript prints them, digit by digit where they are safe integers', async () => {
+    const values = [0, 7, 10, 999_999_999, 1e9, 1_000_000_007, 2 ** 32 + 5, 123_456_789_012_345, 2 ** 53 - 1, -(2 ** 53 - 1), -42, 2 ** 53, 1e21, 0.25, -1.5, NaN, Infinity, -Infinity];
+    const s = await serve([{
+      name: 'numbers',
+      families: () => [{ name: 'xdplb_numbers', help: 'h', type: 'gauge', labels: ['i'], samples: values.map((value, i) => ({ labels: { i: String(i) }, value })) }],
+    }]);
+    const shown = String(await s.scrape()).split('\n').filter((l) => l.startsWith('xdplb_numbers{')).map((l) => l.split(' ')[1]);
+    expect(shown).toEqual([
+      '0', '7', '10', '999999999', '1000000000', '1000000007', '4294967301', '123456789012345', '9007199254740991', '-9007199254740991', '-42',
+      '9007199254740992', '1e+21', '0.25', '-1.5', 'NaN', '+Inf', '-Inf',
+    ]);
+  });
+
+  it('writes a samples array given again with its values of the moment, and a new array with its own labels', async () => {
+    const kept: Sample[] = [{ labels: { n: 'a' }, value: 1 }, { labels: { n: 'b' }, value: 2n ** 60n }, { labels: { n: 'huge' }, value: 7n ** 400n }];
+    let samples = kept;
+    const s = await serve([{ name: 'kept', families: () => [{ name: 'xdplb_kept_total', help: 'h', type: 'counter', labels: ['n'], samples }] }]);
+    const lines = async () => String(await s.scrape()).split('\n').filter((l) => l.startsWith('xdplb_kept_total'));
+    for (let i = 0; i < 4; i++) {
+      kept[0].value = i * 1e10;
+      expect(await lines()).toEqual([`xdplb_kept_total{n="a"} ${i * 1e10}`, 'xdplb_kept_total{n="b"} 1152921504606846976', `xdplb_kept_total{n="huge"} ${7n ** 400n}`]);
+    }
+    samples = [{ labels: { n: 'c' }, value: 3 }];
+    expect(await lines()).toEqual(['xdplb_kept_total{n="c"} 3']);
+    samples = kept;
+    expect(await lines()).toEqual(['xdplb_kept_total{n="a"} 30000000000', 'xdplb_kept_total{n="b"} 1152921504606846976', `xdplb_kept_total{n="huge"} ${7n ** 400n}`]);
   });
 
   it('leaves out a failing collector and says so, keeping the others', async () => {

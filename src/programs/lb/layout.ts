@@ -339,7 +339,3 @@ export function isStateless(fwd: Buffer, at = 0): boolean {
   return fwd[at + L.mode] === FORWARDING.gue && (fwd[at + L.flags] & FWD_FLAGS.stateless) !== 0;
 }
 
-/** A counters row summed over CPUs (BpfMap.sumPerCpu: one word each). */
-export function decodeCounters(words: bigint[]): LbCounters {
-  return Object.fromEntries(COUNTER_NAMES.map((n) => [n, words[LAYOUT.lb_counters[n] / 8] ?? 0n])) as LbCounters;
-}

@@ -7,13 +7,15 @@
 // backends and announcement, and whether BIRD answers; only while that
 // service runs (xdplb_lb_service_running says whether it does).
 import { family, series, type Collector, type FamilySpec, type MetricFamily, type Sample, type Series } from '../contract.js';
+import { BpfMap } from '../../libbpf/index.js';
 import { vipName } from './config.js';
-import { decodeVipKey, type LbCounters } from './layout.js';
+import { BACKEND_FLAGS, LAYOUT, LB_MAX_BACKENDS, LB_MAX_VIPS, decodeBackend, decodeVip, decodeVipKey, isStateless, type LbCounters } from './layout.js';
+import { backendName } from './health.js';
 import { closeLbMaps, lbInterfaces, openLbMaps } from './pins.js';
 import { readRuntime } from './runtime.js';
-import { readState, type LbState } from './state.js';
+import type { LbMaps } from './state.js';
 import { CounterRows, tableFill } from './status.js';
-import { chainedEntries } from './chain.js';
+import { chainedEntries, decodeChain, type ChainRecord } from './chain.js';
 
 const VIP_EVENTS: Array<[keyof LbCounters, string]> = [
   ['conn_misses', 'conn_miss'], ['no_backend', 'no_backend'], ['nat_exhausted', 'nat_exhausted'],
@@ -54,107 +56,217 @@ export const LB_FAMILIES = {
 const F = LB_FAMILIES;
 const HEALTH = ['up', 'down', 'unchecked'] as const;
 
-/** A VIP's series and a backend's, made once and kept from one scrape to
- *  the next while their names stay: the writer copies their text. */
-interface VipSeries { vip: string; in: Series; reply: Series; conns: Series; events: Series[] }
-interface BackendSeries { vip: string; backend: string; in: Series; reply: Series; conns: Series; active: Series; removed: Series }
+/** A VIP's series and samples, made once and kept from one scrape to the
+ *  next while its id holds the same VIP: a scrape sets their values only
+ *  (the writer copies the series' text). */
+interface VipSeries {
+  vip: string;
+  packets: Sample[];
+  bytes: Sample[];
+  conns: Sample;
+  events: Sample[];
+}
+
+/** A backend's, kept while its slot holds the same address and port for
+ *  the same VIP (`v`, this scrape's VipSeries of its VIP). */
+interface BackendSeries {
+  v: VipSeries;
+  /** Its address, port and family as lb_backends holds them (NAMED). */
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
+  w4: number;
+  backend: string;
+  /** Samples as fields, not arrays: each object a scrape touches per
+   *  backend is a likely cache miss, 10,000 times. */
+  packetsIn: Sample;
+  packetsReply: Sample;
+  bytesIn: Sample;
+  bytesReply: Sample;
+  conns: Sample;
+  /** Its weight, under state="active" or "removed": one sample each, so
+   *  that a sample's series never changes (see MetricFamily). */
+  active: Sample;
+  removed: Sample;
+  isRemoved: boolean;
+  /** Made on first use: only while a service publishes health. */
+  up?: Series;
+  health?: Series[];
+}
+
+/** struct lb_backend in 32-bit words: the first five name the backend
+ *  (its address; its port and family, and its flags in the top byte of
+ *  the fifth, which NAMED leaves out). Compared as words kept in its
+ *  BackendSeries: a Buffer per backend, compared byte by byte, cost more
+ *  than the rest of its work. */
+const WORDS = LAYOUT.lb_backend.size / 4;
+const NAMED = 0x00ffffff;
+const VIP_ID = LAYOUT.lb_backend.vip_id / 4;
+const WEIGHT = LAYOUT.lb_backend.weight / 4;
 
 function vipSeries(vip: string, known: VipSeries | undefined): VipSeries {
   if (known?.vip === vip) return known;
+  const sample = (labels: readonly string[], values: Record<string, string>): Sample => ({ series: series(labels, { vip, ...values }), value: 0 });
   return {
-    vip, in: series(VIP, { vip, direction: 'in' }), reply: series(VIP, { vip, direction: 'reply' }), conns: series(F.vipConns.labels, { vip }),
-    events: VIP_EVENTS.map(([, event]) => series(F.vipEvents.labels, { vip, event })),
+    vip,
+    packets: [sample(VIP, { direction: 'in' }), sample(VIP, { direction: 'reply' })],
+    bytes: [sample(VIP, { direction: 'in' }), sample(VIP, { direction: 'reply' })],
+    conns: sample(F.vipConns.labels, {}),
+    events: VIP_EVENTS.map(([, event]) => sample(F.vipEvents.labels, { event })),
   };
 }
 
-function backendSeries(vip: string, backend: string, known: BackendSeries | undefined): BackendSeries {
-  if (known?.vip === vip && known.backend === backend) return known;
+function backendSeries(v: VipSeries, entries: Buffer, words: Int32Array, id: number, known: BackendSeries | undefined): BackendSeries {
+  const w = id * WORDS;
+  if (known?.v === v && known.w0 === words[w] && known.w1 === words[w + 1] && known.w2 === words[w + 2] && known.w3 === words[w + 3] && known.w4 === (words[w + 4] & NAMED)) return known;
+  const backend = backendName(decodeBackend(entries, id * LAYOUT.lb_backend.size)!);
+  const vip = v.vip;
+  const sample = (labels: readonly string[], values: Record<string, string>): Sample => ({ series: series(labels, { vip, backend, ...values }), value: 0 });
   return {
-    vip, backend,
-    in: series(BACKEND, { vip, backend, direction: 'in' }), reply: series(BACKEND, { vip, backend, direction: 'reply' }),
-    conns: series(F.beConns.labels, { vip, backend }),
-    active: series(F.weight.labels, { vip, backend, state: 'active' }), removed: series(F.weight.labels, { vip, backend, state: 'removed' }),
+    v, w0: words[w], w1: words[w + 1], w2: words[w + 2], w3: words[w + 3], w4: words[w + 4] & NAMED, backend,
+    packetsIn: sample(BACKEND, { direction: 'in' }), packetsReply: sample(BACKEND, { direction: 'reply' }),
+    bytesIn: sample(BACKEND, { direction: 'in' }), bytesReply: sample(BACKEND, { direction: 'reply' }),
+    conns: sample(F.beConns.labels, {}), active: sample(F.weight.labels, { state: 'active' }), removed: sample(F.weight.labels, { state: 'removed' }),
+    isRemoved: false,
+  };
+}
+
+function backendColumns(list: BackendSeries[]): Record<'packets' | 'bytes' | 'conns' | 'weight', Sample[]> {
+  return {
+    packets: list.flatMap((l) => [l.packetsIn, l.packetsReply]),
+    bytes: list.flatMap((l) => [l.bytesIn, l.bytesReply]),
+    conns: list.map((l) => l.conns),
+    weight: list.map((l) => (l.isRemoved ? l.removed : l.active)),
+  };
+}
+
+/** What a scrape reads of the balancer's maps, one batch read (or one copy
+ *  out of its memory) per map: not readState(), which also opens every
+ *  VIP's table; here only a stateless VIP's, for its chaining. */
+function readMaps(maps: LbMaps) {
+  const vips = maps.lb_vips.entries(LB_MAX_VIPS).map(([key, value]) => ({ key, id: decodeVip(value).id })).sort((a, b) => a.id - b.id);
+  const backends = maps.lb_backends.readMapped(LB_MAX_BACKENDS);
+  let backendsUpTo = 0;
+  for (let id = 0; id < LB_MAX_BACKENDS; id++) if (backends[id * LAYOUT.lb_backend.size + LAYOUT.lb_backend.flags] & BACKEND_FLAGS.inUse) backendsUpTo = id + 1;
+  const forwarding = maps.lb_vip_fwd.values(LB_MAX_VIPS);
+  const stateless = new Map<number, { slots: Buffer; chain: ChainRecord }>();
+  for (const { id } of vips) {
+    if (!isStateless(forwarding, id * LAYOUT.lb_vip_fwd.size)) continue;
+    const held = maps.lb_maglev.lookup(id);
+    const table = held && BpfMap.byId(held.readUInt32LE(0));
+    if (!table) continue; // swapped out since
+    try {
+      stateless.set(id, { slots: table.readMapped(), chain: decodeChain(forwarding, id * LAYOUT.lb_vip_fwd.size) });
+    } finally {
+      table.close();
+    }
+  }
+  return {
+    vips, backends, backendsUpTo, stateless,
+    // Rows up to the highest id in use, not the whole arrays.
+    vipRows: CounterRows.read(maps.lb_vip_stats, vips.length ? vips[vips.length - 1].id + 1 : 0),
+    rows: CounterRows.read(maps.lb_be_stats, backendsUpTo),
+    fill: tableFill(maps),
   };
 }
 
 export function lbCollector(): Collector {
-  let vipsKnown = new Map<number, VipSeries>();
-  let backendsKnown = new Map<number, BackendSeries>();
+  // By id: arrays, not maps (10,000 backends).
+  let vipsKnown: Array<VipSeries | undefined> = [];
+  let backendsKnown: Array<BackendSeries | undefined> = [];
+  // The backends in id order as the last scrape listed them, and their
+  // families' samples: given again while the same backends are listed
+  // (values are set in the samples), not 60,000 references pushed anew;
+  // the writer then keeps their text too.
+  let listed: BackendSeries[] = [];
+  let columns = backendColumns(listed);
   return {
     name: 'lb',
     families(): MetricFamily[] {
       const maps = openLbMaps();
       if (!maps) return [];
-      // Read as the status is, but without building its objects: 100 VIPs
-      // x 100 backends make 60,000 series, and a scrape must stay cheap.
-      let state: LbState;
-      let vipRows: CounterRows;
-      let rows: CounterRows;
-      let fill: ReturnType<typeof tableFill>;
+      let read: ReturnType<typeof readMaps>;
       try {
-        state = readState(maps);
-        // Rows up to the highest id in use, not the whole arrays.
-        const upTo = (ids: Iterable<number>) => Math.max(-1, ...ids) + 1;
-        vipRows = CounterRows.read(maps.lb_vip_stats, upTo([...state.vips.values()].map((v) => v.id)));
-        rows = CounterRows.read(maps.lb_be_stats, upTo(state.backends.keys()));
-        fill = tableFill(maps);
+        read = readMaps(maps);
       } finally {
         closeLbMaps(maps);
       }
+      const { vipRows, rows, fill } = read;
       const packets: Sample[] = [];
       const bytes: Sample[] = [];
       const conns: Sample[] = [];
       const events: Sample[] = [];
-      const bePackets: Sample[] = [];
-      const beBytes: Sample[] = [];
-      const beConns: Sample[] = [];
-      const weight: Sample[] = [];
-      // Health and announcements: a few series per backend, made afresh.
+      // Health and announcements, from what the service publishes.
       const rt = readRuntime();
       const live = !!rt?.running;
       const up: Sample[] = [];
       const health: Sample[] = [];
       const healthy: Sample[] = [];
       const announced: Sample[] = [];
-      const vipsNow = new Map<number, VipSeries>();
-      const backendsNow = new Map<number, BackendSeries>();
+      const vipsNow: Array<VipSeries | undefined> = new Array(LB_MAX_VIPS);
+      const backendsNow: Array<BackendSeries | undefined> = new Array(read.backendsUpTo);
       // Stateless VIPs only, a few series each: labels, not kept series.
       const chained: Sample[] = [];
       const generation: Sample[] = [];
       const unchained: Sample[] = [];
-      for (const v of [...state.vips.values()].sort((a, b) => a.id - b.id)) {
-        const l = vipSeries(vipName(decodeVipKey(v.key)), vipsKnown.get(v.id));
-        vipsNow.set(v.id, l);
-        const c = (name: keyof LbCounters) => vipRows.get(v.id, name);
-        packets.push({ series: l.in, value: c('packets') }, { series: l.reply, value: c('reply_packets') });
-        bytes.push({ series: l.in, value: c('bytes') }, { series: l.reply, value: c('reply_bytes') });
-        conns.push({ series: l.conns, value: c('new_conns') });
-        VIP_EVENTS.forEach(([k], i) => events.push({ series: l.events[i], value: c(k) }));
-        const slots = state.slots.get(v.id);
-        if (slots) {
-          chained.push({ labels: { vip: l.vip }, value: chainedEntries(slots).entries });
-          const record = state.chains.get(v.id);
-          generation.push({ labels: { vip: l.vip }, value: record?.gen ?? 0 });
-          unchained.push({ labels: { vip: l.vip, reason: 'lost' }, value: record?.lost ?? 0 }, { labels: { vip: l.vip, reason: 'evicted' }, value: record?.evicted ?? 0 });
+      for (const { id, key } of read.vips) {
+        const l = vipSeries(vipName(decodeVipKey(key)), vipsKnown[id]);
+        vipsNow[id] = l;
+        l.packets[0].value = vipRows.value(id, 'packets');
+        l.packets[1].value = vipRows.value(id, 'reply_packets');
+        l.bytes[0].value = vipRows.value(id, 'bytes');
+        l.bytes[1].value = vipRows.value(id, 'reply_bytes');
+        l.conns.value = vipRows.value(id, 'new_conns');
+        for (let i = 0; i < VIP_EVENTS.length; i++) l.events[i].value = vipRows.value(id, VIP_EVENTS[i][0]);
+        packets.push(...l.packets);
+        bytes.push(...l.bytes);
+        conns.push(l.conns);
+        events.push(...l.events);
+        const s = read.stateless.get(id);
+        if (s) {
+          chained.push({ labels: { vip: l.vip }, value: chainedEntries(s.slots).entries });
+          generation.push({ labels: { vip: l.vip }, value: s.chain.gen });
+          unchained.push({ labels: { vip: l.vip, reason: 'lost' }, value: s.chain.lost }, { labels: { vip: l.vip, reason: 'evicted' }, value: s.chain.evicted });
         }
         const r = live ? rt!.vips[l.vip] : undefined;
         if (r) healthy.push({ labels: { vip: l.vip }, value: r.healthy });
         if (typeof r?.announced === 'boolean') announced.push({ labels: { vip: l.vip }, value: r.announced ? 1 : 0 });
       }
-      for (const [id, b] of state.backends) {
-        const vip = vipsNow.get(b.vipId)?.vip;
-        if (vip === undefined) continue; // an entry of no VIP, left by a killed apply
-        const l = backendSeries(vip, `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`, backendsKnown.get(id));
-        backendsNow.set(id, l);
-        bePackets.push({ series: l.in, value: rows.get(id, 'packets') }, { series: l.reply, value: rows.get(id, 'reply_packets') });
-        beBytes.push({ series: l.in, value: rows.get(id, 'bytes') }, { series: l.reply, value: rows.get(id, 'reply_bytes') });
-        beConns.push({ series: l.conns, value: rows.get(id, 'new_conns') });
-        weight.push({ series: b.removed ? l.removed : l.active, value: b.removed ? 0 : b.weight });
-        const h = live && !b.removed ? rt!.vips[vip]?.backends[l.backend] : undefined;
+      const B = LAYOUT.lb_backend;
+      const entries = read.backends;
+      // readMapped's buffer is its own, word aligned.
+      const words = new Int32Array(entries.buffer, entries.byteOffset, entries.length / 4);
+      let fresh: BackendSeries[] | undefined;
+      let n = 0;
+      for (let id = 0; id < read.backendsUpTo; id++) {
+        const flags = entries[id * B.size + B.flags];
+        if (!(flags & BACKEND_FLAGS.inUse)) continue;
+        const v = vipsNow[words[id * WORDS + VIP_ID] >>> 0];
+        if (!v) continue; // an entry of no VIP, left by a killed apply
+        const l = backendSeries(v, entries, words, id, backendsKnown[id]);
+        backendsNow[id] = l;
+        l.packetsIn.value = rows.value(id, 'packets');
+        l.packetsReply.value = rows.value(id, 'reply_packets');
+        l.bytesIn.value = rows.value(id, 'bytes');
+        l.bytesReply.value = rows.value(id, 'reply_bytes');
+        l.conns.value = rows.value(id, 'new_conns');
+        const removed = (flags & BACKEND_FLAGS.removed) !== 0;
+        if (!removed) l.active.value = words[id * WORDS + WEIGHT] >>> 0;
+        if (!fresh && listed[n] === l && l.isRemoved === removed) n++;
+        else (fresh ??= listed.slice(0, n)).push(l);
+        l.isRemoved = removed;
+        const h = live && !removed ? rt!.vips[v.vip]?.backends[l.backend] : undefined;
         if (h) {
-          up.push({ labels: { vip, backend: l.backend }, value: h.health === 'down' ? 0 : 1 });
-          for (const state of HEALTH) health.push({ labels: { vip, backend: l.backend, state }, value: h.health === state ? 1 : 0 });
+          l.up ??= series(F.backendUp.labels, { vip: v.vip, backend: l.backend });
+          l.health ??= HEALTH.map((state) => series(F.backendHealth.labels, { vip: v.vip, backend: l.backend, state }));
+          up.push({ series: l.up, value: h.health === 'down' ? 0 : 1 });
+          HEALTH.forEach((state, i) => health.push({ series: l.health![i], value: h.health === state ? 1 : 0 }));
         }
+      }
+      if (fresh || n !== listed.length) {
+        listed = fresh ?? listed.slice(0, n);
+        columns = backendColumns(listed);
       }
       const bgp = live ? rt!.bgp : null;
       // Only what this scrape saw is kept: removed VIPs and backends go.
@@ -165,10 +277,10 @@ export function lbCollector(): Collector {
         family(F.vipBytes, bytes),
         family(F.vipConns, conns),
         family(F.vipEvents, events),
-        family(F.bePackets, bePackets),
-        family(F.beBytes, beBytes),
-        family(F.beConns, beConns),
-        family(F.weight, weight),
+        family(F.bePackets, columns.packets),
+        family(F.beBytes, columns.bytes),
+        family(F.beConns, columns.conns),
+        family(F.weight, columns.weight),
         family(F.conns, [{ value: fill.connections }]),
         family(F.connsMax, [{ value: fill.connections_max }]),
         family(F.natPorts, [{ value: fill.nat_ports }]),
