@@ -6,6 +6,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 
@@ -66,23 +67,37 @@ module.exports = new Proxy({}, {
   },
 };
 
-// yargs checks its own invariants with assert's strictEqual and
-// notStrictEqual on every call; node:assert takes ~8 ms to load (its error
-// class sets up stderr's colours). The checks are done here and only a
-// failure loads it, to throw its own AssertionError.
-const yargsAssert = {
-  name: 'yargs-assert',
+// yargs' platform shim, changed where it costs every command at start-up:
+// - it checks yargs' invariants with assert's strictEqual and
+//   notStrictEqual, and node:assert takes ~8 ms to load (its error class
+//   sets up stderr's colours): the checks are done here, and only a failure
+//   loads it, to throw its own AssertionError;
+// - it reads the terminal's width when loaded, which makes process.stdout
+//   (a socket for a pipe: ~6 ms): read when help is laid out instead.
+// The build fails if a text to change is not found.
+const YARGS_SHIM_EDITS = [
+  [
+    "import { notStrictEqual, strictEqual } from 'assert'",
+    "const fail = (name, a) => require('node:assert')[name](...a);\n" +
+      "const strictEqual = (...a) => { if (!Object.is(a[0], a[1])) fail('strictEqual', a); };\n" +
+      "const notStrictEqual = (...a) => { if (Object.is(a[0], a[1])) fail('notStrictEqual', a); };",
+  ],
+  [
+    "stdColumns: typeof process.stdout.columns !== 'undefined' ? process.stdout.columns : null",
+    "get stdColumns() { return typeof process.stdout.columns !== 'undefined' ? process.stdout.columns : null; }",
+  ],
+];
+const yargsShim = {
+  name: 'yargs-shim',
   setup(b) {
-    b.onResolve({ filter: /^(node:)?assert$/ }, (args) =>
-      args.importer.includes('/node_modules/yargs/') ? { path: 'assert', namespace: 'yargs-assert' } : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'yargs-assert' }, () => ({
-      contents:
-        "const fail = (name, a) => require('node:assert')[name](...a);\n" +
-        "exports.strictEqual = (...a) => { if (!Object.is(a[0], a[1])) fail('strictEqual', a); };\n" +
-        "exports.notStrictEqual = (...a) => { if (Object.is(a[0], a[1])) fail('notStrictEqual', a); };",
-      loader: 'js',
-    }));
+    b.onLoad({ filter: /[\\/]node_modules[\\/]yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/ }, async (args) => {
+      let text = await readFile(args.path, 'utf8');
+      for (const [from, to] of YARGS_SHIM_EDITS) {
+        if (!text.includes(from)) throw new Error(`${args.path}: no longer has ${JSON.stringify(from)}`);
+        text = text.replace(from, to);
+      }
+      return { contents: text, loader: 'js', resolveDir: dirname(args.path) };
+    });
   },
 };
 
@@ -100,13 +115,23 @@ const jsoncPure = {
   },
 };
 
-// koffi by its file: resolving the package name goes through its "exports",
-// which makes Node load its ES module resolver (~10 ms). dist/ and
-// node_modules/ are siblings here and in the package.
-const koffiByPath = {
-  name: 'koffi-by-path',
+// koffi's native module, required by its file. koffi's own loader finds it
+// for the platform and C library at run time (reading the node binary's
+// ELF headers) in three more files compiled at every start (~7 ms), and
+// resolving the package name goes through its "exports", which loads
+// Node's ES module resolver. A build is for the platform it runs on (the
+// package: glibc x86-64); dist/ and node_modules/ are siblings here and in
+// the package. The loader's additions are deprecated aliases, unused here.
+const KOFFI_NATIVE = `../node_modules/@koromix/koffi-${process.platform}-${process.arch}/${process.platform}_${process.arch}/koffi.node`;
+const koffiNative = {
+  name: 'koffi-native',
   setup(b) {
-    b.onResolve({ filter: /^koffi$/ }, () => ({ path: '../node_modules/koffi/index.cjs', external: true }));
+    b.onResolve({ filter: /^koffi$/ }, () => ({ path: 'koffi', namespace: 'koffi-native' }));
+    b.onResolve({ filter: /\.node$/ }, (args) => ({ path: args.path, external: true }));
+    b.onLoad({ filter: /.*/, namespace: 'koffi-native' }, () => ({
+      contents: `module.exports = require(${JSON.stringify(KOFFI_NATIVE)});`,
+      loader: 'js',
+    }));
   },
 };
 
@@ -136,7 +161,7 @@ export const OPTIONS = {
   // yargs is ESM and asks for import.meta.url; give it the bundle's own.
   define: { 'import.meta.url': '__xdplb_url' },
   banner: { js: "var __xdplb_url=require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [lazyStringWidth, lazyBuiltins, yargsAssert, jsoncPure, koffiByPath, subprogramEntries],
+  plugins: [lazyStringWidth, lazyBuiltins, yargsShim, jsoncPure, koffiNative, subprogramEntries],
   logLevel: 'warning',
 };
 

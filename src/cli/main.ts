@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { BpfError } from '../libbpf/errors.js';
 import { UsageError, XdplbError } from '../errors.js';
+import { outputFlushed } from '../sys/stdout.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -40,7 +41,8 @@ export async function runCommand(command: string, body: () => Promise<number> | 
     code = reportError(command, err);
   }
   process.exitCode = code;
-  // Flush stdout before leaving (a pipe may be slow to drain).
-  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  // Flush what went through process.stdout before leaving (a pipe may be
+  // slow to drain).
+  await outputFlushed();
   process.exit(code);
 }

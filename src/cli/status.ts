@@ -5,6 +5,7 @@ import type { ActionSpec, Args, OptionSpec } from '../command.js';
 import { optional, flag } from '../command.js';
 import { UsageError } from '../errors.js';
 import { toJson } from '../format.js';
+import { stdoutStream } from '../sys/stdout.js';
 import { parseInterfaceList } from '../net/interface.js';
 import { rates, type RateTree } from '../rates.js';
 
@@ -84,6 +85,7 @@ async function watch(source: StatusSource, req: Request, ctx: { json: boolean; p
 /** Redraw in place on a terminal (clear screen, home); a plain append
  *  otherwise, so that a log of it stays readable. */
 function draw(text: string): void {
-  if (process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J');
-  process.stdout.write(`${new Date().toISOString()}\n${text}\n`);
+  const out = stdoutStream();
+  if (out.isTTY) out.write('\x1b[H\x1b[2J');
+  out.write(`${new Date().toISOString()}\n${text}\n`);
 }

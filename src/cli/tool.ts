@@ -9,6 +9,7 @@ import type { ActionContext, ActionSpec, Args, OptionSpec, ToolSpec } from '../c
 import { UsageError } from '../errors.js';
 import { VERSION, ABI_VERSION } from '../version.js';
 import { requirePrivileges } from './main.js';
+import { writeOut } from '../sys/stdout.js';
 
 /** Options every tool has. */
 export const GLOBAL_OPTIONS: OptionSpec[] = [
@@ -62,11 +63,13 @@ export function parser(spec: ToolSpec, args: string[]): Argv {
     .option('version', { type: 'boolean', describe: 'Print the version and the ABI of the pinned state it reads' })
     .help('help')
     .alias('help', 'h')
-    .wrap(Math.min(100, process.stdout.columns || 100))
     .completion('completion', 'Print a bash completion script (the package installs it)')
     .fail((msg, err) => {
       throw err ?? new UsageError(`${msg} (see ${spec.name} --help)`);
     });
+  // The terminal's width is process.stdout's (a stream made on first use,
+  // ~6 ms of a short command): asked only when there is help to lay out.
+  if (args.some((a) => a === '--help' || a === '-h')) y = y.wrap(Math.min(100, process.stdout.columns || 100));
   for (const o of allOptions(spec)) {
     y = y.option(o.name, { type: o.type, describe: o.describe, ...(o.alias ? { alias: o.alias } : {}) });
   }
@@ -136,7 +139,7 @@ export function select(spec: ToolSpec, argv: Record<string, unknown> & { _: Arra
 export async function runTool(spec: ToolSpec, args: string[]): Promise<number> {
   const argv = (await parser(spec, args).parse()) as Record<string, unknown> & { _: Array<string | number> };
   if (argv.version) {
-    process.stdout.write(`${spec.name} ${VERSION} (ABI ${ABI_VERSION})\n`);
+    writeOut(`${spec.name} ${VERSION} (ABI ${ABI_VERSION})\n`);
     return 0;
   }
   const { action, args: checked } = select(spec, argv);
@@ -145,7 +148,7 @@ export async function runTool(spec: ToolSpec, args: string[]): Promise<number> {
   const ctx: ActionContext = {
     json: checked.json === true,
     command: spec.name,
-    print: (text) => process.stdout.write(`${text}\n`),
+    print: (text) => writeOut(`${text}\n`),
     warn: (text) => process.stderr.write(`${spec.name}: warning: ${text}\n`),
   };
   return (await action.run(request, ctx)) ?? 0;

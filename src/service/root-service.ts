@@ -8,6 +8,7 @@ import { attach, detach } from '../root/attach.js';
 import { findPinned } from '../root/pins.js';
 import { status } from '../root/status.js';
 import { XdplbError } from '../errors.js';
+import { writeOut } from '../sys/stdout.js';
 import { readConfig, type ServiceConfig } from './config.js';
 import { makeLog, serve, type Health } from './daemon.js';
 import { MetricsServer, buildInfoCollector, formatListen, rootCollector } from './metrics.js';
@@ -58,10 +59,10 @@ export async function runRootService(opts: RunOptions): Promise<number> {
   const view = opts.view ?? HOST;
   const first = plan(opts.config, view);
   if (opts.dryRun) {
-    for (const r of first.choice.reasons) process.stdout.write(`${r}\n`);
-    process.stdout.write(`mode: ${first.config.mode}\n`);
-    for (const p of first.problems) process.stdout.write(`problem: ${p}\n`);
-    process.stdout.write(first.problems.length ? 'would not attach\n' : `would attach to: ${first.choice.interfaces.join(', ')}\n`);
+    for (const r of first.choice.reasons) writeOut(`${r}\n`);
+    writeOut(`mode: ${first.config.mode}\n`);
+    for (const p of first.problems) writeOut(`problem: ${p}\n`);
+    writeOut(first.problems.length ? 'would not attach\n' : `would attach to: ${first.choice.interfaces.join(', ')}\n`);
     return first.problems.length ? 1 : 0;
   }
   let managed = first.choice.interfaces;

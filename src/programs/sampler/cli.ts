@@ -1,6 +1,7 @@
 // xdp-sampler's own options and actions (attach, detach, status and run are
 // every subprogram's; see src/cli/subprogram.ts).
 import { accessSync, closeSync, constants, existsSync, openSync, statSync, writeSync } from 'node:fs';
+import { stdoutStream } from '../../sys/stdout.js';
 import { dirname, extname, resolve } from 'node:path';
 import { optional, required, type ActionSpec, type Args, type OptionSpec } from '../../command.js';
 import { UsageError, XdplbError } from '../../errors.js';
@@ -98,9 +99,10 @@ async function capture(req: CaptureRequest, command: string): Promise<number> {
   let fd: number | null = null;
   let cap: Capture | null = null;
   let broken = false;
+  const stdout = toStdout ? stdoutStream() : null;
   const out = (bytes: Buffer) => {
-    if (toStdout) {
-      if (!broken) process.stdout.write(bytes);
+    if (stdout) {
+      if (!broken) stdout.write(bytes);
       return;
     }
     if (fd === null) fd = openSync(req.output, 'w', 0o600);
@@ -112,7 +114,7 @@ async function capture(req: CaptureRequest, command: string): Promise<number> {
     if (err.code !== 'EPIPE') process.stderr.write(`${command}: cannot write to stdout: ${err.message}\n`);
     cap?.stop();
   };
-  process.stdout.on('error', onPipeError);
+  stdout?.on('error', onPipeError);
   const stop = () => cap?.stop();
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
