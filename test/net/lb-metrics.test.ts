@@ -32,16 +32,23 @@ const series = (body: string) => new Map(body.split('\n').filter((l) => l && !l.
   return [l.slice(0, at), l.slice(at + 1)];
 }));
 
+/** The lab's balancer with a VIP to both backends, and `requests` requests
+ *  through it; its xdp-lb, run in the balancer's namespace. */
+async function balancerWithTraffic(vip: string, requests: number): Promise<{ l: LbLab; lb: (args: string[]) => string }> {
+  lab = makeLbLab();
+  await startHttpBackends(lab);
+  const l = lab;
+  const lb = (args: string[]) => ok(run(BIN('xdp-lb'), args, { netns: l.ns.lb }));
+  ok(xdpRoot(['--attach', '--interface', l.lbIf, '--mode', 'native'], { netns: l.ns.lb }));
+  lb(['--attach', '--interface', l.lbIf]);
+  lb(['--vip-add', vip, '--backend', '10.0.0.2,10.0.0.3', '--nat-source', '10.0.0.10']);
+  for (let i = 0; i < requests; i++) expect(inNs(l.ns.client, 'curl', ['-s', '--max-time', '2', 'http://10.0.0.10:8000/who'])).toMatch(/^b[12]$/);
+  return { l, lb };
+}
+
 describe('the balancer\'s metrics', () => {
   it('are what xdp-lb --status --json says, per VIP and per backend, after real traffic', async () => {
-    lab = makeLbLab();
-    await startHttpBackends(lab);
-    const l = lab;
-    const lb = (args: string[]) => ok(run(BIN('xdp-lb'), args, { netns: l.ns.lb }));
-    ok(xdpRoot(['--attach', '--interface', l.lbIf, '--mode', 'native'], { netns: l.ns.lb }));
-    lb(['--attach', '--interface', l.lbIf]);
-    lb(['--vip-add', 'tcp:10.0.0.10:8000', '--backend', '10.0.0.2,10.0.0.3', '--nat-source', '10.0.0.10']);
-    for (let i = 0; i < 20; i++) expect(inNs(l.ns.client, 'curl', ['-s', '--max-time', '2', 'http://10.0.0.10:8000/who'])).toMatch(/^b[12]$/);
+    const { l, lb } = await balancerWithTraffic('tcp:10.0.0.10:8000', 20);
     // Quiet: the last FINs are counted before the comparison.
     const status = () => JSON.parse(lb(['--status', '--json']));
     let before = status();
@@ -91,15 +98,8 @@ describe('the balancer\'s metrics', () => {
   });
 
   it('follow the balancer from one scrape to the next: weights, backends added and removed, a VIP added', async () => {
-    lab = makeLbLab();
-    await startHttpBackends(lab);
-    const l = lab;
-    const lb = (args: string[]) => ok(run(BIN('xdp-lb'), args, { netns: l.ns.lb }));
-    ok(xdpRoot(['--attach', '--interface', l.lbIf, '--mode', 'native'], { netns: l.ns.lb }));
-    lb(['--attach', '--interface', l.lbIf]);
     const vip = 'tcp:10.0.0.10:8000';
-    lb(['--vip-add', vip, '--backend', '10.0.0.2,10.0.0.3', '--nat-source', '10.0.0.10']);
-    for (let i = 0; i < 10; i++) expect(inNs(l.ns.client, 'curl', ['-s', '--max-time', '2', 'http://10.0.0.10:8000/who'])).toMatch(/^b[12]$/);
+    const { l, lb } = await balancerWithTraffic(vip, 10);
     enter(l.ns.lb);
     server = await MetricsServer.start({ listen: { host: '127.0.0.1', port: 0 }, collectors: [subprogram('lb').metrics(() => [l.lbIf], { top: 20 })] });
     const s = server;
