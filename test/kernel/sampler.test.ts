@@ -3,7 +3,7 @@
 // byte of the samples read back from the ring buffer, and exact counters.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BpfMap, closeFd, testRun } from '../../src/libbpf/index.js';
 import { bootTimeNs } from '../../src/sys/clock.js';
 import { RootArray } from '../../src/root/array.js';
@@ -24,8 +24,18 @@ describe('sampler and verdict samples under BPF_PROG_TEST_RUN', () => {
   let reader: SampleReader;
   let samples: Sample[];
   let config: BpfMap | null;
-  // A directory of this namespace's that no program uses.
-  const pinDir = join(namespaceDir(), `ktest-sampler-${uniqueTag()}`);
+  // Pins in a tree of the test's own, removed whole: under the machine's
+  // tree they would leave this namespace's directory behind.
+  const pinTree = `/sys/fs/bpf/xdplb-kt-sampler-${uniqueTag()}`;
+  let pinDir = '';
+  beforeAll(() => {
+    process.env.XDPLB_PIN_ROOT = pinTree;
+    pinDir = join(namespaceDir(), 'sampler');
+  });
+  afterAll(() => {
+    rmSync(pinTree, { recursive: true, force: true });
+    delete process.env.XDPLB_PIN_ROOT;
+  });
 
   beforeEach(() => {
     root = RootArray.load();
